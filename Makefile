@@ -1,0 +1,50 @@
+# Thin wrapper over CMake: the two commands of the README and a few helpers.
+# `make run` and `make test` install what is missing first (scripts/install-deps.sh).
+
+BUILD      ?= build
+TEST_BUILD ?= build-test
+CONFIG     ?= conf/cloro-proxy.conf
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build run test demo bench format format-check clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Starts the proxy on 127.0.0.1:8787 with the example configuration; the
+# cache lives under ./var. Set CLORO_API_KEY to hold the team's key.
+run: build
+	@mkdir -p var
+	exec $(BUILD)/proxy/cloro-proxy serve --config $(CONFIG)
+
+# Sanitizer build (ASan + UBSan), warnings as errors, every test under ctest.
+test: deps
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCLORO_SANITIZE=ON \
+		-DCLORO_WERROR=ON >/dev/null
+	@cmake --build $(TEST_BUILD) -j $(JOBS)
+	ctest --test-dir $(TEST_BUILD) --output-on-failure -j $(JOBS) --timeout 300
+
+# The fake cloro upstream and the proxy together, with curl lines to try.
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+bench:
+	@WITH_BENCH=1 scripts/install-deps.sh
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	bench/passthrough.sh $(BUILD)
+
+format:
+	@scripts/format.sh
+
+format-check:
+	@scripts/format.sh --check
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD)

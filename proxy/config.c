@@ -1,0 +1,542 @@
+/* config.c: the key table, INI loading with line numbers, value parsing and
+ * validation, and the API key's source. libinih (Debian r55) gives its handler
+ * no line number and reads at most INI_MAX_LINE bytes a line, so the reader
+ * handed to ini_parse_stream counts lines and reports over-long ones. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define KIB (INT64_C(1024))
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define SEC (INT64_C(1000))
+#define HOUR (SEC * 3600)
+
+#define KEY(name, type, def, min, max, help)                                                       \
+    {#name, type, offsetof(struct config, name), def, min, max, help}
+/* Durations are stored in milliseconds under a field named <key>_ms. */
+#define KEY_MS(name, def, min, max, help)                                                          \
+    {#name, CONFIG_DURATION, offsetof(struct config, name##_ms), def, min, max, help}
+
+static const struct config_key keys[] = {
+    KEY(listen, CONFIG_LISTEN, "127.0.0.1:8787", 0, 0,
+        "address and port to serve on; keep 127.0.0.1 unless the proxy must be reached remotely"),
+    KEY(upstream, CONFIG_URL, "https://api.cloro.dev", 0, 0, "base URL of the cloro API"),
+    KEY(api_key_file, CONFIG_PATH, "", 0, 0,
+        "file holding the cloro API key (CLORO_API_KEY in the environment wins); empty: "
+        "forward each client's own Authorization"),
+    KEY(cache_dir, CONFIG_PATH, "./var/cache", 0, 0, "directory of the cache store"),
+    KEY(log_level, CONFIG_LOG_LEVEL, "info", 0, 0, "error, warn, info or debug"),
+    KEY(access_log, CONFIG_BOOL, "true", 0, 0, "one logfmt line per request on stderr"),
+    KEY(max_body_bytes, CONFIG_BYTES, "16MiB", 1, 1 * GIB,
+        "largest request body accepted; larger -> 413 PAYLOAD_TOO_LARGE"),
+    KEY(max_header_bytes, CONFIG_BYTES, "64KiB", 1 * KIB, 16 * MIB,
+        "largest request head (request line and headers) accepted"),
+    KEY(max_response_bytes, CONFIG_BYTES, "64MiB", 1 * KIB, 4 * GIB,
+        "largest upstream response body relayed; larger -> 502 UPSTREAM_UNAVAILABLE"),
+    KEY_MS(upstream_timeout, "300s", 1, 24 * HOUR,
+        "whole upstream call, connect to last byte; cloro advises at least 300s for sync calls"),
+    KEY_MS(upstream_connect_timeout, "10s", 1, HOUR,
+        "TCP and TLS connect to the upstream"),
+    KEY(upstream_max_connections, CONFIG_COUNT, "256", 1, 65536,
+        "safety cap on open connections to the upstream"),
+    KEY_MS(client_timeout, "60s", SEC, HOUR,
+        "idle keep-alive and request read/write timeout for clients"),
+    KEY_MS(drain_timeout, "30s", 0, HOUR,
+        "on SIGTERM/SIGINT, how long in-flight requests may take to finish"),
+};
+
+#define KEY_COUNT (sizeof keys / sizeof keys[0])
+
+const struct config_key *config_keys(size_t *count)
+{
+    *count = KEY_COUNT;
+    return keys;
+}
+
+const struct config_key *config_key_find(const char *name)
+{
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+void config_errors_add(struct config_errors *errs, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *line = NULL;
+    int n = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort();
+    char **grown = realloc(errs->lines, (errs->count + 1) * sizeof *grown);
+    if (grown == NULL)
+        abort();
+    errs->lines = grown;
+    errs->lines[errs->count++] = line;
+}
+
+void config_errors_free(struct config_errors *errs)
+{
+    for (size_t i = 0; i < errs->count; i++)
+        free(errs->lines[i]);
+    free(errs->lines);
+    errs->lines = NULL;
+    errs->count = 0;
+}
+
+static char *dup_or_die(const char *s)
+{
+    char *d = strdup(s);
+    if (d == NULL)
+        abort();
+    return d;
+}
+
+int config_parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(text, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(text, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Parses "<digits><unit>" where unit is looked up in units; a bare number
+ * takes bare_scale. Rejects overflow, negatives and trailing junk. */
+struct unit {
+    const char *suffix;
+    int64_t scale;
+};
+
+static int parse_scaled(const char *text, const struct unit *units, size_t unit_count,
+                        int64_t bare_scale, int64_t *out)
+{
+    if (!isdigit((unsigned char)text[0]))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long n = strtoull(text, &end, 10);
+    if (errno != 0 || n > INT64_MAX)
+        return -1;
+    while (*end == ' ')
+        end++;
+    int64_t scale = bare_scale;
+    if (*end != '\0') {
+        scale = 0;
+        for (size_t i = 0; i < unit_count; i++) {
+            if (strcasecmp(end, units[i].suffix) == 0) {
+                scale = units[i].scale;
+                break;
+            }
+        }
+        if (scale == 0)
+            return -1;
+    }
+    if (n != 0 && (int64_t)n > INT64_MAX / scale)
+        return -1;
+    *out = (int64_t)n * scale;
+    return 0;
+}
+
+int config_parse_bytes(const char *text, int64_t *out)
+{
+    static const struct unit units[] = {{"b", 1},    {"k", KIB},   {"kb", KIB}, {"kib", KIB},
+                                        {"m", MIB},  {"mb", MIB},  {"mib", MIB}, {"g", GIB},
+                                        {"gb", GIB}, {"gib", GIB}};
+    return parse_scaled(text, units, sizeof units / sizeof units[0], 1, out);
+}
+
+int config_parse_duration_ms(const char *text, int64_t *out)
+{
+    static const struct unit units[] = {{"ms", 1}, {"s", SEC}, {"m", 60 * SEC}, {"h", HOUR}};
+    return parse_scaled(text, units, sizeof units / sizeof units[0], SEC, out);
+}
+
+int config_parse_listen(const char *text, char **host, uint16_t *port)
+{
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL || colon == text)
+        return -1;
+    const char *h = text;
+    size_t hlen = (size_t)(colon - text);
+    if (h[0] == '[') { /* [::1]:8787 */
+        if (hlen < 3 || h[hlen - 1] != ']')
+            return -1;
+        h++;
+        hlen -= 2;
+    } else if (memchr(h, ':', hlen) != NULL) {
+        return -1; /* bare IPv6 needs brackets */
+    }
+    const char *p = colon + 1;
+    if (*p == '\0' || strlen(p) > 5)
+        return -1;
+    for (const char *q = p; *q != '\0'; q++)
+        if (!isdigit((unsigned char)*q))
+            return -1;
+    long n = strtol(p, NULL, 10);
+    if (n > 65535)
+        return -1;
+    for (size_t i = 0; i < hlen; i++)
+        if (isspace((unsigned char)h[i]))
+            return -1;
+    *host = strndup(h, hlen);
+    if (*host == NULL)
+        abort();
+    *port = (uint16_t)n;
+    return 0;
+}
+
+static void set_string(struct config *cfg, const struct config_key *k, const char *value)
+{
+    char **slot = (char **)((char *)cfg + k->offset);
+    free(*slot);
+    *slot = dup_or_die(value);
+}
+
+static int check_bounds(const struct config_key *k, int64_t v, char *err, size_t err_size,
+                        const char *unit)
+{
+    if (v < k->min || v > k->max) {
+        snprintf(err, err_size, "out of range: must be between %lld%s and %lld%s",
+                 (long long)k->min, unit, (long long)k->max, unit);
+        return -1;
+    }
+    return 0;
+}
+
+int config_set(struct config *cfg, const char *name, const char *value, char *err,
+               size_t err_size)
+{
+    const struct config_key *k = config_key_find(name);
+    if (k == NULL) {
+        snprintf(err, err_size, "unknown key");
+        return -1;
+    }
+    void *slot = (char *)cfg + k->offset;
+    int64_t n;
+    switch (k->type) {
+    case CONFIG_STRING:
+    case CONFIG_PATH:
+        set_string(cfg, k, value);
+        return 0;
+    case CONFIG_LISTEN: {
+        char *host;
+        uint16_t port;
+        if (config_parse_listen(value, &host, &port) != 0) {
+            snprintf(err, err_size,
+                     "expected HOST:PORT (e.g. 127.0.0.1:8787 or [::1]:8787), got '%s'", value);
+            return -1;
+        }
+        free(cfg->listen_host);
+        cfg->listen_host = host;
+        cfg->listen_port = port;
+        set_string(cfg, k, value);
+        return 0;
+    }
+    case CONFIG_URL: {
+        if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
+            snprintf(err, err_size, "expected an http:// or https:// URL, got '%s'", value);
+            return -1;
+        }
+        const char *host = strstr(value, "://") + 3;
+        if (*host == '\0' || *host == '/' || strpbrk(value, " \t\r\n?#") != NULL) {
+            snprintf(err, err_size, "expected a base URL like https://api.cloro.dev, got '%s'",
+                     value);
+            return -1;
+        }
+        set_string(cfg, k, value);
+        size_t len = strlen(cfg->upstream);
+        while (len > 0 && cfg->upstream[len - 1] == '/')
+            cfg->upstream[--len] = '\0';
+        return 0;
+    }
+    case CONFIG_BOOL:
+        if (config_parse_bool(value, (bool *)slot) != 0) {
+            snprintf(err, err_size, "expected true or false, got '%s'", value);
+            return -1;
+        }
+        return 0;
+    case CONFIG_LOG_LEVEL:
+        if (!log_level_parse(value, (enum log_level *)slot)) {
+            snprintf(err, err_size, "expected error, warn, info or debug, got '%s'", value);
+            return -1;
+        }
+        return 0;
+    case CONFIG_COUNT: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno != 0 || end == value || *end != '\0') {
+            snprintf(err, err_size, "expected a whole number, got '%s'", value);
+            return -1;
+        }
+        if (check_bounds(k, v, err, err_size, "") != 0)
+            return -1;
+        *(int64_t *)slot = v;
+        return 0;
+    }
+    case CONFIG_BYTES:
+        if (config_parse_bytes(value, &n) != 0) {
+            snprintf(err, err_size, "expected a size like 512KiB or 16MiB, got '%s'", value);
+            return -1;
+        }
+        if (check_bounds(k, n, err, err_size, " bytes") != 0)
+            return -1;
+        *(size_t *)slot = (size_t)n;
+        return 0;
+    case CONFIG_DURATION:
+        if (config_parse_duration_ms(value, &n) != 0) {
+            snprintf(err, err_size, "expected a duration like 500ms, 30s, 5m or 1h, got '%s'",
+                     value);
+            return -1;
+        }
+        if (check_bounds(k, n, err, err_size, "ms") != 0)
+            return -1;
+        *(int64_t *)slot = n;
+        return 0;
+    }
+    snprintf(err, err_size, "unsupported key type");
+    return -1;
+}
+
+void config_init(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    char err[256];
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        if (config_set(cfg, keys[i].name, keys[i].default_value, err, sizeof err) != 0)
+            abort(); /* a bad default is a bug in the table */
+    }
+}
+
+void config_deinit(struct config *cfg)
+{
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        enum config_type t = keys[i].type;
+        if (t == CONFIG_STRING || t == CONFIG_PATH || t == CONFIG_LISTEN || t == CONFIG_URL) {
+            char **slot = (char **)((char *)cfg + keys[i].offset);
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+    free(cfg->listen_host);
+    free(cfg->config_file);
+    if (cfg->api_key != NULL) {
+        memset(cfg->api_key, 0, strlen(cfg->api_key));
+        free(cfg->api_key);
+    }
+    memset(cfg, 0, sizeof *cfg);
+}
+
+/* State shared by the line-counting reader and the handler. */
+struct load_ctx {
+    struct config *cfg;
+    struct config_errors *errs;
+    const char *path;
+    FILE *file;
+    int line;        /* number of the line the handler is looking at */
+    bool continuing; /* the last chunk read did not end a line */
+    bool seen[KEY_COUNT];
+};
+
+static char *read_line(char *buf, int size, void *stream)
+{
+    struct load_ctx *ctx = stream;
+    if (fgets(buf, size, ctx->file) == NULL)
+        return NULL;
+    size_t len = strlen(buf);
+    bool ends = len > 0 && buf[len - 1] == '\n';
+    if (!ctx->continuing)
+        ctx->line++;
+    if (!ends && !feof(ctx->file)) {
+        /* Over-long line: report it once, skip the rest of it, hand inih a blank. */
+        config_errors_add(ctx->errs, "%s:%d: line too long (at most %d bytes)", ctx->path,
+                          ctx->line, size - 2);
+        int c;
+        while ((c = fgetc(ctx->file)) != EOF && c != '\n')
+            ;
+        buf[0] = '\n';
+        buf[1] = '\0';
+        ctx->continuing = false;
+        return buf;
+    }
+    ctx->continuing = false;
+    return buf;
+}
+
+static int on_ini_value(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *ctx = user;
+    if (section[0] != '\0') {
+        config_errors_add(ctx->errs, "%s:%d: unknown section [%s]: keys belong at the top level",
+                          ctx->path, ctx->line, section);
+        return 1;
+    }
+    const struct config_key *k = config_key_find(name);
+    if (k == NULL) {
+        config_errors_add(ctx->errs, "%s:%d: unknown key '%s' (see conf/cloro-proxy.conf)",
+                          ctx->path, ctx->line, name);
+        return 1;
+    }
+    size_t index = (size_t)(k - keys);
+    if (ctx->seen[index])
+        config_errors_add(ctx->errs, "%s:%d: '%s' is set twice; the last value wins", ctx->path,
+                          ctx->line, name);
+    ctx->seen[index] = true;
+    char err[512];
+    if (config_set(ctx->cfg, name, value, err, sizeof err) != 0) {
+        config_errors_add(ctx->errs, "%s:%d: %s: %s", ctx->path, ctx->line, name, err);
+        return 1;
+    }
+    if (strcmp(name, "api_key_file") == 0)
+        ctx->cfg->api_key_file_line = ctx->line;
+    return 1;
+}
+
+size_t config_load_file(struct config *cfg, const char *path, struct config_errors *errs)
+{
+    size_t before = errs->count;
+    struct load_ctx ctx = {.cfg = cfg, .errs = errs, .path = path};
+    ctx.file = fopen(path, "r");
+    if (ctx.file == NULL) {
+        config_errors_add(errs, "%s: cannot read: %s", path, strerror(errno));
+        return errs->count - before;
+    }
+    free(cfg->config_file);
+    cfg->config_file = dup_or_die(path);
+    int rc = ini_parse_stream(read_line, &ctx, on_ini_value, &ctx);
+    if (rc > 0) {
+        /* inih reports syntax errors (a line that is neither key = value nor
+         * [section]) through the return value; the handler never saw them. */
+        config_errors_add(errs, "%s:%d: not a 'key = value' line", path, rc);
+    } else if (rc < 0) {
+        config_errors_add(errs, "%s: read error", path);
+    }
+    fclose(ctx.file);
+    return errs->count - before;
+}
+
+static char *read_key_file(const char *path, char *err, size_t err_size)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, err_size, "cannot read '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    bool too_long = !feof(f);
+    fclose(f);
+    if (too_long) {
+        snprintf(err, err_size, "'%s' is too large for an API key", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    while (n > 0 && isspace((unsigned char)buf[n - 1]))
+        buf[--n] = '\0';
+    char *start = buf;
+    while (isspace((unsigned char)*start))
+        start++;
+    char *key = dup_or_die(start);
+    memset(buf, 0, sizeof buf);
+    return key;
+}
+
+/* A key goes into a header: printable ASCII, no spaces, so it cannot split it. */
+static bool api_key_valid(const char *key)
+{
+    if (*key == '\0')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
+        if (*p <= ' ' || *p >= 0x7f)
+            return false;
+    return true;
+}
+
+size_t config_finish(struct config *cfg, struct config_errors *errs)
+{
+    size_t before = errs->count;
+    const char *env = getenv("CLORO_API_KEY");
+    char err[512];
+    if (env != NULL && env[0] != '\0') {
+        if (!api_key_valid(env)) {
+            config_errors_add(errs, "CLORO_API_KEY: not a valid API key (printable characters, "
+                                    "no spaces)");
+        } else {
+            cfg->api_key = dup_or_die(env);
+            cfg->api_key_source = "env";
+        }
+    } else if (cfg->api_key_file[0] != '\0') {
+        char where[512];
+        if (cfg->api_key_file_line > 0)
+            snprintf(where, sizeof where, "%s:%d: api_key_file", cfg->config_file,
+                     cfg->api_key_file_line);
+        else
+            snprintf(where, sizeof where, "api_key_file");
+        char *key = read_key_file(cfg->api_key_file, err, sizeof err);
+        if (key == NULL) {
+            config_errors_add(errs, "%s: %s", where, err);
+        } else if (!api_key_valid(key)) {
+            config_errors_add(errs, "%s: '%s' holds no valid API key (one line, no spaces)", where,
+                              cfg->api_key_file);
+            free(key);
+        } else {
+            cfg->api_key = key;
+            cfg->api_key_source = "file";
+        }
+    }
+    return errs->count - before;
+}
+
+void config_dump(const struct config *cfg, FILE *out)
+{
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        const struct config_key *k = &keys[i];
+        const void *slot = (const char *)cfg + k->offset;
+        fprintf(out, "%s = ", k->name);
+        switch (k->type) {
+        case CONFIG_STRING:
+        case CONFIG_PATH:
+        case CONFIG_LISTEN:
+        case CONFIG_URL:
+            fprintf(out, "%s\n", *(char *const *)slot);
+            break;
+        case CONFIG_BOOL:
+            fprintf(out, "%s\n", *(const bool *)slot ? "true" : "false");
+            break;
+        case CONFIG_LOG_LEVEL:
+            fprintf(out, "%s\n", log_level_name(*(const enum log_level *)slot));
+            break;
+        case CONFIG_COUNT:
+            fprintf(out, "%lld\n", (long long)*(const int64_t *)slot);
+            break;
+        case CONFIG_BYTES:
+            fprintf(out, "%zu\n", *(const size_t *)slot);
+            break;
+        case CONFIG_DURATION:
+            fprintf(out, "%lldms\n", (long long)*(const int64_t *)slot);
+            break;
+        }
+    }
+    fprintf(out, "# api key: %s\n",
+            cfg->api_key == NULL ? "not set (clients' Authorization is forwarded)"
+            : strcmp(cfg->api_key_source, "env") == 0 ? "(set) from CLORO_API_KEY"
+                                                      : "(set) from api_key_file");
+}

@@ -1,0 +1,104 @@
+/* config.h: the proxy's configuration. One table of keys drives the INI file
+ * (libinih), the command-line flags, defaults, check-config and the dump.
+ * The struct is filled once at start-up and read-only afterwards. */
+#ifndef CLORO_CONFIG_H
+#define CLORO_CONFIG_H
+
+#include "log.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct config {
+    char *listen; /* "HOST:PORT" as written; split into the two below */
+    char *listen_host;
+    uint16_t listen_port;
+    char *upstream; /* base URL, no trailing slash */
+    char *api_key_file;
+    char *cache_dir;
+    enum log_level log_level;
+    bool access_log;
+    size_t max_body_bytes;
+    size_t max_header_bytes;
+    size_t max_response_bytes;
+    int64_t upstream_timeout_ms;
+    int64_t upstream_connect_timeout_ms;
+    int64_t upstream_max_connections;
+    int64_t client_timeout_ms;
+    int64_t drain_timeout_ms;
+
+    /* Where the values came from, for messages with line numbers. */
+    char *config_file;      /* NULL when no file was read */
+    int api_key_file_line; /* 0 when api_key_file was not set in the file */
+
+    /* Derived by config_finish, not keys of their own. */
+    char *api_key;              /* secret: never logged, dumped or echoed */
+    const char *api_key_source; /* "env", "file" or NULL when unset */
+};
+
+enum config_type {
+    CONFIG_STRING,
+    CONFIG_PATH,
+    CONFIG_LISTEN,
+    CONFIG_URL,
+    CONFIG_BOOL,
+    CONFIG_COUNT,
+    CONFIG_BYTES,
+    CONFIG_DURATION,
+    CONFIG_LOG_LEVEL,
+};
+
+struct config_key {
+    const char *name;
+    enum config_type type;
+    size_t offset;
+    const char *default_value;
+    int64_t min, max; /* bounds for COUNT, BYTES (bytes) and DURATION (ms) */
+    const char *help;
+};
+
+/* Every problem found while loading, as printable lines ("FILE:LINE: what"). */
+struct config_errors {
+    char **lines;
+    size_t count;
+};
+
+/* The key table, in the order of conf/cloro-proxy.conf. Borrowed, static. */
+const struct config_key *config_keys(size_t *count);
+const struct config_key *config_key_find(const char *name);
+
+/* Sets every key to its default. Must be paired with config_deinit. */
+void config_init(struct config *cfg);
+void config_deinit(struct config *cfg);
+
+/* Reads an INI file over cfg. Each problem (unknown key or section, bad value,
+ * line too long, unreadable file) is appended to errs with its line number;
+ * valid keys are applied even when others fail. Returns the problem count. */
+size_t config_load_file(struct config *cfg, const char *path, struct config_errors *errs);
+
+/* Sets one key from text (a flag or a file value). On failure returns -1 and
+ * writes what is wrong, without the key's name, into err. */
+int config_set(struct config *cfg, const char *name, const char *value, char *err,
+               size_t err_size);
+
+/* Derives the rest: reads the API key from CLORO_API_KEY, else api_key_file.
+ * Problems are appended to errs (file problems name the key's line when the
+ * key came from config_file). Returns the problem count. */
+size_t config_finish(struct config *cfg, struct config_errors *errs);
+
+/* Prints "key = value" for every key, secrets shown as "(set)". */
+void config_dump(const struct config *cfg, FILE *out);
+
+/* Parsers shared with tests. Return 0, or -1 on bad text. */
+int config_parse_bytes(const char *text, int64_t *out);
+int config_parse_duration_ms(const char *text, int64_t *out);
+int config_parse_bool(const char *text, bool *out);
+int config_parse_listen(const char *text, char **host, uint16_t *port);
+
+void config_errors_add(struct config_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void config_errors_free(struct config_errors *errs);
+
+#endif

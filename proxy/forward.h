@@ -1,0 +1,24 @@
+/* forward.h: the /v1/ pipeline. Today: size check, upstream call, relay.
+ * The cache, coalescing and limits slot in here, readable top to bottom. */
+#ifndef CLORO_FORWARD_H
+#define CLORO_FORWARD_H
+
+#include <stdbool.h>
+
+struct request;
+
+/* Handles a /v1/ request; ends r (now or when the upstream answers). */
+void forward_request(struct request *r);
+
+/* True for response headers of the upstream that reach the client unchanged:
+ * Content-Type, every X-* (but X-Proxy-*, which are the proxy's own),
+ * Retry-After, and the deprecation trio of cloro-api.md section 1. */
+bool forward_relays_response_header(const char *name);
+
+/* True for client request headers sent on to the upstream: all but the
+ * hop-by-hop ones (RFC 9110 section 7.6.1), those libcurl frames itself
+ * (Host, Content-Length, Expect, Accept-Encoding) and the X-Proxy-* controls.
+ * Authorization is decided separately (the shared key replaces it). */
+bool forward_passes_request_header(const char *name);
+
+#endif

@@ -1,0 +1,88 @@
+/* reply.c: the proxy's own responses. The error table below is the one place
+ * where an internal outcome becomes an HTTP status and a cloro error code. */
+#include "reply.h"
+#include "clock.h"
+#include "request.h"
+#include "server.h"
+
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct error_row {
+    int status;
+    const char *code;
+    const char *message;
+};
+
+static const struct error_row error_table[] = {
+    [PROXY_ERROR_NOT_FOUND] = {404, "NOT_FOUND", "Route not found"},
+    [PROXY_ERROR_METHOD_NOT_ALLOWED] = {405, "METHOD_NOT_ALLOWED",
+                                        "Method not allowed on this route"},
+    [PROXY_ERROR_PAYLOAD_TOO_LARGE] = {413, "PAYLOAD_TOO_LARGE",
+                                       "Request body is larger than the proxy accepts"},
+    [PROXY_ERROR_UPSTREAM_UNAVAILABLE] = {502, "UPSTREAM_UNAVAILABLE",
+                                          "The cloro API could not be reached"},
+    [PROXY_ERROR_UPSTREAM_TIMEOUT] = {504, "UPSTREAM_TIMEOUT",
+                                      "The cloro API did not answer in time"},
+    [PROXY_ERROR_INTERNAL] = {500, "INTERNAL_SERVER_ERROR", "Internal proxy error"},
+};
+
+int reply_error_status(enum proxy_error err)
+{
+    return error_table[err].status;
+}
+
+const char *reply_error_code(enum proxy_error err)
+{
+    return error_table[err].code;
+}
+
+json_t *reply_envelope(enum proxy_error err, const char *message, json_t *details)
+{
+    char ts[32];
+    clock_format_iso8601(ts, sizeof ts, clock_wall_ms());
+    json_t *error = json_pack("{s:s, s:s, s:s}", "code", error_table[err].code, "message",
+                              message != NULL ? message : error_table[err].message, "timestamp",
+                              ts);
+    if (error == NULL)
+        abort();
+    if (details != NULL)
+        json_object_set_new(error, "details", details);
+    json_t *envelope = json_pack("{s:b, s:o}", "success", 0, "error", error);
+    if (envelope == NULL)
+        abort();
+    return envelope;
+}
+
+static void free_dumped(const void *data, size_t len, void *extra)
+{
+    (void)len;
+    (void)extra;
+    free((void *)data);
+}
+
+void reply_json(struct request *r, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL)
+        abort();
+    struct evbuffer *buf = evbuffer_new();
+    if (buf == NULL)
+        abort();
+    evbuffer_add_reference(buf, text, strlen(text), free_dumped, NULL);
+    request_add_header(r, "Content-Type", "application/json");
+    request_send(r, status, buf);
+    evbuffer_free(buf);
+}
+
+void reply_error(struct request *r, enum proxy_error err, const char *message, json_t *details)
+{
+    r->error_code = error_table[err].code;
+    if (error_table[err].status >= 400)
+        r->server->stats.proxy_errors++;
+    /* The proxy answered, not cloro: its own id is the request id (a fresh UUID). */
+    request_add_header(r, "X-Request-ID", r->id);
+    reply_json(r, error_table[err].status, reply_envelope(err, message, details));
+}

@@ -1,0 +1,35 @@
+/* reply.h: every response the proxy makes itself. One table maps the proxy's
+ * own errors to an HTTP status and a cloro error code, and every error goes
+ * out in cloro's envelope (cloro-api.md section 9.1) with a fresh UUID in
+ * X-Request-ID. */
+#ifndef CLORO_REPLY_H
+#define CLORO_REPLY_H
+
+#include <jansson.h>
+
+struct request;
+
+enum proxy_error {
+    PROXY_ERROR_NOT_FOUND,
+    PROXY_ERROR_METHOD_NOT_ALLOWED,
+    PROXY_ERROR_PAYLOAD_TOO_LARGE,
+    PROXY_ERROR_UPSTREAM_UNAVAILABLE,
+    PROXY_ERROR_UPSTREAM_TIMEOUT,
+    PROXY_ERROR_INTERNAL,
+};
+
+/* HTTP status and cloro code of an error, e.g. 404 and "NOT_FOUND". */
+int reply_error_status(enum proxy_error err);
+const char *reply_error_code(enum proxy_error err);
+
+/* Builds the envelope {"success":false,"error":{code,message,details?,timestamp}}.
+ * details is stolen (may be NULL: then omitted, as cloro does). New reference. */
+json_t *reply_envelope(enum proxy_error err, const char *message, json_t *details);
+
+/* Sends err in the envelope and ends r. message NULL = the table's default. */
+void reply_error(struct request *r, enum proxy_error err, const char *message, json_t *details);
+
+/* Sends body as application/json with status and ends r. body is stolen. */
+void reply_json(struct request *r, int status, json_t *body);
+
+#endif

@@ -1,0 +1,198 @@
+/* request.c: the per-request context and its one exit. Wraps the evhttp
+ * request so handlers never touch evhttp; request_send() is where the reply
+ * leaves, the access-log line is written and the context is freed. */
+#include "request.h"
+#include "clock.h"
+#include "log.h"
+#include "server.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* A client's X-Request-ID longer than this is cut: it is only a label. */
+#define CLIENT_REQUEST_ID_MAX 128
+
+static void *zalloc(size_t size)
+{
+    void *p = calloc(1, size);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+static char *dup_n(const char *s, size_t max)
+{
+    char *d = strndup(s, max);
+    if (d == NULL)
+        abort();
+    return d;
+}
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    }
+    return "UNKNOWN";
+}
+
+struct request *request_new(struct server *srv, struct evhttp_request *evreq)
+{
+    struct request *r = zalloc(sizeof *r);
+    r->evreq = evreq;
+    r->server = srv;
+    r->started_us = clock_mono_us();
+    ids_uuid4(r->id);
+    r->method = method_name(evhttp_request_get_command(evreq));
+
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(evreq);
+    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+    r->path = dup_n(path != NULL && path[0] != '\0' ? path : "/", SIZE_MAX);
+    r->query = query != NULL ? dup_n(query, SIZE_MAX) : NULL;
+
+    const char *client_id = request_header(r, "X-Request-ID");
+    if (client_id != NULL)
+        r->client_request_id = dup_n(client_id, CLIENT_REQUEST_ID_MAX);
+
+    struct evhttp_connection *conn = evhttp_request_get_connection(evreq);
+    char *host = NULL;
+    ev_uint16_t port = 0;
+    if (conn != NULL)
+        evhttp_connection_get_peer(conn, &host, &port);
+    snprintf(r->client_addr, sizeof r->client_addr, "%s:%u", host != NULL ? host : "-",
+             (unsigned)port);
+
+    server_request_started(srv, r);
+    return r;
+}
+
+const char *request_header(const struct request *r, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(r->evreq), name);
+}
+
+void request_foreach_header(const struct request *r, request_header_cb cb, void *arg)
+{
+    const struct evkeyvalq *headers = evhttp_request_get_input_headers(r->evreq);
+    for (const struct evkeyval *h = headers->tqh_first; h != NULL; h = h->next.tqe_next)
+        cb(h->key, h->value, arg);
+}
+
+struct evbuffer *request_body(const struct request *r)
+{
+    return evhttp_request_get_input_buffer(r->evreq);
+}
+
+void request_add_header(struct request *r, const char *name, const char *value)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(r->evreq), name, value);
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 499:
+        return "Client Closed Request";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    }
+    return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+}
+
+static void free_request(struct request *r)
+{
+    free(r->path);
+    free(r->query);
+    free(r->client_request_id);
+    free(r->upstream_request_id);
+    free(r);
+}
+
+static void log_access(const struct request *r, int status, size_t bytes_in, size_t bytes_out)
+{
+    int64_t latency_us = clock_mono_us() - r->started_us;
+    char path[512], client_rid[160], upstream_rid[160];
+    log_write(LOG_LEVEL_INFO, "access",
+              "rid=%s client=%s method=%s path=%s status=%d latency_ms=%lld.%03lld bytes_in=%zu "
+              "bytes_out=%zu upstream_rid=%s client_rid=%s cache=none%s%s",
+              r->id, r->client_addr, r->method, log_value(path, sizeof path, r->path), status,
+              (long long)(latency_us / 1000), (long long)(latency_us % 1000), bytes_in, bytes_out,
+              log_value(upstream_rid, sizeof upstream_rid,
+                        r->upstream_request_id != NULL ? r->upstream_request_id : "-"),
+              log_value(client_rid, sizeof client_rid,
+                        r->client_request_id != NULL ? r->client_request_id : "-"),
+              r->error_code != NULL ? " error=" : "", r->error_code != NULL ? r->error_code : "");
+}
+
+void request_send(struct request *r, int status, struct evbuffer *body)
+{
+    struct server *srv = r->server;
+    request_add_header(r, "X-Proxy-Request-ID", r->id);
+    if (srv->draining)
+        request_add_header(r, "Connection", "close");
+    size_t bytes_in = evbuffer_get_length(evhttp_request_get_input_buffer(r->evreq));
+    size_t bytes_out = body != NULL ? evbuffer_get_length(body) : 0;
+    evhttp_send_reply(r->evreq, status, reason_phrase(status), body);
+    if (srv->cfg->access_log && log_threshold >= LOG_LEVEL_INFO)
+        log_access(r, status, bytes_in, bytes_out);
+    srv->stats.responses_by_class[status >= 100 && status < 600 ? status / 100 : 0]++;
+    server_request_finished(srv, r);
+    free_request(r);
+}
+
+void request_abandon(struct request *r)
+{
+    server_request_finished(r->server, r);
+    free_request(r);
+}

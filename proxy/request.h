@@ -1,0 +1,58 @@
+/* request.h: one client request, from arrival to the one reply it gets.
+ * struct request owns everything made for it; request_send() answers, logs
+ * the access line and frees it, and is the only way a request ends (but for
+ * request_abandon at shutdown). Handlers see struct request, never evhttp. */
+#ifndef CLORO_REQUEST_H
+#define CLORO_REQUEST_H
+
+#include "ids.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct evhttp_request;
+struct evbuffer;
+struct server;
+struct upstream_transfer;
+
+struct request {
+    struct evhttp_request *evreq; /* borrowed from evhttp until the reply */
+    struct server *server;
+    char id[IDS_UUID_LEN + 1]; /* X-Proxy-Request-ID, and X-Request-ID of own replies */
+    const char *method;        /* static string, e.g. "POST" */
+    char *path;                /* owned, without the query string */
+    char *query;               /* owned, NULL when absent */
+    char client_addr[64];
+    char *client_request_id;   /* owned, the client's X-Request-ID (bounded), or NULL */
+    char *upstream_request_id; /* owned, the upstream's X-Request-ID, or NULL */
+    const char *error_code;    /* set when the proxy made the reply itself */
+    int64_t started_us;
+    struct upstream_transfer *transfer; /* the upstream call in flight, if any */
+    struct request *prev, *next;        /* the server's live list */
+};
+
+/* Takes a request evhttp has fully read. Never fails (aborts on OOM). */
+struct request *request_new(struct server *srv, struct evhttp_request *evreq);
+
+/* The client's header (case-insensitive name), or NULL. Borrowed. */
+const char *request_header(const struct request *r, const char *name);
+
+typedef void (*request_header_cb)(const char *name, const char *value, void *arg);
+/* Calls cb for every header the client sent, in order. */
+void request_foreach_header(const struct request *r, request_header_cb cb, void *arg);
+
+/* The request body; borrowed, alive until the reply. */
+struct evbuffer *request_body(const struct request *r);
+
+/* Adds a response header. Names and values are copied. */
+void request_add_header(struct request *r, const char *name, const char *value);
+
+/* Sends the reply with the given status and body (its contents are moved
+ * out; body may be NULL), adds X-Proxy-Request-ID, writes the access-log
+ * line and frees r. r is invalid afterwards. */
+void request_send(struct request *r, int status, struct evbuffer *body);
+
+/* Shutdown only: frees r without replying; evhttp frees its side. */
+void request_abandon(struct request *r);
+
+#endif

@@ -1,0 +1,20 @@
+/* router.h: maps a request's method and path to what handles it. Pure: no
+ * libevent, no state, unit-tested in tests/unit/test_router.c. */
+#ifndef CLORO_ROUTER_H
+#define CLORO_ROUTER_H
+
+enum route {
+    ROUTE_NOT_FOUND,          /* outside /v1/ and /_proxy/, or an unknown /_proxy/ path */
+    ROUTE_METHOD_NOT_ALLOWED, /* a /_proxy/ path that exists, with another method */
+    ROUTE_UPSTREAM,           /* /v1/...: forwarded to the cloro API */
+    ROUTE_ADMIN_HEALTHZ,      /* GET|HEAD /_proxy/healthz */
+    ROUTE_ADMIN_STATS,        /* GET|HEAD /_proxy/stats */
+};
+
+/* method is the request method in upper case ("GET"); path is the request
+ * path without the query string, as sent (not percent-decoded). Paths with
+ * dot segments ("/v1/../x", also percent-encoded) never match: the upstream
+ * would resolve them to something other than what the proxy checked. */
+enum route router_match(const char *method, const char *path);
+
+#endif

@@ -1,0 +1,248 @@
+/* server.c: evhttp setup and the process's life. Binds the listener, routes
+ * each request, counts what is in flight, and on SIGTERM/SIGINT stops
+ * accepting, lets in-flight requests finish within drain_timeout, and exits.
+ * A second signal during the drain stops at once. */
+#include "server.h"
+#include "admin.h"
+#include "cache_dir.h"
+#include "clock.h"
+#include "forward.h"
+#include "log.h"
+#include "reply.h"
+#include "request.h"
+#include "router.h"
+#include "upstream.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+void server_request_started(struct server *srv, struct request *r)
+{
+    srv->in_flight++;
+    srv->stats.requests_total++;
+    r->next = srv->live;
+    if (srv->live != NULL)
+        srv->live->prev = r;
+    srv->live = r;
+}
+
+void server_request_finished(struct server *srv, struct request *r)
+{
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        srv->live = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    srv->in_flight--;
+    if (srv->draining && srv->in_flight == 0)
+        event_base_loopexit(srv->base, NULL);
+}
+
+static void on_request(struct evhttp_request *evreq, void *arg)
+{
+    struct server *srv = arg;
+    struct request *r = request_new(srv, evreq);
+    switch (router_match(r->method, r->path)) {
+    case ROUTE_UPSTREAM:
+        forward_request(r);
+        return;
+    case ROUTE_ADMIN_HEALTHZ:
+        admin_healthz(r);
+        return;
+    case ROUTE_ADMIN_STATS:
+        admin_stats(r);
+        return;
+    case ROUTE_METHOD_NOT_ALLOWED:
+        request_add_header(r, "Allow", "GET, HEAD");
+        reply_error(r, PROXY_ERROR_METHOD_NOT_ALLOWED, NULL, NULL);
+        return;
+    case ROUTE_NOT_FOUND:
+        break;
+    }
+    json_t *details = json_pack("{s:s}", "id", r->path);
+    reply_error(r, PROXY_ERROR_NOT_FOUND,
+                "Route not found: the proxy serves /v1/ (cloro's API) and /_proxy/", details);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct server *srv = arg;
+    log_warn("drain_timeout", "in_flight=%llu drain_timeout_ms=%lld",
+             (unsigned long long)srv->in_flight, (long long)srv->cfg->drain_timeout_ms);
+    event_base_loopexit(srv->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short events, void *arg)
+{
+    (void)events;
+    struct server *srv = arg;
+    if (srv->draining) {
+        log_warn("shutdown_now", "signal=%d in_flight=%llu", (int)sig,
+                 (unsigned long long)srv->in_flight);
+        event_base_loopexit(srv->base, NULL);
+        return;
+    }
+    srv->draining = true;
+    log_info("shutdown", "signal=%d in_flight=%llu drain_timeout_ms=%lld", (int)sig,
+             (unsigned long long)srv->in_flight, (long long)srv->cfg->drain_timeout_ms);
+    if (srv->bound != NULL) {
+        evhttp_del_accept_socket(srv->http, srv->bound);
+        srv->bound = NULL;
+    }
+    if (srv->in_flight == 0) {
+        event_base_loopexit(srv->base, NULL);
+        return;
+    }
+    struct timeval tv = {.tv_sec = srv->cfg->drain_timeout_ms / 1000,
+                         .tv_usec = (srv->cfg->drain_timeout_ms % 1000) * 1000};
+    evtimer_add(srv->drain_timer, &tv);
+}
+
+/* Logs the address actually bound (the port may have been 0). */
+static void log_listening(struct server *srv)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(srv->bound);
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+            port = ntohs(a->sin6_port);
+            log_info("listening", "addr=[%s]:%u upstream=%s", host, port, srv->cfg->upstream);
+            return;
+        }
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+    }
+    log_info("listening", "addr=%s:%u upstream=%s", host, port, srv->cfg->upstream);
+}
+
+static int setup_http(struct server *srv)
+{
+    const struct config *cfg = srv->cfg;
+    srv->http = evhttp_new(srv->base);
+    if (srv->http == NULL)
+        return -1;
+    evhttp_set_gencb(srv->http, on_request, srv);
+    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                              EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+    /* Responses without a Content-Type (an upstream's 204, say) stay without. */
+    evhttp_set_default_content_type(srv->http, NULL);
+    evhttp_set_max_headers_size(srv->http, (ev_ssize_t)cfg->max_header_bytes);
+    /* Bodies up to max_body_bytes are served; forward.c answers bodies above it
+     * with 413 in cloro's envelope. evhttp itself refuses (a bare 413) only
+     * bodies over twice that, so an oversized upload is never buffered whole. */
+    evhttp_set_max_body_size(srv->http, (ev_ssize_t)(cfg->max_body_bytes * 2));
+    struct timeval tv = {.tv_sec = cfg->client_timeout_ms / 1000,
+                         .tv_usec = (cfg->client_timeout_ms % 1000) * 1000};
+    evhttp_set_timeout_tv(srv->http, &tv);
+    srv->bound = evhttp_bind_socket_with_handle(srv->http, cfg->listen_host, cfg->listen_port);
+    if (srv->bound == NULL) {
+        char listen[300];
+        log_error("bind_failed", "listen=%s hint=\"address in use, or not an address of this "
+                                 "machine\"",
+                  log_value(listen, sizeof listen, cfg->listen));
+        return -1;
+    }
+    return 0;
+}
+
+static char *make_authorization(const char *key)
+{
+    if (key == NULL)
+        return NULL;
+    char *header = NULL;
+    if (asprintf(&header, "Bearer %s", key) < 0)
+        abort();
+    return header;
+}
+
+static void teardown(struct server *srv)
+{
+    while (srv->live != NULL) {
+        struct request *r = srv->live;
+        if (r->transfer != NULL)
+            upstream_cancel(r->transfer);
+        request_abandon(r);
+    }
+    if (srv->http != NULL)
+        evhttp_free(srv->http);
+    upstream_free(srv->upstream);
+    if (srv->sigterm != NULL)
+        event_free(srv->sigterm);
+    if (srv->sigint != NULL)
+        event_free(srv->sigint);
+    if (srv->drain_timer != NULL)
+        event_free(srv->drain_timer);
+    if (srv->base != NULL)
+        event_base_free(srv->base);
+    if (srv->authorization != NULL) {
+        memset(srv->authorization, 0, strlen(srv->authorization));
+        free(srv->authorization);
+    }
+}
+
+int server_run(const struct config *cfg)
+{
+    struct server srv = {.cfg = cfg, .started_wall_ms = clock_wall_ms()};
+    int status = 1;
+    char err[512];
+
+    if (cache_dir_prepare(cfg->cache_dir, err, sizeof err) != 0) {
+        char msg[600];
+        log_error("cache_dir_failed", "error=%s", log_value(msg, sizeof msg, err));
+        return 1;
+    }
+    srv.base = event_base_new();
+    if (srv.base == NULL) {
+        log_error("startup_failed", "error=\"cannot create the event base\"");
+        goto out;
+    }
+    struct upstream_options up_opts = {
+        .connect_timeout_ms = cfg->upstream_connect_timeout_ms,
+        .max_response_bytes = cfg->max_response_bytes,
+        .max_connections = (long)cfg->upstream_max_connections,
+    };
+    srv.upstream = upstream_new(srv.base, &up_opts);
+    if (srv.upstream == NULL) {
+        log_error("startup_failed", "error=\"cannot set up libcurl\"");
+        goto out;
+    }
+    srv.authorization = make_authorization(cfg->api_key);
+    srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
+    srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
+    srv.drain_timer = evtimer_new(srv.base, on_drain_timeout, &srv);
+    if (srv.sigterm == NULL || srv.sigint == NULL || srv.drain_timer == NULL ||
+        evsignal_add(srv.sigterm, NULL) != 0 || evsignal_add(srv.sigint, NULL) != 0) {
+        log_error("startup_failed", "error=\"cannot install signal handlers\"");
+        goto out;
+    }
+    if (setup_http(&srv) != 0)
+        goto out;
+    log_info("upstream_auth", "mode=%s",
+             cfg->api_key == NULL ? "unset_forwarding_client_authorization"
+             : strcmp(cfg->api_key_source, "env") == 0 ? "set_from_env"
+                                                       : "set_from_file");
+    log_listening(&srv);
+    event_base_dispatch(srv.base);
+    log_info("stopped", "in_flight=%llu", (unsigned long long)srv.in_flight);
+    status = 0;
+out:
+    teardown(&srv);
+    return status;
+}

@@ -1,0 +1,54 @@
+/* server.h: the running proxy. Owns the event base, the evhttp listener, the
+ * upstream client, the live-request list and the counters; runs until
+ * SIGTERM/SIGINT, then drains in-flight requests within drain_timeout. */
+#ifndef CLORO_SERVER_H
+#define CLORO_SERVER_H
+
+#include "config.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct evhttp;
+struct evhttp_bound_socket;
+struct event;
+struct upstream;
+struct request;
+
+/* Counters shown by /_proxy/stats. Only the loop thread touches them. */
+struct server_stats {
+    uint64_t requests_total;
+    uint64_t responses_by_class[6]; /* index status / 100; [0] = other */
+    uint64_t upstream_calls;
+    uint64_t upstream_unavailable;
+    uint64_t upstream_timeouts;
+    uint64_t proxy_errors; /* responses the proxy made itself with status >= 400 */
+};
+
+struct server {
+    const struct config *cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct upstream *upstream;
+    struct event *sigterm, *sigint, *drain_timer;
+    char *authorization; /* "Bearer <key>" when the proxy holds a key; secret */
+    int64_t started_wall_ms;
+    bool draining;
+    uint64_t in_flight;
+    struct request *live; /* every request not yet answered, for shutdown */
+    struct server_stats stats;
+    int64_t upstream_warned_us; /* last upstream_error warning, for rate limiting */
+    uint64_t upstream_warn_suppressed;
+};
+
+/* Serves until a signal and the drain that follows. Returns the process exit
+ * status: 0 after a clean stop, 1 when start-up failed (logged). */
+int server_run(const struct config *cfg);
+
+/* Called by request.c as requests begin and end. */
+void server_request_started(struct server *srv, struct request *r);
+void server_request_finished(struct server *srv, struct request *r);
+
+#endif

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cloro-proxy needs to build, test and benchmark,
+# and only those that are missing, so running it twice is a no-op.
+# Uses apt-get directly as root, or through sudo otherwise.
+set -euo pipefail
+
+# Build and run: libevent (evhttp), libcurl (upstream), LMDB (cache),
+# jansson (JSON), OpenSSL (hashing), libinih (config), cmocka (unit tests).
+packages=(
+  build-essential cmake pkg-config
+  libevent-dev libcurl4-openssl-dev liblmdb-dev libjansson-dev
+  libssl-dev libinih-dev libcmocka-dev uuid-dev
+  curl
+)
+# bench/ compares the proxy side by side with nginx under wrk.
+if [ "${WITH_BENCH:-0}" = 1 ]; then
+  packages+=(wrk nginx-light)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+  else
+    echo "install-deps: missing ${missing[*]}; run as root or install sudo" >&2
+    exit 1
+  fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
