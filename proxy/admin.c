@@ -26,21 +26,19 @@ void admin_stats(struct request *r)
     const struct server_stats *s = &srv->stats;
     char started[32];
     clock_format_iso8601(started, sizeof started, srv->started_wall_ms);
-    json_t *responses = json_pack("{s:I, s:I, s:I, s:I, s:I}", "1xx",
-                                  (json_int_t)s->responses_by_class[1], "2xx",
-                                  (json_int_t)s->responses_by_class[2], "3xx",
-                                  (json_int_t)s->responses_by_class[3], "4xx",
-                                  (json_int_t)s->responses_by_class[4], "5xx",
-                                  (json_int_t)s->responses_by_class[5]);
+    json_t *responses = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I}", "1xx", (json_int_t)s->responses_by_class[1], "2xx",
+        (json_int_t)s->responses_by_class[2], "3xx", (json_int_t)s->responses_by_class[3], "4xx",
+        (json_int_t)s->responses_by_class[4], "5xx", (json_int_t)s->responses_by_class[5]);
     json_t *body = json_pack(
         "{s:s, s:s, s:I, s:b, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I}, s:I}", "version",
         CLORO_VERSION, "started_at", started, "uptime_s",
         (json_int_t)((clock_wall_ms() - srv->started_wall_ms) / 1000), "draining", srv->draining,
-        "requests_total", (json_int_t)s->requests_total, "in_flight",
-        (json_int_t)srv->in_flight, "responses", responses, "upstream", "calls",
-        (json_int_t)s->upstream_calls, "in_flight", (json_int_t)upstream_active(srv->upstream),
-        "unavailable", (json_int_t)s->upstream_unavailable, "timeouts",
-        (json_int_t)s->upstream_timeouts, "proxy_errors", (json_int_t)s->proxy_errors);
+        "requests_total", (json_int_t)s->requests_total, "in_flight", (json_int_t)srv->in_flight,
+        "responses", responses, "upstream", "calls", (json_int_t)s->upstream_calls, "in_flight",
+        (json_int_t)upstream_active(srv->upstream), "unavailable",
+        (json_int_t)s->upstream_unavailable, "timeouts", (json_int_t)s->upstream_timeouts,
+        "proxy_errors", (json_int_t)s->proxy_errors);
     if (body == NULL)
         abort();
     reply_json(r, 200, body);

@@ -12,17 +12,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define KIB (INT64_C(1024))
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
-#define SEC (INT64_C(1000))
+#define KIB  (INT64_C(1024))
+#define MIB  (KIB * 1024)
+#define GIB  (MIB * 1024)
+#define SEC  (INT64_C(1000))
 #define HOUR (SEC * 3600)
 
 #define KEY(name, type, def, min, max, help)                                                       \
-    {#name, type, offsetof(struct config, name), def, min, max, help}
+    {                                                                                              \
+#name, type, offsetof(struct config, name), def, min, max, help                            \
+    }
 /* Durations are stored in milliseconds under a field named <key>_ms. */
 #define KEY_MS(name, def, min, max, help)                                                          \
-    {#name, CONFIG_DURATION, offsetof(struct config, name##_ms), def, min, max, help}
+    {                                                                                              \
+#name, CONFIG_DURATION, offsetof(struct config, name##_ms), def, min, max, help            \
+    }
 
 static const struct config_key keys[] = {
     KEY(listen, CONFIG_LISTEN, "127.0.0.1:8787", 0, 0,
@@ -41,15 +45,14 @@ static const struct config_key keys[] = {
     KEY(max_response_bytes, CONFIG_BYTES, "64MiB", 1 * KIB, 4 * GIB,
         "largest upstream response body relayed; larger -> 502 UPSTREAM_UNAVAILABLE"),
     KEY_MS(upstream_timeout, "300s", 1, 24 * HOUR,
-        "whole upstream call, connect to last byte; cloro advises at least 300s for sync calls"),
-    KEY_MS(upstream_connect_timeout, "10s", 1, HOUR,
-        "TCP and TLS connect to the upstream"),
+           "whole upstream call, connect to last byte; cloro advises at least 300s for sync calls"),
+    KEY_MS(upstream_connect_timeout, "10s", 1, HOUR, "TCP and TLS connect to the upstream"),
     KEY(upstream_max_connections, CONFIG_COUNT, "256", 1, 65536,
         "safety cap on open connections to the upstream"),
     KEY_MS(client_timeout, "60s", SEC, HOUR,
-        "idle keep-alive and request read/write timeout for clients"),
+           "idle keep-alive and request read/write timeout for clients"),
     KEY_MS(drain_timeout, "30s", 0, HOUR,
-        "on SIGTERM/SIGINT, how long in-flight requests may take to finish"),
+           "on SIGTERM/SIGINT, how long in-flight requests may take to finish"),
 };
 
 #define KEY_COUNT (sizeof keys / sizeof keys[0])
@@ -157,8 +160,8 @@ static int parse_scaled(const char *text, const struct unit *units, size_t unit_
 
 int config_parse_bytes(const char *text, int64_t *out)
 {
-    static const struct unit units[] = {{"b", 1},    {"k", KIB},   {"kb", KIB}, {"kib", KIB},
-                                        {"m", MIB},  {"mb", MIB},  {"mib", MIB}, {"g", GIB},
+    static const struct unit units[] = {{"b", 1},    {"k", KIB},  {"kb", KIB},  {"kib", KIB},
+                                        {"m", MIB},  {"mb", MIB}, {"mib", MIB}, {"g", GIB},
                                         {"gb", GIB}, {"gib", GIB}};
     return parse_scaled(text, units, sizeof units / sizeof units[0], 1, out);
 }
@@ -210,19 +213,41 @@ static void set_string(struct config *cfg, const struct config_key *k, const cha
     *slot = dup_or_die(value);
 }
 
-static int check_bounds(const struct config_key *k, int64_t v, char *err, size_t err_size,
-                        const char *unit)
+/* Writes v in the largest unit that divides it ("24h", "16MiB", "250ms"). */
+static void format_with_unit(char *out, size_t out_size, int64_t v, const struct unit *units,
+                             size_t unit_count)
 {
-    if (v < k->min || v > k->max) {
-        snprintf(err, err_size, "out of range: must be between %lld%s and %lld%s",
-                 (long long)k->min, unit, (long long)k->max, unit);
-        return -1;
+    for (size_t i = unit_count; i-- > 0;) {
+        if (v != 0 && v % units[i].scale == 0) {
+            snprintf(out, out_size, "%lld%s", (long long)(v / units[i].scale), units[i].suffix);
+            return;
+        }
     }
-    return 0;
+    snprintf(out, out_size, "%lld", (long long)v);
 }
 
-int config_set(struct config *cfg, const char *name, const char *value, char *err,
-               size_t err_size)
+static int check_bounds(const struct config_key *k, int64_t v, char *err, size_t err_size)
+{
+    static const struct unit bytes[] = {{"B", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB}};
+    static const struct unit times[] = {{"ms", 1}, {"s", SEC}, {"m", 60 * SEC}, {"h", HOUR}};
+    if (v >= k->min && v <= k->max)
+        return 0;
+    char lo[32], hi[32];
+    const struct unit *units = k->type == CONFIG_BYTES      ? bytes
+                               : k->type == CONFIG_DURATION ? times
+                                                            : NULL;
+    if (units != NULL) {
+        format_with_unit(lo, sizeof lo, k->min, units, 4);
+        format_with_unit(hi, sizeof hi, k->max, units, 4);
+    } else {
+        snprintf(lo, sizeof lo, "%lld", (long long)k->min);
+        snprintf(hi, sizeof hi, "%lld", (long long)k->max);
+    }
+    snprintf(err, err_size, "out of range: must be between %s and %s", lo, hi);
+    return -1;
+}
+
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t err_size)
 {
     const struct config_key *k = config_key_find(name);
     if (k == NULL) {
@@ -287,7 +312,7 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
             snprintf(err, err_size, "expected a whole number, got '%s'", value);
             return -1;
         }
-        if (check_bounds(k, v, err, err_size, "") != 0)
+        if (check_bounds(k, v, err, err_size) != 0)
             return -1;
         *(int64_t *)slot = v;
         return 0;
@@ -297,7 +322,7 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
             snprintf(err, err_size, "expected a size like 512KiB or 16MiB, got '%s'", value);
             return -1;
         }
-        if (check_bounds(k, n, err, err_size, " bytes") != 0)
+        if (check_bounds(k, n, err, err_size) != 0)
             return -1;
         *(size_t *)slot = (size_t)n;
         return 0;
@@ -307,7 +332,7 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
                      value);
             return -1;
         }
-        if (check_bounds(k, n, err, err_size, "ms") != 0)
+        if (check_bounds(k, n, err, err_size) != 0)
             return -1;
         *(int64_t *)slot = n;
         return 0;
@@ -354,6 +379,7 @@ struct load_ctx {
     int line;        /* number of the line the handler is looking at */
     bool continuing; /* the last chunk read did not end a line */
     bool seen[KEY_COUNT];
+    char *bad_section; /* the last unknown section reported */
 };
 
 static char *read_line(char *buf, int size, void *stream)
@@ -385,8 +411,14 @@ static int on_ini_value(void *user, const char *section, const char *name, const
 {
     struct load_ctx *ctx = user;
     if (section[0] != '\0') {
-        config_errors_add(ctx->errs, "%s:%d: unknown section [%s]: keys belong at the top level",
-                          ctx->path, ctx->line, section);
+        /* Reported once, at its first key; the keys inside are not looked at. */
+        if (ctx->bad_section == NULL || strcmp(ctx->bad_section, section) != 0) {
+            config_errors_add(ctx->errs,
+                              "%s:%d: unknown section [%s]: every key belongs at the top level",
+                              ctx->path, ctx->line, section);
+            free(ctx->bad_section);
+            ctx->bad_section = dup_or_die(section);
+        }
         return 1;
     }
     const struct config_key *k = config_key_find(name);
@@ -430,6 +462,7 @@ size_t config_load_file(struct config *cfg, const char *path, struct config_erro
         config_errors_add(errs, "%s: read error", path);
     }
     fclose(ctx.file);
+    free(ctx.bad_section);
     return errs->count - before;
 }
 

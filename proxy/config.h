@@ -30,7 +30,7 @@ struct config {
     int64_t drain_timeout_ms;
 
     /* Where the values came from, for messages with line numbers. */
-    char *config_file;      /* NULL when no file was read */
+    char *config_file;     /* NULL when no file was read */
     int api_key_file_line; /* 0 when api_key_file was not set in the file */
 
     /* Derived by config_finish, not keys of their own. */
@@ -80,8 +80,7 @@ size_t config_load_file(struct config *cfg, const char *path, struct config_erro
 
 /* Sets one key from text (a flag or a file value). On failure returns -1 and
  * writes what is wrong, without the key's name, into err. */
-int config_set(struct config *cfg, const char *name, const char *value, char *err,
-               size_t err_size);
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t err_size);
 
 /* Derives the rest: reads the API key from CLORO_API_KEY, else api_key_file.
  * Problems are appended to errs (file problems name the key's line when the

@@ -39,11 +39,19 @@ bool forward_relays_response_header(const char *name)
 
 bool forward_passes_request_header(const char *name)
 {
-    static const char *const dropped[] = {
-        "Host",    "Connection",          "Keep-Alive",        "Proxy-Connection",
-        "TE",      "Trailer",             "Transfer-Encoding", "Upgrade",
-        "Expect",  "Proxy-Authorization", "Content-Length",    "Accept-Encoding",
-        "Authorization"};
+    static const char *const dropped[] = {"Host",
+                                          "Connection",
+                                          "Keep-Alive",
+                                          "Proxy-Connection",
+                                          "TE",
+                                          "Trailer",
+                                          "Transfer-Encoding",
+                                          "Upgrade",
+                                          "Expect",
+                                          "Proxy-Authorization",
+                                          "Content-Length",
+                                          "Accept-Encoding",
+                                          "Authorization"};
     if (strncasecmp(name, "X-Proxy-", 8) == 0)
         return false;
     return !name_in(name, dropped, sizeof dropped / sizeof dropped[0]);
@@ -97,8 +105,9 @@ static void warn_upstream_failure(struct server *srv, const struct request *r,
         return;
     }
     char msg[300];
-    log_warn("upstream_error", "rid=%s upstream=%s outcome=%d error=%s suppressed=%llu", r->id,
-             srv->cfg->upstream, (int)res->outcome, log_value(msg, sizeof msg, res->error),
+    log_warn("upstream_error", "rid=%s upstream=%s outcome=%s error=%s suppressed=%llu", r->id,
+             srv->cfg->upstream, upstream_outcome_name(res->outcome),
+             log_value(msg, sizeof msg, res->error),
              (unsigned long long)srv->upstream_warn_suppressed);
     srv->upstream_warned_us = now;
     srv->upstream_warn_suppressed = 0;

@@ -19,15 +19,16 @@ enum { OPT_CONFIG = 'c', OPT_HELP = 'h', OPT_VERSION = 'V', OPT_KEY_BASE = 1000 
 
 static void print_usage(FILE *out)
 {
-    fprintf(out, "cloro-proxy %s: a caching reverse proxy for the cloro API\n\n"
-                 "Usage:\n"
-                 "  cloro-proxy [serve] [--config FILE] [--KEY VALUE ...]\n"
-                 "  cloro-proxy check-config FILE    report every problem with its line number\n"
-                 "  cloro-proxy show-config [--config FILE] [--KEY VALUE ...]\n"
-                 "                                   print the effective configuration\n"
-                 "  cloro-proxy --help | --version\n\n"
-                 "Options:\n"
-                 "  -c, --config FILE                INI configuration file\n",
+    fprintf(out,
+            "cloro-proxy %s: a caching reverse proxy for the cloro API\n\n"
+            "Usage:\n"
+            "  cloro-proxy [serve] [--config FILE] [--KEY VALUE ...]\n"
+            "  cloro-proxy check-config FILE    report every problem with its line number\n"
+            "  cloro-proxy show-config [--config FILE] [--KEY VALUE ...]\n"
+            "                                   print the effective configuration\n"
+            "  cloro-proxy --help | --version\n\n"
+            "Options:\n"
+            "  -c, --config FILE                INI configuration file\n",
             CLORO_VERSION);
     size_t count;
     const struct config_key *keys = config_keys(&count);

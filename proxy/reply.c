@@ -42,9 +42,9 @@ json_t *reply_envelope(enum proxy_error err, const char *message, json_t *detail
 {
     char ts[32];
     clock_format_iso8601(ts, sizeof ts, clock_wall_ms());
-    json_t *error = json_pack("{s:s, s:s, s:s}", "code", error_table[err].code, "message",
-                              message != NULL ? message : error_table[err].message, "timestamp",
-                              ts);
+    json_t *error =
+        json_pack("{s:s, s:s, s:s}", "code", error_table[err].code, "message",
+                  message != NULL ? message : error_table[err].message, "timestamp", ts);
     if (error == NULL)
         abort();
     if (details != NULL)

@@ -154,8 +154,9 @@ static int setup_http(struct server *srv)
     srv->bound = evhttp_bind_socket_with_handle(srv->http, cfg->listen_host, cfg->listen_port);
     if (srv->bound == NULL) {
         char listen[300];
-        log_error("bind_failed", "listen=%s hint=\"address in use, or not an address of this "
-                                 "machine\"",
+        log_error("bind_failed",
+                  "listen=%s hint=\"address in use, or not an address of this "
+                  "machine\"",
                   log_value(listen, sizeof listen, cfg->listen));
         return -1;
     }
@@ -235,7 +236,7 @@ int server_run(const struct config *cfg)
     if (setup_http(&srv) != 0)
         goto out;
     log_info("upstream_auth", "mode=%s",
-             cfg->api_key == NULL ? "unset_forwarding_client_authorization"
+             cfg->api_key == NULL                      ? "unset_forwarding_client_authorization"
              : strcmp(cfg->api_key_source, "env") == 0 ? "set_from_env"
                                                        : "set_from_file");
     log_listening(&srv);

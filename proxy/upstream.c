@@ -16,7 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define EASY_POOL_MAX 64
+#define EASY_POOL_MAX        64
 #define RESPONSE_HEADERS_MAX 128
 
 struct socket_watch {
@@ -72,8 +72,8 @@ static void reap_finished(struct upstream *up);
 static void on_socket_ready(evutil_socket_t fd, short events, void *arg)
 {
     struct upstream *up = arg;
-    int flags = ((events & EV_READ) ? CURL_CSELECT_IN : 0) |
-                ((events & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int flags =
+        ((events & EV_READ) ? CURL_CSELECT_IN : 0) | ((events & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running = 0;
     curl_multi_socket_action(up->multi, fd, flags, &running);
     reap_finished(up);
@@ -328,6 +328,12 @@ void upstream_cancel(struct upstream_transfer *t)
 {
     curl_multi_remove_handle(t->up->multi, t->easy);
     release_transfer(t);
+}
+
+const char *upstream_outcome_name(enum upstream_outcome outcome)
+{
+    static const char *const names[] = {"ok", "unreachable", "broken", "timeout", "too_large"};
+    return names[outcome];
 }
 
 static enum upstream_outcome classify(const struct upstream_transfer *t, CURLcode code)

@@ -48,10 +48,13 @@ enum upstream_outcome {
     UPSTREAM_TOO_LARGE,   /* body over max_response_bytes */
 };
 
+/* "ok", "unreachable", "broken", "timeout" or "too_large". */
+const char *upstream_outcome_name(enum upstream_outcome outcome);
+
 /* Valid only during the completion callback. */
 struct upstream_result {
     enum upstream_outcome outcome;
-    long status; /* HTTP status when outcome is UPSTREAM_OK */
+    long status;                           /* HTTP status when outcome is UPSTREAM_OK */
     const struct upstream_header *headers; /* of the final response */
     size_t header_count;
     struct evbuffer *body; /* the caller may move its contents out */
