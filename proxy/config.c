@@ -260,6 +260,8 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
     case CONFIG_STRING:
     case CONFIG_PATH:
         set_string(cfg, k, value);
+        if (slot == &cfg->api_key_file)
+            cfg->api_key_file_line = 0; /* a flag: no line to name (a file sets it after) */
         return 0;
     case CONFIG_LISTEN: {
         char *host;
@@ -306,6 +308,10 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
         return 0;
     case CONFIG_COUNT: {
         char *end;
+        if (!isdigit((unsigned char)value[0]) && value[0] != '-') {
+            snprintf(err, err_size, "expected a whole number, got '%s'", value);
+            return -1;
+        }
         errno = 0;
         long long v = strtoll(value, &end, 10);
         if (errno != 0 || end == value || *end != '\0') {
@@ -376,51 +382,66 @@ struct load_ctx {
     struct config_errors *errs;
     const char *path;
     FILE *file;
-    int line;        /* number of the line the handler is looking at */
-    bool continuing; /* the last chunk read did not end a line */
+    int line; /* number of the line the handler is looking at */
     bool seen[KEY_COUNT];
-    char *bad_section; /* the last unknown section reported */
 };
 
+/* Hands inih a blank line in place of one already reported. */
+static char *blank(char *buf)
+{
+    buf[0] = '\n';
+    buf[1] = '\0';
+    return buf;
+}
+
+/* inih's reader: counts lines, and reports what inih would pass over or
+ * misread, so that every problem of a file is named with its line. */
 static char *read_line(char *buf, int size, void *stream)
 {
     struct load_ctx *ctx = stream;
     if (fgets(buf, size, ctx->file) == NULL)
         return NULL;
+    ctx->line++;
     size_t len = strlen(buf);
-    bool ends = len > 0 && buf[len - 1] == '\n';
-    if (!ctx->continuing)
-        ctx->line++;
-    if (!ends && !feof(ctx->file)) {
-        /* Over-long line: report it once, skip the rest of it, hand inih a blank. */
+    if (len > 0 && buf[len - 1] != '\n' && !feof(ctx->file)) {
         config_errors_add(ctx->errs, "%s:%d: line too long (at most %d bytes)", ctx->path,
                           ctx->line, size - 2);
         int c;
         while ((c = fgetc(ctx->file)) != EOF && c != '\n')
             ;
-        buf[0] = '\n';
-        buf[1] = '\0';
-        ctx->continuing = false;
+        return blank(buf);
+    }
+    /* inih reads an indented line as the continuation of the value above. */
+    size_t indent = strspn(buf, " \t");
+    memmove(buf, buf + indent, len - indent + 1);
+    char first = buf[0];
+    if (first == '\0' || first == '\n' || first == '\r' || first == ';' || first == '#')
+        return buf;
+    if (first == '[') {
+        /* No sections exist yet: every one is reported here, even an empty one;
+         * on_ini_value skips the keys under it. */
+        const char *close = strchr(buf, ']');
+        if (close == NULL) {
+            config_errors_add(ctx->errs, "%s:%d: section header without ']'", ctx->path, ctx->line);
+            return blank(buf);
+        }
+        config_errors_add(ctx->errs,
+                          "%s:%d: unknown section %.*s: every key belongs at the top level",
+                          ctx->path, ctx->line, (int)(close - buf + 1), buf);
         return buf;
     }
-    ctx->continuing = false;
+    if (strpbrk(buf, "=:") == NULL) {
+        config_errors_add(ctx->errs, "%s:%d: not a 'key = value' line", ctx->path, ctx->line);
+        return blank(buf);
+    }
     return buf;
 }
 
 static int on_ini_value(void *user, const char *section, const char *name, const char *value)
 {
     struct load_ctx *ctx = user;
-    if (section[0] != '\0') {
-        /* Reported once, at its first key; the keys inside are not looked at. */
-        if (ctx->bad_section == NULL || strcmp(ctx->bad_section, section) != 0) {
-            config_errors_add(ctx->errs,
-                              "%s:%d: unknown section [%s]: every key belongs at the top level",
-                              ctx->path, ctx->line, section);
-            free(ctx->bad_section);
-            ctx->bad_section = dup_or_die(section);
-        }
-        return 1;
-    }
+    if (section[0] != '\0')
+        return 1; /* its header was reported by read_line */
     const struct config_key *k = config_key_find(name);
     if (k == NULL) {
         config_errors_add(ctx->errs, "%s:%d: unknown key '%s' (see conf/cloro-proxy.conf)",
@@ -455,14 +476,13 @@ size_t config_load_file(struct config *cfg, const char *path, struct config_erro
     cfg->config_file = dup_or_die(path);
     int rc = ini_parse_stream(read_line, &ctx, on_ini_value, &ctx);
     if (rc > 0) {
-        /* inih reports syntax errors (a line that is neither key = value nor
-         * [section]) through the return value; the handler never saw them. */
-        config_errors_add(errs, "%s:%d: not a 'key = value' line", path, rc);
+        /* What read_line did not catch (an empty key name, say): inih tells
+         * only the first such line. */
+        config_errors_add(errs, "%s:%d: not a valid 'key = value' line", path, rc);
     } else if (rc < 0) {
         config_errors_add(errs, "%s: read error", path);
     }
     fclose(ctx.file);
-    free(ctx.bad_section);
     return errs->count - before;
 }
 
@@ -474,10 +494,11 @@ static char *read_key_file(const char *path, char *err, size_t err_size)
         return NULL;
     }
     char buf[1024];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    bool too_long = !feof(f);
+    size_t n = fread(buf, 1, sizeof buf, f);
+    bool too_long = n == sizeof buf;
     fclose(f);
     if (too_long) {
+        memset(buf, 0, sizeof buf);
         snprintf(err, err_size, "'%s' is too large for an API key", path);
         return NULL;
     }

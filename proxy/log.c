@@ -66,6 +66,10 @@ const char *log_value(char *out, size_t out_size, const char *text)
         snprintf(out, out_size, "%s", text);
         return out;
     }
+    if (out_size < 3) { /* not even "" fits */
+        out[0] = '\0';
+        return out;
+    }
     size_t o = 0;
     out[o++] = '"';
     for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {

@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# passthrough.sh BUILD_DIR: what cloro-proxy's pass-through adds to latency.
+#
+# Starts the fake cloro upstream, cloro-proxy in front of it and (when
+# installed) nginx in front of it, all on 127.0.0.1, then runs wrk with
+# bench/post_chatgpt.lua against each of them in turn (direct, cloro-proxy,
+# nginx, then the next load shape), each run after a short warm-up:
+#   -t1 -c1   median latency on one connection (the figure the goal is about)
+#   -t2 -c32  throughput
+# Prints a table (req/s, p50/p90/p99 in ms, p50 added over direct) and the
+# verdict on the goal: cloro-proxy's p50 at -c1 under 0.3 ms above direct.
+# The table, raw wrk outputs and server logs go to bench/results/<run>/.
+#
+# Exit status: 0 when every request of every measured run got a 200 (even if
+# the goal is missed: this is a measurement), 1 on any error or non-200, 2 on
+# bad usage.
+#
+# Environment: DURATION (seconds a measured run lasts, default 10), WARMUP
+# (seconds, default 1), ROUNDS (times the whole sequence is repeated, default
+# 1; the verdict takes the median over rounds), FAKE_BIN (the fake upstream,
+# default BUILD_DIR/tests/fake_cloro/fake_cloro), NGINX_BIN (default: nginx
+# on PATH or /usr/sbin/nginx; "none" skips the nginx column).
+set -euo pipefail
+
+GOAL_MS=0.3
+KEY=sk_live_bench
+
+prog=passthrough.sh
+die() {
+    echo "$prog: error: $*" >&2
+    exit 1
+}
+note() { echo "$prog: $*" >&2; }
+
+if [ $# -ne 1 ]; then
+    echo "usage: $prog BUILD_DIR   (env: DURATION=10 WARMUP=1 ROUNDS=1)" >&2
+    exit 2
+fi
+BUILD_DIR=$1
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-1}
+ROUNDS=${ROUNDS:-1}
+for v in DURATION WARMUP ROUNDS; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$prog: $v must be a positive integer" >&2; exit 2; }
+done
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LUA=$BENCH_DIR/post_chatgpt.lua
+NGINX_TEMPLATE=$BENCH_DIR/nginx.conf.in
+FAKE_BIN=${FAKE_BIN:-$BUILD_DIR/tests/fake_cloro/fake_cloro}
+PROXY_BIN=$BUILD_DIR/proxy/cloro-proxy
+
+# --- prerequisites ----------------------------------------------------------
+command -v wrk >/dev/null 2>&1 ||
+    die "wrk is not installed: 'apt-get install wrk' (or 'make bench', which installs it)"
+[ -x "$FAKE_BIN" ] || die "fake upstream not found at $FAKE_BIN: build first (make bench builds it)"
+[ -x "$PROXY_BIN" ] || die "cloro-proxy not found at $PROXY_BIN: build first (make bench builds it)"
+[ -r "$LUA" ] || die "missing $LUA"
+command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) is required"
+
+if [ "${NGINX_BIN:-}" = none ]; then
+    NGINX_BIN=
+    note "note: NGINX_BIN=none, the nginx column is skipped"
+else
+    [ -n "${NGINX_BIN:-}" ] || NGINX_BIN=$(command -v nginx 2>/dev/null || true)
+    if [ -z "$NGINX_BIN" ] && [ -x /usr/sbin/nginx ]; then
+        NGINX_BIN=/usr/sbin/nginx # not on a non-root PATH
+    fi
+    if [ -z "$NGINX_BIN" ]; then
+        note "note: nginx is not installed, the nginx column is skipped ('apt-get install nginx-light')"
+    fi
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cloro-bench.XXXXXX")
+RUN_ID=passthrough-$(date +%Y%m%d-%H%M%S)
+RESULTS=$BENCH_DIR/results/$RUN_ID
+mkdir -p "$RESULTS"
+
+# --- process bookkeeping: everything started is stopped on exit -------------
+PIDS=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    local deadline=$((SECONDS + 5))
+    for pid in "${PIDS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    wait 2>/dev/null || true
+    local f
+    for f in fake.log proxy.log nginx/nginx.conf nginx/nginx-error.log nginx/nginx.out; do
+        if [ -f "$TMP/$f" ]; then cp "$TMP/$f" "$RESULTS/" 2>/dev/null || true; fi
+    done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Waits (10 s at most) for the "event=listening addr=HOST:PORT" line of a
+# process started with its stderr in LOG; sets LISTEN_ADDR.
+wait_listening() {
+    local name=$1 pid=$2 log=$3
+    local deadline=$((SECONDS + 10))
+    LISTEN_ADDR=
+    while :; do
+        LISTEN_ADDR=$(sed -n 's/.*event=listening.* addr=\([^ ]*\).*/\1/p' "$log" 2>/dev/null |
+            head -n 1 || true)
+        [ -n "$LISTEN_ADDR" ] && break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            cat "$log" >&2 || true
+            die "$name exited before listening (log above)"
+        fi
+        if [ $SECONDS -ge $deadline ]; then
+            cat "$log" >&2 || true
+            die "$name did not print its listening line within 10 s (log above)"
+        fi
+        sleep 0.05
+    done
+    case $LISTEN_ADDR in
+        127.0.0.1:[0-9]*) ;;
+        *) die "$name listens on '$LISTEN_ADDR', expected 127.0.0.1:PORT" ;;
+    esac
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# libcurl honours *_proxy variables: keep the proxy's upstream traffic local.
+NO_PROXY_ENV=(env -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY
+    -u all_proxy -u ALL_PROXY NO_PROXY='*' no_proxy='*')
+
+# --- fake upstream ----------------------------------------------------------
+# No limit may trip during the bench: slots, rate window and the credit
+# balance (1,000,000 by default: a few hundred thousand calls) are all raised.
+# --log-level warn drops the per-request lines; the listening line is always
+# printed.
+"$FAKE_BIN" --listen 127.0.0.1:0 --api-key "$KEY" --concurrency-limit 100000 \
+    --rate-limit 100000000 --latency-ms 0 --credits 1000000000000000 --log-level warn \
+    >"$TMP/fake.log" 2>&1 &
+PIDS+=($!)
+wait_listening "fake upstream" "${PIDS[-1]}" "$TMP/fake.log"
+FAKE_ADDR=$LISTEN_ADDR
+
+# --- cloro-proxy ------------------------------------------------------------
+# --log-level info prints only the startup lines once the access log is off.
+mkdir -p "$TMP/cache"
+"${NO_PROXY_ENV[@]}" CLORO_API_KEY="$KEY" "$PROXY_BIN" serve --listen 127.0.0.1:0 \
+    --upstream "http://$FAKE_ADDR" --cache-dir "$TMP/cache" --access-log false \
+    --log-level info >"$TMP/proxy.log" 2>&1 &
+PIDS+=($!)
+wait_listening "cloro-proxy" "${PIDS[-1]}" "$TMP/proxy.log"
+PROXY_ADDR=$LISTEN_ADDR
+
+# --- nginx ------------------------------------------------------------------
+NGINX_ADDR=
+if [ -n "$NGINX_BIN" ]; then
+    [ -r "$NGINX_TEMPLATE" ] || die "missing $NGINX_TEMPLATE"
+    NDIR=$TMP/nginx
+    mkdir -p "$NDIR"
+    # As root nginx's workers run as nobody: let them into the temp dirs.
+    chmod 755 "$TMP" "$NDIR"
+    for _ in $(seq 1 20); do
+        port=$((20000 + RANDOM % 40000))
+        port_open "$port" && continue
+        sed -e "s|@DIR@|$NDIR|g" -e "s|@PORT@|$port|g" -e "s|@UPSTREAM@|$FAKE_ADDR|g" \
+            "$NGINX_TEMPLATE" >"$NDIR/nginx.conf"
+        : >"$NDIR/nginx-error.log"
+        "$NGINX_BIN" -p "$NDIR/" -c "$NDIR/nginx.conf" -e "$NDIR/nginx-error.log" \
+            >"$NDIR/nginx.out" 2>&1 &
+        npid=$!
+        PIDS+=("$npid")
+        deadline=$((SECONDS + 5))
+        while kill -0 "$npid" 2>/dev/null && ! port_open "$port" && [ $SECONDS -lt $deadline ]; do
+            sleep 0.05
+        done
+        if kill -0 "$npid" 2>/dev/null && port_open "$port"; then
+            NGINX_ADDR=127.0.0.1:$port
+            break
+        fi
+        if kill -0 "$npid" 2>/dev/null; then
+            cat "$NDIR/nginx.out" "$NDIR/nginx-error.log" >&2 || true
+            die "nginx did not listen on 127.0.0.1:$port within 5 s (log above)"
+        fi
+        if grep -q 'Address already in use' "$NDIR/nginx.out" "$NDIR/nginx-error.log"; then
+            continue # lost a race for the port: try another
+        fi
+        cat "$NDIR/nginx.out" "$NDIR/nginx-error.log" >&2 || true
+        die "nginx failed to start (log above; config: $NDIR/nginx.conf)"
+    done
+    [ -n "$NGINX_ADDR" ] || die "nginx: found no free port in 20 tries"
+fi
+
+# --- run description --------------------------------------------------------
+{
+    echo "run: $RUN_ID"
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host: $(uname -srm), $(nproc) cpus, loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+    echo "commit: $(git -C "$BENCH_DIR/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(
+        git -C "$BENCH_DIR/.." diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)')"
+    echo "wrk: $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+    echo "nginx: $([ -n "$NGINX_BIN" ] && "$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //' || echo skipped)"
+    echo "settings: DURATION=${DURATION}s WARMUP=${WARMUP}s ROUNDS=$ROUNDS, wrk --timeout 5s"
+    echo "fake upstream: $FAKE_ADDR   cloro-proxy: $PROXY_ADDR   nginx: ${NGINX_ADDR:-skipped}"
+} | tee "$RESULTS/env.txt"
+echo
+
+# --- measurements -----------------------------------------------------------
+TARGETS=(direct cloro-proxy)
+declare -A URL=([direct]="http://$FAKE_ADDR" [cloro-proxy]="http://$PROXY_ADDR")
+if [ -n "$NGINX_ADDR" ]; then
+    TARGETS+=(nginx)
+    URL[nginx]="http://$NGINX_ADDR"
+fi
+LOADS=(c1 c32)
+declare -A LOAD_ARGS=([c1]="-t1 -c1" [c32]="-t2 -c32")
+
+ROWS=$TMP/rows.tsv # round load target rps p50 p90 p99 (ms) ok
+: >"$ROWS"
+FAILED=0
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+
+# run_wrk TARGET LOAD SECONDS OUT: one wrk run; sets BENCH_LINE and BENCH_OK
+# (0 when the run had a socket error, a timeout or a non-200 response).
+run_wrk() {
+    local target=$1 load=$2 secs=$3 out=$4
+    # shellcheck disable=SC2086 # LOAD_ARGS holds two words on purpose
+    if ! timeout -k 5 $((secs + 30)) wrk ${LOAD_ARGS[$load]} -d"${secs}s" --timeout 5s \
+        --latency -s "$LUA" "${URL[$target]}/v1/monitor/chatgpt" >"$out" 2>&1; then
+        cat "$out" >&2 || true
+        die "wrk failed or overran against $target ($load); output above"
+    fi
+    BENCH_LINE=$(grep -m 1 '^BENCH ' "$out" || true)
+    [ -n "$BENCH_LINE" ] || die "no BENCH line from post_chatgpt.lua in $out"
+    BENCH_OK=1
+    local k
+    for k in non200 connect read write status timeout; do
+        if [ "$(field "$k" "$BENCH_LINE")" != 0 ]; then
+            BENCH_OK=0
+        fi
+    done
+    if [ "$(field requests "$BENCH_LINE")" = 0 ]; then
+        BENCH_OK=0
+    fi
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+    for load in "${LOADS[@]}"; do
+        for target in "${TARGETS[@]}"; do
+            base=$RESULTS/wrk-r$round-$load-$target
+            note "round $round/$ROUNDS: $target, ${LOAD_ARGS[$load]}: warm-up ${WARMUP}s, run ${DURATION}s"
+            run_wrk "$target" "$load" "$WARMUP" "$base-warmup.txt"
+            if [ "$BENCH_OK" != 1 ]; then
+                cat "$base-warmup.txt" >&2
+                die "$target answered the warm-up with errors or non-200 ($BENCH_LINE)"
+            fi
+            run_wrk "$target" "$load" "$DURATION" "$base.txt"
+            if [ "$BENCH_OK" != 1 ]; then
+                FAILED=1
+                note "error: $target ($load) had errors or non-200 responses: $BENCH_LINE"
+            fi
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$load" "$target" \
+                "$(field rps "$BENCH_LINE")" \
+                "$(awk -v u="$(field p50_us "$BENCH_LINE")" 'BEGIN{printf "%.3f", u/1000}')" \
+                "$(awk -v u="$(field p90_us "$BENCH_LINE")" 'BEGIN{printf "%.3f", u/1000}')" \
+                "$(awk -v u="$(field p99_us "$BENCH_LINE")" 'BEGIN{printf "%.3f", u/1000}')" \
+                "$BENCH_OK" >>"$ROWS"
+        done
+    done
+done
+
+# --- report -----------------------------------------------------------------
+# p50 added = the target's p50 minus direct's p50 in the same round and load.
+awk -F'\t' -v rounds="$ROUNDS" '
+    { key = $1 SUBSEP $2; if ($3 == "direct") direct[key] = $5; row[NR] = $0 }
+    END {
+        printf "%-6s %-12s %-9s %10s %9s %9s %9s %14s\n", "round", "target", "load",
+            "req/s", "p50 ms", "p90 ms", "p99 ms", "p50 added ms"
+        for (i = 1; i <= NR; i++) {
+            split(row[i], f, "\t")
+            load = f[2] == "c1" ? "-t1 -c1" : "-t2 -c32"
+            added = f[3] == "direct" ? "-" : sprintf("%+.3f", f[5] - direct[f[1] SUBSEP f[2]])
+            note = f[8] == 1 ? "" : "  ERRORS"
+            printf "%-6s %-12s %-9s %10.0f %9.3f %9.3f %9.3f %14s%s\n", f[1], f[3], load,
+                f[4], f[5], f[6], f[7], added, note
+        }
+    }' "$ROWS" >"$TMP/table.txt"
+
+# The verdict: median over rounds of cloro-proxy p50 - direct p50 at -c1.
+OVERHEAD=$(awk -F'\t' '
+    $2 == "c1" && $3 == "direct" { d[$1] = $5 }
+    $2 == "c1" && $3 == "cloro-proxy" { p[$1] = $5 }
+    END {
+        n = 0
+        for (r in p) v[++n] = p[r] - d[r]
+        for (i = 2; i <= n; i++)
+            for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+        m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        printf "%.3f", m
+    }' "$ROWS")
+VERDICT=$(awk -v o="$OVERHEAD" -v g="$GOAL_MS" 'BEGIN { print (o < g) ? "PASS" : "FAIL" }')
+FINAL="passthrough p50 overhead: $OVERHEAD ms (goal < $GOAL_MS ms): $VERDICT"
+if [ "$ROUNDS" -gt 1 ]; then
+    FINAL_NOTE="(median over $ROUNDS rounds of cloro-proxy p50 - direct p50 at -t1 -c1)"
+else
+    FINAL_NOTE="(cloro-proxy p50 - direct p50 at -t1 -c1)"
+fi
+
+{
+    cat "$TMP/table.txt"
+    echo
+    echo "$FINAL_NOTE"
+    echo "$FINAL"
+} >"$RESULTS/table.txt"
+cat "$RESULTS/env.txt" "$RESULTS/table.txt" >"$RESULTS/summary.txt"
+ln -sfn "$RUN_ID" "$BENCH_DIR/results/latest"
+
+cat "$TMP/table.txt"
+echo
+echo "results: $RESULTS"
+echo "$FINAL_NOTE"
+if [ "$FAILED" != 0 ]; then
+    note "error: some runs had socket errors, timeouts or non-200 responses (marked ERRORS above)"
+    echo "$FINAL"
+    exit 1
+fi
+echo "$FINAL"
