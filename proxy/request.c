@@ -175,6 +175,22 @@ static void log_access(const struct request *r, int status, size_t bytes_in, siz
               r->error_code != NULL ? " error=" : "", r->error_code != NULL ? r->error_code : "");
 }
 
+/* evhttp calls one of these two per reply: written out, or its connection
+ * closed first (the client left). Either way the reply no longer waits. */
+static void on_reply_written(struct evhttp_request *evreq, void *arg)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(evreq);
+    if (conn != NULL)
+        evhttp_connection_set_closecb(conn, NULL, NULL);
+    server_reply_flushed(arg);
+}
+
+static void on_connection_lost(struct evhttp_connection *conn, void *arg)
+{
+    evhttp_connection_set_closecb(conn, NULL, NULL);
+    server_reply_flushed(arg);
+}
+
 void request_send(struct request *r, int status, struct evbuffer *body)
 {
     struct server *srv = r->server;
@@ -183,6 +199,11 @@ void request_send(struct request *r, int status, struct evbuffer *body)
         request_add_header(r, "Connection", "close");
     size_t bytes_in = evbuffer_get_length(evhttp_request_get_input_buffer(r->evreq));
     size_t bytes_out = body != NULL ? evbuffer_get_length(body) : 0;
+    srv->replies_unflushed++;
+    evhttp_request_set_on_complete_cb(r->evreq, on_reply_written, srv);
+    struct evhttp_connection *conn = evhttp_request_get_connection(r->evreq);
+    if (conn != NULL)
+        evhttp_connection_set_closecb(conn, on_connection_lost, srv);
     evhttp_send_reply(r->evreq, status, reason_phrase(status), body);
     if (srv->cfg->access_log && log_threshold >= LOG_LEVEL_INFO)
         log_access(r, status, bytes_in, bytes_out);

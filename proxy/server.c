@@ -23,6 +23,14 @@
 #include <string.h>
 #include <sys/socket.h>
 
+/* The drain ends when every request is answered and every answer written:
+ * leaving the loop earlier would cut replies still in the socket buffers. */
+static void stop_when_drained(struct server *srv)
+{
+    if (srv->draining && srv->in_flight == 0 && srv->replies_unflushed == 0)
+        event_base_loopexit(srv->base, NULL);
+}
+
 void server_request_started(struct server *srv, struct request *r)
 {
     srv->in_flight++;
@@ -42,8 +50,13 @@ void server_request_finished(struct server *srv, struct request *r)
     if (r->next != NULL)
         r->next->prev = r->prev;
     srv->in_flight--;
-    if (srv->draining && srv->in_flight == 0)
-        event_base_loopexit(srv->base, NULL);
+    stop_when_drained(srv);
+}
+
+void server_reply_flushed(struct server *srv)
+{
+    srv->replies_unflushed--;
+    stop_when_drained(srv);
 }
 
 static void on_request(struct evhttp_request *evreq, void *arg)
@@ -99,10 +112,7 @@ static void on_signal(evutil_socket_t sig, short events, void *arg)
         evhttp_del_accept_socket(srv->http, srv->bound);
         srv->bound = NULL;
     }
-    if (srv->in_flight == 0) {
-        event_base_loopexit(srv->base, NULL);
-        return;
-    }
+    stop_when_drained(srv);
     struct timeval tv = {.tv_sec = srv->cfg->drain_timeout_ms / 1000,
                          .tv_usec = (srv->cfg->drain_timeout_ms % 1000) * 1000};
     evtimer_add(srv->drain_timer, &tv);

@@ -36,8 +36,9 @@ struct server {
     char *authorization; /* "Bearer <key>" when the proxy holds a key; secret */
     int64_t started_wall_ms;
     bool draining;
-    uint64_t in_flight;
-    struct request *live; /* every request not yet answered, for shutdown */
+    uint64_t in_flight;         /* requests not yet answered */
+    uint64_t replies_unflushed; /* answered, but not yet fully written to the client */
+    struct request *live;       /* every request not yet answered, for shutdown */
     struct server_stats stats;
     int64_t upstream_warned_us; /* last upstream_error warning, for rate limiting */
     uint64_t upstream_warn_suppressed;
@@ -47,8 +48,9 @@ struct server {
  * status: 0 after a clean stop, 1 when start-up failed (logged). */
 int server_run(const struct config *cfg);
 
-/* Called by request.c as requests begin and end. */
+/* Called by request.c as requests begin and end, and as replies leave. */
 void server_request_started(struct server *srv, struct request *r);
 void server_request_finished(struct server *srv, struct request *r);
+void server_reply_flushed(struct server *srv);
 
 #endif

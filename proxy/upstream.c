@@ -292,7 +292,11 @@ struct upstream_transfer *upstream_start(struct upstream *up, const struct upstr
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+    /* Over TLS, ALPN says at handshake whether the connection multiplexes
+     * (HTTP/2), so waiting for it is cheap. Over cleartext the answer comes
+     * only with the first response: waiting would serialize every call. */
+    if (strncmp(call->url, "https://", 8) == 0)
+        curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, ""); /* decoded before relaying */

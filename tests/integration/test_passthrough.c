@@ -413,8 +413,9 @@ static void test_body_over_limit_is_413(void **state)
     http_reply_free(&r);
     /* Exactly at the limit still goes through (and the fake judges it). */
     char at_limit[1025];
+    const int frame = (int)strlen("{\"prompt\":\"\",\"country\":\"US\"}");
     int n = snprintf(at_limit, sizeof at_limit, "{\"prompt\":\"%0*d\",\"country\":\"US\"}",
-                     1024 - 29, 0);
+                     1024 - frame, 0);
     assert_int_equal(n, 1024);
     post(&small, "/v1/monitor/chatgpt", at_limit, NULL, &r);
     assert_int_equal(r.status, 200);

@@ -1,0 +1,69 @@
+/* fake_knobs: every runtime-tunable behaviour of the fake in one struct, driven by
+ * one table (name, flag, type, bounds, help) that serves the command line,
+ * GET /_fake/config and the partial updates of POST /_fake/config. */
+#ifndef FAKE_KNOBS_H
+#define FAKE_KNOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "fake_pricing.h"
+
+enum fake_knobs_scope { FAKE_SCOPE_ENDPOINT, FAKE_SCOPE_SHARED };
+enum fake_knobs_conc_headers {
+    FAKE_CONC_HDR_CONCURRENCY, /* X-Concurrency-* (OAS) */
+    FAKE_CONC_HDR_CONCURRENT,  /* X-Concurrent-* (OAS-old) */
+    FAKE_CONC_HDR_BOTH
+};
+enum fake_knobs_conc_code { FAKE_CONC_CODE_CONCURRENCY, FAKE_CONC_CODE_CONCURRENT };
+
+struct fake_knobs {
+    int64_t latency_ms;        /* delay of every monitor response */
+    int64_t jitter_ms;         /* + uniform [0, jitter_ms] */
+    int64_t concurrency_limit; /* org slots (§10.2) */
+    int64_t rate_limit;        /* requests per 1-second window (§10.1) */
+    int rate_limit_scope;      /* enum fake_knobs_scope */
+    double fail_500;           /* fractions of monitor requests that fail ... */
+    double fail_503;
+    double reset;           /* ... or get their connection reset */
+    int64_t retry_after_s;  /* Retry-After on 503 */
+    int64_t slow_body_ms;   /* > 0: 200 bodies dribble out over this long */
+    int64_t artifact_ttl_s; /* artifact lifetime (§12: 24 h) */
+    int64_t artifact_expired_status;
+    int concurrency_headers; /* enum fake_knobs_conc_headers */
+    int concurrency_code;    /* enum fake_knobs_conc_code */
+    bool country_default_us; /* §14 item 5 */
+    int64_t credits;         /* the org's live balance */
+    struct fake_prices prices;
+};
+
+enum fake_knob_type { FAKE_KNOB_INT, FAKE_KNOB_FRACTION, FAKE_KNOB_BOOL, FAKE_KNOB_ENUM };
+
+struct fake_knob_def {
+    const char *name; /* JSON name: latency_ms */
+    const char *flag; /* long option: latency-ms */
+    enum fake_knob_type type;
+    size_t offset;
+    int64_t min, max;              /* FAKE_KNOB_INT */
+    const char *const *enum_names; /* FAKE_KNOB_ENUM, NULL-terminated */
+    const char *help;
+};
+
+void fake_knobs_init(struct fake_knobs *k);
+/* The table and its length (borrowed, static). */
+const struct fake_knob_def *fake_knobs_table(size_t *count);
+/* Sets one knob from a command-line string. 0, or -1 with a message in err. */
+int fake_knobs_set_string(struct fake_knobs *k, const struct fake_knob_def *def, const char *value,
+                          char *err, size_t errlen);
+/* Applies a JSON object of knobs atomically: on any unknown key, bad type or
+ * out-of-range value nothing changes and -1 is returned with a message. */
+int fake_knobs_apply_json(struct fake_knobs *k, const json_t *obj, char *err, size_t errlen);
+/* New JSON object with every knob. */
+json_t *fake_knobs_to_json(const struct fake_knobs *k);
+/* The name of an enum knob's value (e.g. "X-Concurrency" prefix users). */
+const char *fake_knobs_enum_name(const struct fake_knobs *k, const char *knob);
+
+#endif

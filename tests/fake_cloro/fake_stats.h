@@ -1,0 +1,53 @@
+/* fake_stats: the counters behind GET /_fake/stats (names are a test contract) and
+ * their JSON rendering. Only counts what the server tells it; no libevent. */
+#ifndef FAKE_STATS_H
+#define FAKE_STATS_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+enum fake_fault {
+    FAKE_FAULT_NONE,
+    FAKE_FAULT_500,
+    FAKE_FAULT_503,
+    FAKE_FAULT_RESET,
+    FAKE_FAULT_RESET_MID_BODY,
+    FAKE_FAULT_SLOW,
+    FAKE_FAULT_COUNT
+};
+
+struct fake_stats {
+    uint64_t requests_total; /* every request to a /v1/ path */
+    json_t *requests;        /* path -> count */
+    json_t *status;          /* "200" -> count, /v1/ responses actually sent */
+    int64_t in_flight;       /* gauge: /v1/ requests not yet answered */
+    int64_t max_in_flight;   /* since start or reset */
+    json_t *auth;            /* sha256(Authorization value) -> count */
+    uint64_t auth_missing;
+    uint64_t canceled;
+    uint64_t faults[FAKE_FAULT_COUNT];
+    uint64_t artifact_fetches;
+    uint64_t artifact_expired;
+    int64_t credits_charged_total;
+    json_t *last; /* snapshot of the last /v1/ request, or NULL */
+};
+
+void fake_stats_init(struct fake_stats *s);
+void fake_stats_deinit(struct fake_stats *s);
+/* Zeroes every counter; in_flight is a live gauge and is kept (max = current). */
+void fake_stats_reset(struct fake_stats *s);
+
+void fake_stats_count_request(struct fake_stats *s, const char *path);
+void fake_stats_count_status(struct fake_stats *s, int status);
+/* auth_sha256 NULL counts auth_missing. */
+void fake_stats_count_auth(struct fake_stats *s, const char *auth_sha256);
+void fake_stats_in_flight_add(struct fake_stats *s, int64_t delta);
+/* Takes ownership of last. */
+void fake_stats_set_last(struct fake_stats *s, json_t *last);
+const char *fake_stats_fault_name(enum fake_fault f);
+
+/* New JSON object in the documented shape. */
+json_t *fake_stats_to_json(const struct fake_stats *s, int64_t credits_remaining);
+
+#endif
