@@ -736,8 +736,8 @@ static void fake_server_handle_credits(struct fake_call *c, const struct fake_ro
     time_t now = (time_t)(fake_util_real_ms() / 1000);
     struct tm tm;
     gmtime_r(&now, &tm);
-    struct tm next = {.tm_year = tm.tm_year + (tm.tm_mon == 11), .tm_mon = (tm.tm_mon + 1) % 12,
-                      .tm_mday = 1};
+    struct tm next = {
+        .tm_year = tm.tm_year + (tm.tm_mon == 11), .tm_mon = (tm.tm_mon + 1) % 12, .tm_mday = 1};
     char resets[32];
     strftime(resets, sizeof(resets), "%Y-%m-01T00:00:00.000Z", &next);
     fake_server_reply_json(c, 200,
