@@ -957,6 +957,14 @@ static void fake_server_on_request(struct evhttp_request *req, void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
+/* evhttp asks for a bufferevent once per accepted connection: counted here. */
+static struct bufferevent *fake_server_on_connection(struct event_base *base, void *arg)
+{
+    struct fake_server *srv = arg;
+    srv->stats.connections_total++;
+    return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+}
+
 struct fake_server *fake_server_new(struct event_base *base, const struct fake_server_config *cfg)
 {
     struct fake_server *srv = fake_xcalloc(1, sizeof(*srv));
@@ -991,6 +999,7 @@ struct fake_server *fake_server_new(struct event_base *base, const struct fake_s
     evhttp_set_max_headers_size(srv->http, FAKE_SERVER_MAX_HEADER_BYTES);
     evhttp_set_timeout(srv->http, 600);
     evhttp_set_gencb(srv->http, fake_server_on_request, srv);
+    evhttp_set_bevcb(srv->http, fake_server_on_connection, srv);
     return srv;
 }
 

@@ -27,6 +27,7 @@ struct fake_stats {
     uint64_t auth_missing;
     uint64_t canceled;
     uint64_t faults[FAKE_FAULT_COUNT];
+    uint64_t connections_total; /* TCP connections accepted: keep-alive reuse shows here */
     uint64_t artifact_fetches;
     uint64_t artifact_expired;
     int64_t credits_charged_total;

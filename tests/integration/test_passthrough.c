@@ -521,6 +521,88 @@ static void test_graceful_shutdown_loses_nothing(void **state)
     proc_stop(&leaving);
 }
 
+static void test_upstream_connections_are_reused(void **state)
+{
+    (void)state;
+    struct proc fresh;
+    const char *env[] = {"CLORO_API_KEY=" SHARED_KEY, NULL};
+    assert_int_equal(proc_start_proxy(&fresh, fx->fake.url, NULL, env), 0);
+    long long before = fake_stat(&fx->fake, "connections_total");
+    for (int i = 0; i < 20; i++) {
+        struct http_reply r;
+        post(&fresh, "/v1/monitor/gemini", "{\"prompt\":\"again\",\"country\":\"US\"}", NULL, &r);
+        assert_int_equal(r.status, 200);
+        http_reply_free(&r);
+    }
+    /* One connection from the proxy for all 20 calls, one for this stats read. */
+    assert_int_equal(fake_stat(&fx->fake, "connections_total") - before, 2);
+    assert_int_equal(fake_stat(&fx->fake, "requests./v1/monitor/gemini"), 20);
+    proc_stop(&fresh);
+}
+
+static void test_client_leaving_does_not_cancel_the_paid_call(void **state)
+{
+    (void)state;
+    /* The client gives up after 200 ms; the upstream answers after 800 ms. */
+    char *url = url_of(&fx->proxy, "/v1/monitor/chatgpt");
+    CURL *easy = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS,
+                     "{\"prompt\":\"impatient [fake:latency=800]\",\"country\":\"US\"}");
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 200L);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    assert_int_equal(curl_easy_perform(easy), CURLE_OPERATION_TIMEDOUT);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(easy);
+    free(url);
+    /* The upstream call runs to completion (it is paid for either way)... */
+    assert_true(fake_wait_stat(&fx->fake, "status.200", 1, 10000));
+    assert_int_equal(fake_stat(&fx->fake, "canceled"), 0);
+    /* ...and the proxy keeps serving. */
+    struct http_reply r;
+    post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"next\",\"country\":\"US\"}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    http_reply_free(&r);
+}
+
+static void test_key_from_file_and_environment_precedence(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cloro-it-key-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/key", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("  " MEMBER_KEY "\n", f); /* surrounding blanks are trimmed */
+    fclose(f);
+
+    struct proc from_file;
+    const char *args[] = {"--api-key-file", path, NULL};
+    assert_int_equal(proc_start_proxy(&from_file, fx->fake.url, args, NULL), 0);
+    struct http_reply r;
+    post(&from_file, "/v1/monitor/grok", "{\"prompt\":\"k\",\"country\":\"US\"}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    http_reply_free(&r);
+    proc_stop(&from_file);
+    assert_int_equal(auth_count("Bearer " MEMBER_KEY), 1);
+
+    /* CLORO_API_KEY wins over api_key_file. */
+    struct proc both;
+    const char *env[] = {"CLORO_API_KEY=" SHARED_KEY, NULL};
+    assert_int_equal(proc_start_proxy(&both, fx->fake.url, args, env), 0);
+    post(&both, "/v1/monitor/grok", "{\"prompt\":\"k\",\"country\":\"US\"}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    http_reply_free(&r);
+    proc_stop(&both);
+    assert_int_equal(auth_count("Bearer " SHARED_KEY), 1);
+    assert_int_equal(auth_count("Bearer " MEMBER_KEY), 1);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_no_secret_in_logs(void **state)
 {
     (void)state;
@@ -548,6 +630,9 @@ int main(void)
         cmocka_unit_test_setup(test_upstream_unreachable_is_502, reset_fake),
         cmocka_unit_test_setup(test_upstream_timeout_is_504, reset_fake),
         cmocka_unit_test_setup(test_graceful_shutdown_loses_nothing, reset_fake),
+        cmocka_unit_test_setup(test_upstream_connections_are_reused, reset_fake),
+        cmocka_unit_test_setup(test_client_leaving_does_not_cancel_the_paid_call, reset_fake),
+        cmocka_unit_test_setup(test_key_from_file_and_environment_precedence, reset_fake),
         cmocka_unit_test(test_no_secret_in_logs),
     };
     return cmocka_run_group_tests_name("integration_passthrough", tests, group_setup,
