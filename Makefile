@@ -14,7 +14,7 @@ deps:
 	@scripts/install-deps.sh
 
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLORO_TESTS=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Starts the proxy on 127.0.0.1:8787 with the example configuration; the

@@ -100,8 +100,9 @@ static void on_signal(evutil_socket_t sig, short events, void *arg)
     (void)events;
     struct server *srv = arg;
     if (srv->draining) {
-        log_warn("shutdown_now", "signal=%d in_flight=%llu", (int)sig,
-                 (unsigned long long)srv->in_flight);
+        if (srv->in_flight > 0)
+            log_warn("shutdown_now", "signal=%d in_flight=%llu", (int)sig,
+                     (unsigned long long)srv->in_flight);
         event_base_loopexit(srv->base, NULL);
         return;
     }
