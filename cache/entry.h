@@ -1,0 +1,53 @@
+/* entry.h: the stored form of one cached answer. A versioned binary record
+ * with a SHA-256 checksum over everything before it, so a torn or corrupted
+ * record is detected on read, never served. Pure: no I/O.
+ *
+ * Layout (little endian): magic "CPE1", u16 version, u16 status,
+ * i64 stored_at_ms, i64 expires_at_ms (0: never), i64 credits_charged,
+ * u16 header_count, then strings as u32 length + bytes: provider, request_id,
+ * each header's name and value; then u32 body length + body; then 32 bytes
+ * of SHA-256 over all the bytes before it. */
+#ifndef CLORO_CACHE_ENTRY_H
+#define CLORO_CACHE_ENTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CACHE_ENTRY_VERSION 1
+#define CACHE_ENTRY_MAX_HEADERS 64
+
+struct cache_header {
+    char *name;
+    char *value;
+};
+
+struct cache_entry {
+    int status;
+    int64_t stored_at_ms;
+    int64_t expires_at_ms; /* 0: never expires */
+    int64_t credits_charged;
+    char *provider;
+    char *request_id; /* the upstream X-Request-ID of the call that was billed; may be "" */
+    struct cache_header *headers; /* the mirrored response headers, in order */
+    size_t header_count;
+    unsigned char *body;
+    size_t body_len;
+};
+
+/* Encodes e into a new buffer (*out, *out_len; the caller frees *out).
+ * Returns 0, or -1 when e has more than CACHE_ENTRY_MAX_HEADERS headers. */
+int cache_entry_encode(const struct cache_entry *e, unsigned char **out, size_t *out_len);
+
+/* Decodes and verifies a record; everything in out is newly allocated (free
+ * with cache_entry_free). Returns 0, or -1 on a bad magic, version, length or
+ * checksum (out is then empty). */
+int cache_entry_decode(const unsigned char *data, size_t len, struct cache_entry *out);
+
+void cache_entry_free(struct cache_entry *e);
+
+/* The stored_at_ms and expires_at_ms of an encoded record without decoding it
+ * all (eviction and purge read only these). Returns 0, or -1 when too short. */
+int cache_entry_peek_times(const unsigned char *data, size_t len, int64_t *stored_at_ms,
+                           int64_t *expires_at_ms);
+
+#endif

@@ -1,0 +1,58 @@
+/* key.h: cache keys. A key is SHA-256 over the key-schema version, the
+ * method, the route and a canonical form of the JSON body (jansson, sorted
+ * keys, compact), so requests that ask cloro the same question share one key
+ * however their JSON is written. Pure: no I/O, no state.
+ *
+ * Canonical form (cloro-api.md sections 4 and 5):
+ *   - defaults the contract states for certain are made explicit by removal:
+ *     an include flag that is false, include.aioverview.markdown false, an
+ *     empty include, ChatGPT legacy/disableWebSearch false, device "desktop"
+ *     (aimode, google, google/news), pages 1 (google, google/news); and the
+ *     deprecated include.googleGoto, which cloro ignores;
+ *   - disputed defaults (country, section 4) are left as sent: requests that
+ *     differ there stay distinct;
+ *   - for async submissions (POST /v1/async/task) the key is the one of the
+ *     sync call its taskType and payload stand for; idempotencyKey, webhook
+ *     and priority do not change the answer and are left out. */
+#ifndef CLORO_CACHE_KEY_H
+#define CLORO_CACHE_KEY_H
+
+#include <stddef.h>
+
+/* Bumped whenever the rules above change: a new version is a clean key space. */
+#define CACHE_KEY_SCHEMA 1
+#define CACHE_KEY_BYTES 32
+#define CACHE_KEY_HEX_LEN (CACHE_KEY_BYTES * 2)
+#define CACHE_PROVIDER_MAX 16
+
+struct cache_key {
+    unsigned char bytes[CACHE_KEY_BYTES];
+    char hex[CACHE_KEY_HEX_LEN + 1];
+    char provider[CACHE_PROVIDER_MAX]; /* "chatgpt", ..., "google/news", "google/goto" */
+};
+
+enum cache_key_result {
+    CACHE_KEY_OK,
+    CACHE_KEY_NOT_CACHEABLE, /* a route whose answers are never cached (credits, async status...) */
+    CACHE_KEY_INVALID,       /* a cacheable route, but the body is not a JSON object (or has a
+                                taskType cloro does not know): pass it through, cache nothing */
+};
+
+/* The provider of a cacheable route ("chatgpt" for /v1/monitor/chatgpt), or
+ * NULL. Borrowed, static. The providers are those of cloro-api.md section 3. */
+const char *cache_key_provider(const char *method, const char *path);
+
+/* Computes the key of a request. path is without the query string. */
+enum cache_key_result cache_key_compute(const char *method, const char *path, const void *body,
+                                        size_t body_len, struct cache_key *out);
+
+/* The canonical body text the key hashes (for tests and `cache show`), or
+ * NULL when the body is not cacheable. New string: the caller frees it. */
+char *cache_key_canonical(const char *method, const char *path, const void *body,
+                          size_t body_len);
+
+/* Parses 64 hex digits (either case) into key->bytes and key->hex. Returns 0,
+ * or -1 when text is not a key. provider is left empty. */
+int cache_key_parse_hex(const char *text, struct cache_key *key);
+
+#endif

@@ -1,0 +1,109 @@
+/* store.h: the LMDB environment of the cache. The only file that includes
+ * lmdb.h is store.c. One environment per process (MDB_NOTLS), opened after
+ * any fork; several processes may open it at once (the proxy and its CLI).
+ *
+ * Databases: "entries" key -> encoded record (entry.h); "meta" key -> small
+ * mutable facts (hits, last hit, size, times, provider); "lru" (last_hit_ms
+ * big endian ++ key) -> empty, the eviction order; "info" -> the format
+ * version, the byte total and persistent counters.
+ *
+ * Reads: any thread, one short read txn per call, copied out before it ends.
+ * Writes: cache_store_apply, one durable txn per batch (the proxy calls it
+ * only from the writer thread, writer.h; the CLI calls it directly). */
+#ifndef CLORO_CACHE_STORE_H
+#define CLORO_CACHE_STORE_H
+
+#include "entry.h"
+#include "key.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cache_store;
+
+struct cache_store_options {
+    const char *dir;  /* created if missing (cache_dir.h) */
+    size_t max_bytes; /* bound on the records' bytes; 0: adopt what the file records (CLI) */
+};
+
+/* Opens or creates the store. Clears reader slots left by killed processes.
+ * Refuses (NULL, a sentence in err) an unknown format version: paid answers
+ * are never wiped. */
+struct cache_store *cache_store_open(const struct cache_store_options *opts, char *err,
+                                     size_t err_size);
+void cache_store_close(struct cache_store *s);
+
+struct cache_meta {
+    uint64_t hits;
+    int64_t last_hit_ms; /* 0 when never hit */
+    int64_t stored_at_ms;
+    int64_t expires_at_ms; /* 0: never */
+    uint64_t size;         /* bytes of the record */
+    char provider[CACHE_PROVIDER_MAX];
+};
+
+enum cache_get_result {
+    CACHE_GET_FOUND,
+    CACHE_GET_ABSENT,
+    CACHE_GET_CORRUPT, /* present but failed its checksum: treated as absent, and deleted
+                          by the next apply that names it */
+    CACHE_GET_ERROR,
+};
+
+/* Looks a key up; on FOUND, entry (and meta when not NULL) are filled with
+ * new copies (cache_entry_free). */
+enum cache_get_result cache_store_get(struct cache_store *s, const unsigned char *key,
+                                      struct cache_entry *entry, struct cache_meta *meta);
+
+enum cache_op_kind {
+    CACHE_OP_PUT,    /* store record under key (replacing), hits 0, last hit = now_ms */
+    CACHE_OP_TOUCH,  /* a hit at now_ms: hits + 1, last hit, LRU position */
+    CACHE_OP_DELETE, /* remove key if present */
+};
+
+struct cache_op {
+    enum cache_op_kind kind;
+    unsigned char key[CACHE_KEY_BYTES];
+    const unsigned char *record; /* PUT: an encoded entry (borrowed) */
+    size_t record_len;
+    int64_t now_ms;
+};
+
+struct cache_apply_result {
+    size_t applied;
+    size_t dropped; /* puts that did not fit even after eviction */
+    size_t evicted; /* entries removed to make room */
+};
+
+/* Applies ops in order in one durable write txn. After the puts, entries are
+ * evicted least recently used first while the byte total is above 90% of
+ * max_bytes, down to 80%. On MDB_MAP_FULL the txn is aborted, a batch is
+ * evicted, and the ops are tried once more; puts that still do not fit are
+ * dropped and counted. Returns 0, or -1 on any other store error (nothing
+ * applied). */
+int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t count,
+                      struct cache_apply_result *result);
+
+/* Removes entries of provider (NULL: any) stored before stored_before_ms (0:
+ * any time). Returns how many, or -1 on error. */
+int64_t cache_store_purge(struct cache_store *s, const char *provider, int64_t stored_before_ms);
+
+struct cache_store_stats {
+    uint64_t entries;
+    uint64_t bytes; /* sum of record sizes */
+    uint64_t max_bytes;
+    uint64_t map_bytes;        /* the LMDB map size */
+    uint64_t evictions;        /* since the store was created */
+    uint64_t dropped;          /* puts dropped for lack of room, since created */
+};
+
+int cache_store_stats(struct cache_store *s, struct cache_store_stats *out);
+
+/* Calls visit for every entry's meta (key order); visit returns 0 to go on,
+ * anything else to stop. Returns 0, or -1 on error. */
+typedef int (*cache_store_visit_cb)(const unsigned char *key, const struct cache_meta *meta,
+                                    void *arg);
+int cache_store_foreach(struct cache_store *s, cache_store_visit_cb visit, void *arg);
+
+#endif

@@ -1,0 +1,53 @@
+/* writer.h: the one write path of the proxy's cache. A thread that takes
+ * queued puts, hits and deletes from the event loop and applies them in
+ * batches, one durable txn each (store.h), so the loop never waits on disk
+ * or fsync and a committed entry survives kill -9.
+ *
+ * DESIGN: the loop thread calls cache_writer_put/touch/delete, which append
+ * to a bounded queue under a mutex and signal a condition variable; they
+ * never block on I/O. The writer thread takes everything queued, applies it
+ * with cache_store_apply, and loops. Until a put is committed its record is
+ * also kept in a pending map, so a lookup right after a store still finds it
+ * (cache_writer_pending): nobody pays twice while the disk catches up. */
+#ifndef CLORO_CACHE_WRITER_H
+#define CLORO_CACHE_WRITER_H
+
+#include "store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cache_writer;
+
+/* Starts the thread. max_queue bounds the ops waiting (beyond it they are
+ * dropped and counted). Returns NULL if the thread cannot start. */
+struct cache_writer *cache_writer_start(struct cache_store *store, size_t max_queue);
+
+/* Takes ownership of record (malloc'd). */
+void cache_writer_put(struct cache_writer *w, const unsigned char *key, unsigned char *record,
+                      size_t record_len, int64_t now_ms);
+void cache_writer_touch(struct cache_writer *w, const unsigned char *key, int64_t now_ms);
+void cache_writer_delete(struct cache_writer *w, const unsigned char *key);
+
+/* When a put of key is queued but not yet committed (and not deleted since),
+ * returns true with a new copy of its record (the caller frees *record). */
+bool cache_writer_pending(struct cache_writer *w, const unsigned char *key,
+                          unsigned char **record, size_t *record_len);
+
+/* Commits what is queued, then stops the thread and frees w. */
+void cache_writer_stop(struct cache_writer *w);
+
+struct cache_writer_stats {
+    uint64_t queued;    /* ops accepted */
+    uint64_t committed; /* ops applied in committed txns */
+    uint64_t dropped;   /* ops refused (queue full) or puts that did not fit */
+    uint64_t failed;    /* ops lost to a store error */
+    uint64_t evicted;   /* entries evicted to make room */
+    uint64_t batches;   /* txns committed */
+};
+
+/* A consistent snapshot; any thread. */
+void cache_writer_stats(struct cache_writer *w, struct cache_writer_stats *out);
+
+#endif
