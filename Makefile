@@ -6,7 +6,7 @@ TEST_BUILD ?= build-test
 CONFIG     ?= conf/cloro-proxy.conf
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test demo bench format format-check clean
+.PHONY: all deps build run test demo bench bench-cache format format-check clean
 
 all: build
 
@@ -39,6 +39,12 @@ bench:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	bench/passthrough.sh $(BUILD)
+
+bench-cache:
+	@WITH_BENCH=1 scripts/install-deps.sh
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	bench/cache_hit.sh $(BUILD)
 
 format:
 	@scripts/format.sh

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHE_ENTRY_VERSION 1
+#define CACHE_ENTRY_VERSION     1
 #define CACHE_ENTRY_MAX_HEADERS 64
 
 struct cache_header {

@@ -20,9 +20,9 @@
 #include <stddef.h>
 
 /* Bumped whenever the rules above change: a new version is a clean key space. */
-#define CACHE_KEY_SCHEMA 1
-#define CACHE_KEY_BYTES 32
-#define CACHE_KEY_HEX_LEN (CACHE_KEY_BYTES * 2)
+#define CACHE_KEY_SCHEMA   1
+#define CACHE_KEY_BYTES    32
+#define CACHE_KEY_HEX_LEN  (CACHE_KEY_BYTES * 2)
 #define CACHE_PROVIDER_MAX 16
 
 struct cache_key {
@@ -48,8 +48,7 @@ enum cache_key_result cache_key_compute(const char *method, const char *path, co
 
 /* The canonical body text the key hashes (for tests and `cache show`), or
  * NULL when the body is not cacheable. New string: the caller frees it. */
-char *cache_key_canonical(const char *method, const char *path, const void *body,
-                          size_t body_len);
+char *cache_key_canonical(const char *method, const char *path, const void *body, size_t body_len);
 
 /* Parses 64 hex digits (either case) into key->bytes and key->hex. Returns 0,
  * or -1 when text is not a key. provider is left empty. */

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define CACHE_POLICY_UNSET (-1)
-#define CACHE_POLICY_ANY (-2) /* max-stale without a value: any staleness */
+#define CACHE_POLICY_ANY   (-2) /* max-stale without a value: any staleness */
 
 /* Request Cache-Control directives (RFC 9111 section 5.2.1). */
 struct cache_directives {

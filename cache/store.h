@@ -93,9 +93,9 @@ struct cache_store_stats {
     uint64_t entries;
     uint64_t bytes; /* sum of record sizes */
     uint64_t max_bytes;
-    uint64_t map_bytes;        /* the LMDB map size */
-    uint64_t evictions;        /* since the store was created */
-    uint64_t dropped;          /* puts dropped for lack of room, since created */
+    uint64_t map_bytes; /* the LMDB map size */
+    uint64_t evictions; /* since the store was created */
+    uint64_t dropped;   /* puts dropped for lack of room, since created */
 };
 
 int cache_store_stats(struct cache_store *s, struct cache_store_stats *out);

@@ -32,8 +32,8 @@ void cache_writer_delete(struct cache_writer *w, const unsigned char *key);
 
 /* When a put of key is queued but not yet committed (and not deleted since),
  * returns true with a new copy of its record (the caller frees *record). */
-bool cache_writer_pending(struct cache_writer *w, const unsigned char *key,
-                          unsigned char **record, size_t *record_len);
+bool cache_writer_pending(struct cache_writer *w, const unsigned char *key, unsigned char **record,
+                          size_t *record_len);
 
 /* Commits what is queued, then stops the thread and frees w. */
 void cache_writer_stop(struct cache_writer *w);

@@ -53,7 +53,36 @@ static const struct config_key keys[] = {
            "idle keep-alive and request read/write timeout for clients"),
     KEY_MS(drain_timeout, "30s", 0, HOUR,
            "on SIGTERM/SIGINT, how long in-flight requests may take to finish"),
+    KEY(cache, CONFIG_BOOL, "true", 0, 0,
+        "answer identical requests from the cache (false: pass everything through)"),
+    KEY_MS(cache_ttl, "24h", 0, 3650 * 24 * HOUR,
+           "how long a stored answer stays fresh; 0: forever; [provider NAME] sections "
+           "override it"),
+    KEY(max_cache_bytes, CONFIG_BYTES, "1GiB", 1 * MIB, 1024 * GIB,
+        "bound on stored answers; least recently used ones are evicted beyond it"),
+    KEY_MS(stale_if_error, "168h", 0, 3650 * 24 * HOUR,
+           "when the upstream fails, serve an expired answer this recent; 0: never"),
 };
+
+static const char *const provider_names[CONFIG_PROVIDER_COUNT] = {
+    "chatgpt", "gemini", "grok",        "copilot",    "perplexity",
+    "aimode",  "google", "google/news", "google/goto"};
+
+static int provider_index(const char *name)
+{
+    for (int i = 0; i < CONFIG_PROVIDER_COUNT; i++)
+        if (strcmp(provider_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+int64_t config_cache_ttl_ms(const struct config *cfg, const char *provider)
+{
+    int i = provider != NULL ? provider_index(provider) : -1;
+    if (i >= 0 && cfg->providers[i].cache_ttl_ms != CONFIG_INHERIT)
+        return cfg->providers[i].cache_ttl_ms;
+    return cfg->cache_ttl_ms;
+}
 
 #define KEY_COUNT (sizeof keys / sizeof keys[0])
 
@@ -350,6 +379,10 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
 void config_init(struct config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < CONFIG_PROVIDER_COUNT; i++) {
+        cfg->providers[i].name = provider_names[i];
+        cfg->providers[i].cache_ttl_ms = CONFIG_INHERIT;
+    }
     char err[256];
     for (size_t i = 0; i < KEY_COUNT; i++) {
         if (config_set(cfg, keys[i].name, keys[i].default_value, err, sizeof err) != 0)
@@ -418,16 +451,23 @@ static char *read_line(char *buf, int size, void *stream)
     if (first == '\0' || first == '\n' || first == '\r' || first == ';' || first == '#')
         return buf;
     if (first == '[') {
-        /* No sections exist yet: every one is reported here, even an empty one;
-         * on_ini_value skips the keys under it. */
+        /* The only sections are [provider NAME]; any other is reported here,
+         * even an empty one, and on_ini_value skips the keys under it. */
         const char *close = strchr(buf, ']');
         if (close == NULL) {
             config_errors_add(ctx->errs, "%s:%d: section header without ']'", ctx->path, ctx->line);
             return blank(buf);
         }
-        config_errors_add(ctx->errs,
-                          "%s:%d: unknown section %.*s: every key belongs at the top level",
-                          ctx->path, ctx->line, (int)(close - buf + 1), buf);
+        char name[64] = "";
+        int name_len = (int)(close - buf - 1);
+        if (name_len > 9 && name_len < (int)sizeof name && strncmp(buf + 1, "provider ", 9) == 0)
+            snprintf(name, sizeof name, "%.*s", name_len - 9, buf + 10);
+        if (name[0] == '\0' || provider_index(name) < 0)
+            config_errors_add(ctx->errs,
+                              "%s:%d: unknown section %.*s: the sections are [provider NAME] "
+                              "with NAME one of chatgpt, gemini, grok, copilot, perplexity, "
+                              "aimode, google, google/news, google/goto",
+                              ctx->path, ctx->line, (int)(close - buf + 1), buf);
         return buf;
     }
     if (strpbrk(buf, "=:") == NULL) {
@@ -437,11 +477,38 @@ static char *read_line(char *buf, int size, void *stream)
     return buf;
 }
 
+/* A key of a [provider NAME] section. Unknown sections were reported by
+ * read_line: their keys are skipped. */
+static int on_provider_value(struct load_ctx *ctx, const char *section, const char *name,
+                             const char *value)
+{
+    int i = strncmp(section, "provider ", 9) == 0 ? provider_index(section + 9) : -1;
+    if (i < 0)
+        return 1;
+    if (strcmp(name, "cache_ttl") != 0) {
+        config_errors_add(ctx->errs,
+                          "%s:%d: unknown key '%s' in [%s]: a provider section takes cache_ttl",
+                          ctx->path, ctx->line, name, section);
+        return 1;
+    }
+    const struct config_key *k = config_key_find("cache_ttl");
+    int64_t ms;
+    if (config_parse_duration_ms(value, &ms) != 0 || ms < k->min || ms > k->max) {
+        config_errors_add(ctx->errs,
+                          "%s:%d: cache_ttl in [%s]: expected a duration like 1h, or 0 for "
+                          "forever, got '%s'",
+                          ctx->path, ctx->line, section, value);
+        return 1;
+    }
+    ctx->cfg->providers[i].cache_ttl_ms = ms;
+    return 1;
+}
+
 static int on_ini_value(void *user, const char *section, const char *name, const char *value)
 {
     struct load_ctx *ctx = user;
     if (section[0] != '\0')
-        return 1; /* its header was reported by read_line */
+        return on_provider_value(ctx, section, name, value);
     const struct config_key *k = config_key_find(name);
     if (k == NULL) {
         config_errors_add(ctx->errs, "%s:%d: unknown key '%s' (see conf/cloro-proxy.conf)",

@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The providers of cloro's monitor endpoints (cloro-api.md section 3). */
+#define CONFIG_PROVIDER_COUNT 9
+#define CONFIG_INHERIT        (-1)
+
 struct config {
     char *listen; /* "HOST:PORT" as written; split into the two below */
     char *listen_host;
@@ -28,6 +32,16 @@ struct config {
     int64_t upstream_max_connections;
     int64_t client_timeout_ms;
     int64_t drain_timeout_ms;
+    bool cache;
+    int64_t cache_ttl_ms; /* 0: never expires */
+    size_t max_cache_bytes;
+    int64_t stale_if_error_ms; /* 0: never serve stale on error */
+
+    /* [provider NAME] sections: per-provider overrides. */
+    struct config_provider {
+        const char *name;     /* static: "chatgpt", ..., "google/news" */
+        int64_t cache_ttl_ms; /* CONFIG_INHERIT: cache_ttl */
+    } providers[CONFIG_PROVIDER_COUNT];
 
     /* Where the values came from, for messages with line numbers. */
     char *config_file;     /* NULL when no file was read */
@@ -86,6 +100,9 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
  * Problems are appended to errs (file problems name the key's line when the
  * key came from config_file). Returns the problem count. */
 size_t config_finish(struct config *cfg, struct config_errors *errs);
+
+/* The cache TTL in force for a provider (its override, else cache_ttl). */
+int64_t config_cache_ttl_ms(const struct config *cfg, const char *provider);
 
 /* Prints "key = value" for every key, secrets shown as "(set)". */
 void config_dump(const struct config *cfg, FILE *out);

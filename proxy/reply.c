@@ -17,6 +17,9 @@ struct error_row {
 
 static const struct error_row error_table[] = {
     [PROXY_ERROR_NOT_FOUND] = {404, "NOT_FOUND", "Route not found"},
+    [PROXY_ERROR_VALIDATION] = {400, "VALIDATION_ERROR", "Request validation failed"},
+    [PROXY_ERROR_CACHE_DISABLED] = {404, "CACHE_DISABLED",
+                                    "The cache is off in this proxy (cache = false)"},
     [PROXY_ERROR_METHOD_NOT_ALLOWED] = {405, "METHOD_NOT_ALLOWED",
                                         "Method not allowed on this route"},
     [PROXY_ERROR_PAYLOAD_TOO_LARGE] = {413, "PAYLOAD_TOO_LARGE",
@@ -25,6 +28,8 @@ static const struct error_row error_table[] = {
                                           "The cloro API could not be reached"},
     [PROXY_ERROR_UPSTREAM_TIMEOUT] = {504, "UPSTREAM_TIMEOUT",
                                       "The cloro API did not answer in time"},
+    [PROXY_ERROR_CACHE_MISS] = {504, "CACHE_MISS",
+                                "No cached answer, and only-if-cached allows no upstream call"},
     [PROXY_ERROR_INTERNAL] = {500, "INTERNAL_SERVER_ERROR", "Internal proxy error"},
 };
 

@@ -150,6 +150,13 @@ static const char *reason_phrase(int status)
     return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
 }
 
+const char *request_cache_outcome_name(enum cache_outcome outcome)
+{
+    static const char *const names[] = {"none",   "HIT",     "MISS",     "STALE",
+                                        "BYPASS", "REFRESH", "COALESCED"};
+    return names[outcome];
+}
+
 static void free_request(struct request *r)
 {
     free(r->path);
@@ -165,14 +172,15 @@ static void log_access(const struct request *r, int status, size_t bytes_in, siz
     char path[512], client_rid[160], upstream_rid[160];
     log_write(LOG_LEVEL_INFO, "access",
               "rid=%s client=%s method=%s path=%s status=%d latency_ms=%lld.%03lld bytes_in=%zu "
-              "bytes_out=%zu upstream_rid=%s client_rid=%s cache=none%s%s",
+              "bytes_out=%zu upstream_rid=%s client_rid=%s cache=%s%s%s",
               r->id, r->client_addr, r->method, log_value(path, sizeof path, r->path), status,
               (long long)(latency_us / 1000), (long long)(latency_us % 1000), bytes_in, bytes_out,
               log_value(upstream_rid, sizeof upstream_rid,
                         r->upstream_request_id != NULL ? r->upstream_request_id : "-"),
               log_value(client_rid, sizeof client_rid,
                         r->client_request_id != NULL ? r->client_request_id : "-"),
-              r->error_code != NULL ? " error=" : "", r->error_code != NULL ? r->error_code : "");
+              request_cache_outcome_name(r->cache_outcome), r->error_code != NULL ? " error=" : "",
+              r->error_code != NULL ? r->error_code : "");
 }
 
 /* evhttp calls one of these two per reply: written out, or its connection

@@ -6,7 +6,10 @@
 #define CLORO_REQUEST_H
 
 #include "ids.h"
+#include "key.h"
+#include "policy.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +17,18 @@ struct evhttp_request;
 struct evbuffer;
 struct server;
 struct upstream_transfer;
+struct flight;
+
+/* What the cache did for a request: X-Cache and the access log's cache=. */
+enum cache_outcome {
+    CACHE_OUTCOME_NONE, /* the cache is off */
+    CACHE_OUTCOME_HIT,
+    CACHE_OUTCOME_MISS,
+    CACHE_OUTCOME_STALE,
+    CACHE_OUTCOME_BYPASS,
+    CACHE_OUTCOME_REFRESH,
+    CACHE_OUTCOME_COALESCED,
+};
 
 struct request {
     struct evhttp_request *evreq; /* borrowed from evhttp until the reply */
@@ -28,7 +43,15 @@ struct request {
     const char *error_code;    /* set when the proxy made the reply itself */
     int64_t started_us;
     struct upstream_transfer *transfer; /* the upstream call in flight, if any */
-    struct request *prev, *next;        /* the server's live list */
+
+    /* The cache's view (forward.c). */
+    enum cache_outcome cache_outcome;
+    bool keyed; /* key holds this request's cache key */
+    struct cache_key key;
+    struct cache_directives directives;
+    struct flight *flight;       /* the flight this request leads, if any */
+    struct request *next_waiter; /* in a flight's waiting list */
+    struct request *prev, *next; /* the server's live list */
 };
 
 /* Takes a request evhttp has fully read. Never fails (aborts on OOM). */
@@ -51,6 +74,9 @@ void request_add_header(struct request *r, const char *name, const char *value);
  * out; body may be NULL), adds X-Proxy-Request-ID, writes the access-log
  * line and frees r. r is invalid afterwards. */
 void request_send(struct request *r, int status, struct evbuffer *body);
+
+/* "HIT", "MISS", ... ("none" when the cache is off). Static. */
+const char *request_cache_outcome_name(enum cache_outcome outcome);
 
 /* Shutdown only: frees r without replying; evhttp frees its side. */
 void request_abandon(struct request *r);

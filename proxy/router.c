@@ -36,15 +36,56 @@ static bool has_dot_segment(const char *path)
     return false;
 }
 
+#define M_GET    (1u << 0)
+#define M_HEAD   (1u << 1)
+#define M_POST   (1u << 2)
+#define M_DELETE (1u << 3)
+
 struct admin_route {
     const char *path;
+    bool prefix; /* path is a prefix followed by one more segment */
+    unsigned methods;
+    const char *allow;
     enum route route;
 };
 
 static const struct admin_route admin_routes[] = {
-    {"/_proxy/healthz", ROUTE_ADMIN_HEALTHZ},
-    {"/_proxy/stats", ROUTE_ADMIN_STATS},
+    {"/_proxy/healthz", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_ADMIN_HEALTHZ},
+    {"/_proxy/stats", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_ADMIN_STATS},
+    {"/_proxy/cache/stats", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_CACHE_STATS},
+    {"/_proxy/cache/entries/", true, M_GET | M_HEAD | M_DELETE, "GET, HEAD, DELETE",
+     ROUTE_CACHE_ENTRY},
+    {"/_proxy/cache/purge", false, M_POST, "POST", ROUTE_CACHE_PURGE},
 };
+
+static unsigned method_bit(const char *method)
+{
+    static const char *const names[] = {"GET", "HEAD", "POST", "DELETE"};
+    for (unsigned i = 0; i < 4; i++)
+        if (strcmp(method, names[i]) == 0)
+            return 1u << i;
+    return 0;
+}
+
+static const struct admin_route *find_admin(const char *path)
+{
+    for (size_t i = 0; i < sizeof admin_routes / sizeof admin_routes[0]; i++) {
+        const struct admin_route *a = &admin_routes[i];
+        size_t len = strlen(a->path);
+        if (!a->prefix && strcmp(path, a->path) == 0)
+            return a;
+        if (a->prefix && strncmp(path, a->path, len) == 0 && path[len] != '\0' &&
+            strchr(path + len, '/') == NULL)
+            return a;
+    }
+    return NULL;
+}
+
+const char *router_allowed_methods(const char *path)
+{
+    const struct admin_route *a = find_admin(path);
+    return a != NULL ? a->allow : "";
+}
 
 enum route router_match(const char *method, const char *path)
 {
@@ -52,12 +93,8 @@ enum route router_match(const char *method, const char *path)
         return ROUTE_NOT_FOUND;
     if (strncmp(path, "/v1/", 4) == 0 && path[4] != '\0')
         return ROUTE_UPSTREAM;
-    for (size_t i = 0; i < sizeof admin_routes / sizeof admin_routes[0]; i++) {
-        if (strcmp(path, admin_routes[i].path) != 0)
-            continue;
-        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-            return admin_routes[i].route;
-        return ROUTE_METHOD_NOT_ALLOWED;
-    }
-    return ROUTE_NOT_FOUND;
+    const struct admin_route *a = find_admin(path);
+    if (a == NULL)
+        return ROUTE_NOT_FOUND;
+    return (a->methods & method_bit(method)) != 0 ? a->route : ROUTE_METHOD_NOT_ALLOWED;
 }

@@ -9,7 +9,13 @@ enum route {
     ROUTE_UPSTREAM,           /* /v1/...: forwarded to the cloro API */
     ROUTE_ADMIN_HEALTHZ,      /* GET|HEAD /_proxy/healthz */
     ROUTE_ADMIN_STATS,        /* GET|HEAD /_proxy/stats */
+    ROUTE_CACHE_STATS,        /* GET|HEAD /_proxy/cache/stats */
+    ROUTE_CACHE_ENTRY,        /* GET|HEAD|DELETE /_proxy/cache/entries/{key} */
+    ROUTE_CACHE_PURGE,        /* POST /_proxy/cache/purge */
 };
+
+/* The methods a /_proxy/ route takes, for the Allow header of a 405. */
+const char *router_allowed_methods(const char *path);
 
 /* method is the request method in upper case ("GET"); path is the request
  * path without the query string, as sent (not percent-decoded). Paths with

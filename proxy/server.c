@@ -4,14 +4,18 @@
  * A second signal during the drain stops at once. */
 #include "server.h"
 #include "admin.h"
+#include "admin_cache.h"
 #include "cache_dir.h"
 #include "clock.h"
+#include "coalescer.h"
 #include "forward.h"
 #include "log.h"
 #include "reply.h"
 #include "request.h"
 #include "router.h"
+#include "store.h"
 #include "upstream.h"
+#include "writer.h"
 
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -73,8 +77,17 @@ static void on_request(struct evhttp_request *evreq, void *arg)
     case ROUTE_ADMIN_STATS:
         admin_stats(r);
         return;
+    case ROUTE_CACHE_STATS:
+        admin_cache_stats(r);
+        return;
+    case ROUTE_CACHE_ENTRY:
+        admin_cache_entry(r);
+        return;
+    case ROUTE_CACHE_PURGE:
+        admin_cache_purge(r);
+        return;
     case ROUTE_METHOD_NOT_ALLOWED:
-        request_add_header(r, "Allow", "GET, HEAD");
+        request_add_header(r, "Allow", router_allowed_methods(r->path));
         reply_error(r, PROXY_ERROR_METHOD_NOT_ALLOWED, NULL, NULL);
         return;
     case ROUTE_NOT_FOUND:
@@ -195,6 +208,12 @@ static void teardown(struct server *srv)
     if (srv->http != NULL)
         evhttp_free(srv->http);
     upstream_free(srv->upstream);
+    coalescer_free(srv->coalescer);
+    /* Commits every answer still queued before the store closes. */
+    if (srv->writer != NULL)
+        cache_writer_stop(srv->writer);
+    if (srv->store != NULL)
+        cache_store_close(srv->store);
     if (srv->sigterm != NULL)
         event_free(srv->sigterm);
     if (srv->sigint != NULL)
@@ -209,6 +228,45 @@ static void teardown(struct server *srv)
     }
 }
 
+/* Writer queue bound: far above any burst, a bound on memory all the same. */
+#define WRITER_MAX_QUEUE 65536
+
+static int open_cache(struct server *srv)
+{
+    const struct config *cfg = srv->cfg;
+    srv->coalescer = coalescer_new();
+    if (!cfg->cache) {
+        log_info("cache", "state=off");
+        return 0;
+    }
+    char err[512], msg[600];
+    struct cache_store_options opts = {.dir = cfg->cache_dir, .max_bytes = cfg->max_cache_bytes};
+    srv->store = cache_store_open(&opts, err, sizeof err);
+    if (srv->store == NULL) {
+        log_error("cache_open_failed", "dir=%s error=%s", cfg->cache_dir,
+                  log_value(msg, sizeof msg, err));
+        coalescer_free(srv->coalescer);
+        srv->coalescer = NULL;
+        return -1;
+    }
+    srv->writer = cache_writer_start(srv->store, WRITER_MAX_QUEUE);
+    if (srv->writer == NULL) {
+        log_error("cache_open_failed", "dir=%s error=\"cannot start the writer thread\"",
+                  cfg->cache_dir);
+        cache_store_close(srv->store);
+        srv->store = NULL;
+        coalescer_free(srv->coalescer);
+        srv->coalescer = NULL;
+        return -1;
+    }
+    struct cache_store_stats st;
+    if (cache_store_stats(srv->store, &st) == 0)
+        log_info("cache", "state=on dir=%s entries=%llu bytes=%llu max_bytes=%llu", cfg->cache_dir,
+                 (unsigned long long)st.entries, (unsigned long long)st.bytes,
+                 (unsigned long long)st.max_bytes);
+    return 0;
+}
+
 int server_run(const struct config *cfg)
 {
     struct server srv = {.cfg = cfg, .started_wall_ms = clock_wall_ms()};
@@ -220,6 +278,8 @@ int server_run(const struct config *cfg)
         log_error("cache_dir_failed", "error=%s", log_value(msg, sizeof msg, err));
         return 1;
     }
+    if (open_cache(&srv) != 0)
+        return 1;
     srv.base = event_base_new();
     if (srv.base == NULL) {
         log_error("startup_failed", "error=\"cannot create the event base\"");

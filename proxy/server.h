@@ -15,6 +15,9 @@ struct evhttp_bound_socket;
 struct event;
 struct upstream;
 struct request;
+struct cache_store;
+struct cache_writer;
+struct coalescer;
 
 /* Counters shown by /_proxy/stats. Only the loop thread touches them. */
 struct server_stats {
@@ -23,7 +26,11 @@ struct server_stats {
     uint64_t upstream_calls;
     uint64_t upstream_unavailable;
     uint64_t upstream_timeouts;
-    uint64_t proxy_errors; /* responses the proxy made itself with status >= 400 */
+    uint64_t proxy_errors;        /* responses the proxy made itself with status >= 400 */
+    uint64_t cache_by_outcome[7]; /* indexed by enum cache_outcome */
+    uint64_t cache_credits_saved;
+    uint64_t cache_read_errors; /* lookups that failed or found a corrupt record */
+    uint64_t cache_not_stored;  /* answers that could not be queued for storing */
 };
 
 struct server {
@@ -40,6 +47,9 @@ struct server {
     uint64_t replies_unflushed; /* answered, but not yet fully written to the client */
     struct request *live;       /* every request not yet answered, for shutdown */
     struct server_stats stats;
+    struct cache_store *store;   /* NULL when the cache is off */
+    struct cache_writer *writer; /* the store's one write path */
+    struct coalescer *coalescer;
     int64_t upstream_warned_us; /* last upstream_error warning, for rate limiting */
     uint64_t upstream_warn_suppressed;
 };

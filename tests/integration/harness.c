@@ -299,6 +299,40 @@ const char *http_header(const struct http_reply *r, const char *name)
     return NULL;
 }
 
+char *proc_url(const struct proc *p, const char *path)
+{
+    char *url = NULL;
+    if (asprintf(&url, "%s%s", p->url, path) < 0)
+        abort();
+    return url;
+}
+
+void http_post(const struct proc *p, const char *path, const char *body,
+               const char *const headers[], struct http_reply *out)
+{
+    char *url = proc_url(p, path);
+    const char *defaults[] = {"Content-Type: application/json", NULL};
+    http_call("POST", url, body, headers != NULL ? headers : defaults, out);
+    free(url);
+}
+
+void http_get(const struct proc *p, const char *path, struct http_reply *out)
+{
+    char *url = proc_url(p, path);
+    http_call("GET", url, NULL, NULL, out);
+    free(url);
+}
+
+const char *http_error_code(const struct http_reply *r)
+{
+    static char code[64];
+    json_t *j = http_json(r);
+    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    snprintf(code, sizeof code, "%s", c != NULL ? c : "(none)");
+    json_decref(j);
+    return code;
+}
+
 json_t *http_json(const struct http_reply *r)
 {
     return json_loadb(r->body, r->body_len, 0, NULL);

@@ -58,6 +58,15 @@ struct http_reply {
 int http_call(const char *method, const char *url, const char *body, const char *const headers[],
               struct http_reply *out);
 const char *http_header(const struct http_reply *r, const char *name);
+/* POSTs body to p's path; headers NULL means just Content-Type: application/json. */
+void http_post(const struct proc *p, const char *path, const char *body,
+               const char *const headers[], struct http_reply *out);
+/* GETs p's path. */
+void http_get(const struct proc *p, const char *path, struct http_reply *out);
+/* "http://addr" + path, new string. */
+char *proc_url(const struct proc *p, const char *path);
+/* error.code of an envelope reply, or "(none)". Valid until the next call. */
+const char *http_error_code(const struct http_reply *r);
 json_t *http_json(const struct http_reply *r); /* new reference, or NULL */
 void http_reply_free(struct http_reply *r);
 

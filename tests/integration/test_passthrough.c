@@ -29,6 +29,19 @@ struct fixture {
 
 static struct fixture *fx;
 
+/* These tests are about pass-through: the cache (test_cache.c) is off, so
+ * every request must reach the fake. */
+static int start_uncached(struct proc *p, const char *upstream, const char *const extra[],
+                          const char *const env[])
+{
+    const char *args[16] = {"--cache", "false"};
+    size_t n = 2;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    return proc_start_proxy(p, upstream, args, env);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -38,7 +51,7 @@ static int group_setup(void **state)
     if (proc_start_fake(&fx->fake, fake_args) != 0)
         return -1;
     const char *env[] = {"CLORO_API_KEY=" SHARED_KEY, NULL};
-    if (proc_start_proxy(&fx->proxy, fx->fake.url, NULL, env) != 0)
+    if (start_uncached(&fx->proxy, fx->fake.url, NULL, env) != 0)
         return -1;
     return 0;
 }
@@ -59,33 +72,6 @@ static int reset_fake(void **state)
     fake_reset(&fx->fake);
     fake_configure(&fx->fake, "{\"concurrency_headers\":\"concurrency\"}");
     return 0;
-}
-
-static char *url_of(const struct proc *p, const char *path)
-{
-    char *url = NULL;
-    if (asprintf(&url, "%s%s", p->url, path) < 0)
-        abort();
-    return url;
-}
-
-static void post(const struct proc *p, const char *path, const char *body,
-                 const char *const headers[], struct http_reply *out)
-{
-    char *url = url_of(p, path);
-    const char *defaults[] = {"Content-Type: application/json", NULL};
-    http_call("POST", url, body, headers != NULL ? headers : defaults, out);
-    free(url);
-}
-
-static const char *error_code(const struct http_reply *r)
-{
-    static char code[64];
-    json_t *j = http_json(r);
-    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
-    snprintf(code, sizeof code, "%s", c != NULL ? c : "(none)");
-    json_decref(j);
-    return code;
 }
 
 /* The proxy's own error: envelope, fresh UUID X-Request-ID, ISO timestamp. */
@@ -130,10 +116,10 @@ static void test_every_provider_passes_through(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof providers / sizeof providers[0]; i++) {
         struct http_reply via_proxy, direct;
-        post(&fx->proxy, providers[i].path, providers[i].body, NULL, &via_proxy);
+        http_post(&fx->proxy, providers[i].path, providers[i].body, NULL, &via_proxy);
         const char *auth[] = {"Content-Type: application/json", "Authorization: Bearer " SHARED_KEY,
                               NULL};
-        post(&fx->fake, providers[i].path, providers[i].body, auth, &direct);
+        http_post(&fx->fake, providers[i].path, providers[i].body, auth, &direct);
         if (via_proxy.status != 200)
             fprintf(stderr, "%s -> %ld %s\n", providers[i].path, via_proxy.status, via_proxy.body);
         assert_int_equal(via_proxy.status, 200);
@@ -155,8 +141,8 @@ static void test_headers_are_mirrored(void **state)
 {
     (void)state;
     struct http_reply r;
-    post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"mirror me\",\"country\":\"US\"}", NULL,
-         &r);
+    http_post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"mirror me\",\"country\":\"US\"}",
+              NULL, &r);
     assert_int_equal(r.status, 200);
     const char *mirrored[] = {"X-Request-ID",
                               "X-Latency-Ms",
@@ -180,8 +166,8 @@ static void test_headers_are_mirrored(void **state)
 
     /* The older X-Concurrent-* spelling (cloro-api.md section 2) passes too. */
     fake_configure(&fx->fake, "{\"concurrency_headers\":\"both\"}");
-    post(&fx->proxy, "/v1/monitor/gemini", "{\"prompt\":\"mirror me\",\"country\":\"US\"}", NULL,
-         &r);
+    http_post(&fx->proxy, "/v1/monitor/gemini", "{\"prompt\":\"mirror me\",\"country\":\"US\"}",
+              NULL, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(http_header(&r, "X-Concurrent-Limit"));
     assert_non_null(http_header(&r, "X-Concurrent-Remaining"));
@@ -189,11 +175,11 @@ static void test_headers_are_mirrored(void **state)
     http_reply_free(&r);
 
     /* 503 carries Retry-After, relayed with the upstream's own body. */
-    post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"busy [fake:503]\",\"country\":\"US\"}",
-         NULL, &r);
+    http_post(&fx->proxy, "/v1/monitor/chatgpt",
+              "{\"prompt\":\"busy [fake:503]\",\"country\":\"US\"}", NULL, &r);
     assert_int_equal(r.status, 503);
     assert_non_null(http_header(&r, "Retry-After"));
-    assert_string_equal(error_code(&r), "SERVICE_UNAVAILABLE");
+    assert_string_equal(http_error_code(&r), "SERVICE_UNAVAILABLE");
     assert_non_null(http_header(&r, "X-Proxy-Request-ID"));
     http_reply_free(&r);
 }
@@ -212,18 +198,18 @@ static void test_shared_key_replaces_client_key(void **state)
     struct http_reply r;
     const char *member[] = {"Content-Type: application/json", "Authorization: Bearer " MEMBER_KEY,
                             NULL};
-    post(&fx->proxy, "/v1/monitor/perplexity", "{\"prompt\":\"who pays\",\"country\":\"US\"}",
-         member, &r);
+    http_post(&fx->proxy, "/v1/monitor/perplexity", "{\"prompt\":\"who pays\",\"country\":\"US\"}",
+              member, &r);
     assert_int_equal(r.status, 200);
     http_reply_free(&r);
     const char *bogus[] = {"Content-Type: application/json", "Authorization: Bearer not-a-key",
                            NULL};
-    post(&fx->proxy, "/v1/monitor/perplexity", "{\"prompt\":\"who pays\",\"country\":\"US\"}",
-         bogus, &r);
+    http_post(&fx->proxy, "/v1/monitor/perplexity", "{\"prompt\":\"who pays\",\"country\":\"US\"}",
+              bogus, &r);
     assert_int_equal(r.status, 200);
     http_reply_free(&r);
-    post(&fx->proxy, "/v1/monitor/perplexity", "{\"prompt\":\"who pays\",\"country\":\"US\"}", NULL,
-         &r);
+    http_post(&fx->proxy, "/v1/monitor/perplexity", "{\"prompt\":\"who pays\",\"country\":\"US\"}",
+              NULL, &r);
     assert_int_equal(r.status, 200);
     http_reply_free(&r);
 
@@ -237,12 +223,12 @@ static void test_client_key_forwarded_without_shared_key(void **state)
 {
     (void)state;
     struct proc open_proxy;
-    assert_int_equal(proc_start_proxy(&open_proxy, fx->fake.url, NULL, NULL), 0);
+    assert_int_equal(start_uncached(&open_proxy, fx->fake.url, NULL, NULL), 0);
     struct http_reply r;
     const char *member[] = {"Content-Type: application/json", "Authorization: Bearer " MEMBER_KEY,
                             NULL};
-    post(&open_proxy, "/v1/monitor/copilot", "{\"prompt\":\"mine\",\"country\":\"US\"}", member,
-         &r);
+    http_post(&open_proxy, "/v1/monitor/copilot", "{\"prompt\":\"mine\",\"country\":\"US\"}",
+              member, &r);
     assert_int_equal(r.status, 200);
     http_reply_free(&r);
     assert_int_equal(auth_count("Bearer " MEMBER_KEY), 1);
@@ -250,14 +236,15 @@ static void test_client_key_forwarded_without_shared_key(void **state)
     /* The upstream's own 401s come back unchanged. */
     const char *unknown[] = {"Content-Type: application/json",
                              "Authorization: Bearer sk_live_revoked99", NULL};
-    post(&open_proxy, "/v1/monitor/copilot", "{\"prompt\":\"mine\",\"country\":\"US\"}", unknown,
-         &r);
+    http_post(&open_proxy, "/v1/monitor/copilot", "{\"prompt\":\"mine\",\"country\":\"US\"}",
+              unknown, &r);
     assert_int_equal(r.status, 401);
-    assert_string_equal(error_code(&r), "INVALID_OR_EXPIRED_API_KEY");
+    assert_string_equal(http_error_code(&r), "INVALID_OR_EXPIRED_API_KEY");
     http_reply_free(&r);
-    post(&open_proxy, "/v1/monitor/copilot", "{\"prompt\":\"mine\",\"country\":\"US\"}", NULL, &r);
+    http_post(&open_proxy, "/v1/monitor/copilot", "{\"prompt\":\"mine\",\"country\":\"US\"}", NULL,
+              &r);
     assert_int_equal(r.status, 401);
-    assert_string_equal(error_code(&r), "MISSING_API_KEY");
+    assert_string_equal(http_error_code(&r), "MISSING_API_KEY");
     http_reply_free(&r);
     proc_stop(&open_proxy);
 }
@@ -268,8 +255,8 @@ static void test_request_ids_are_traced(void **state)
     struct http_reply r;
     const char *headers[] = {"Content-Type: application/json", "X-Request-ID: client-trace-4711",
                              NULL};
-    post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"trace me\",\"country\":\"US\"}", headers,
-         &r);
+    http_post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"trace me\",\"country\":\"US\"}",
+              headers, &r);
     assert_int_equal(r.status, 200);
     json_t *stats = fake_stats(&fx->fake);
     const char *seen =
@@ -305,7 +292,7 @@ static void test_method_query_and_body_are_forwarded(void **state)
 {
     (void)state;
     struct http_reply r;
-    char *url = url_of(&fx->proxy, "/v1/countries?model=chatgpt");
+    char *url = proc_url(&fx->proxy, "/v1/countries?model=chatgpt");
     http_call("GET", url, NULL, NULL, &r);
     free(url);
     assert_int_equal(r.status, 200);
@@ -320,7 +307,7 @@ static void test_method_query_and_body_are_forwarded(void **state)
     assert_string_equal(json_string_value(json_object_get(last, "query")), "model=chatgpt");
     json_decref(stats);
 
-    url = url_of(&fx->proxy, "/v1/async/queue");
+    url = proc_url(&fx->proxy, "/v1/async/queue");
     http_call("DELETE", url, NULL, NULL, &r);
     free(url);
     http_reply_free(&r);
@@ -330,7 +317,7 @@ static void test_method_query_and_body_are_forwarded(void **state)
     json_decref(stats);
 
     const char *body = "{ \"prompt\" : \"exact bytes\",\n  \"country\" : \"US\" }";
-    post(&fx->proxy, "/v1/monitor/grok", body, NULL, &r);
+    http_post(&fx->proxy, "/v1/monitor/grok", body, NULL, &r);
     assert_int_equal(r.status, 200);
     http_reply_free(&r);
     stats = fake_stats(&fx->fake);
@@ -345,19 +332,19 @@ static void test_upstream_errors_are_relayed_unchanged(void **state)
 {
     (void)state;
     struct http_reply r;
-    post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"\",\"country\":\"US\"}", NULL, &r);
+    http_post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"\",\"country\":\"US\"}", NULL, &r);
     assert_int_equal(r.status, 400);
     json_t *j = http_json(&r);
     json_t *details = json_object_get(json_object_get(j, "error"), "details");
     assert_true(json_is_array(details));
-    assert_string_equal(error_code(&r), "VALIDATION_ERROR");
+    assert_string_equal(http_error_code(&r), "VALIDATION_ERROR");
     json_decref(j);
     http_reply_free(&r);
 
-    post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"boom [fake:500]\",\"country\":\"US\"}",
-         NULL, &r);
+    http_post(&fx->proxy, "/v1/monitor/chatgpt",
+              "{\"prompt\":\"boom [fake:500]\",\"country\":\"US\"}", NULL, &r);
     assert_int_equal(r.status, 500);
-    assert_string_equal(error_code(&r), "INTERNAL_SERVER_ERROR");
+    assert_string_equal(http_error_code(&r), "INTERNAL_SERVER_ERROR");
     /* Relayed, not made by the proxy: the id is the upstream's, not the proxy's. */
     assert_string_not_equal(http_header(&r, "X-Request-ID"), http_header(&r, "X-Proxy-Request-ID"));
     http_reply_free(&r);
@@ -370,7 +357,7 @@ static void test_paths_outside_v1_are_not_found(void **state)
                            "/v1/../_fake/stats"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         struct http_reply r;
-        post(&fx->proxy, paths[i], "{}", NULL, &r);
+        http_post(&fx->proxy, paths[i], "{}", NULL, &r);
         assert_proxy_error(&r, 404, "NOT_FOUND");
         assert_string_equal(http_header(&r, "X-Request-ID"), http_header(&r, "X-Proxy-Request-ID"));
         http_reply_free(&r);
@@ -382,7 +369,7 @@ static void test_healthz(void **state)
 {
     (void)state;
     struct http_reply r;
-    char *url = url_of(&fx->proxy, "/_proxy/healthz");
+    char *url = proc_url(&fx->proxy, "/_proxy/healthz");
     http_call("GET", url, NULL, NULL, &r);
     free(url);
     assert_int_equal(r.status, 200);
@@ -399,12 +386,12 @@ static void test_body_over_limit_is_413(void **state)
     struct proc small;
     const char *args[] = {"--max-body-bytes", "1KiB", NULL};
     const char *env[] = {"CLORO_API_KEY=" SHARED_KEY, NULL};
-    assert_int_equal(proc_start_proxy(&small, fx->fake.url, args, env), 0);
+    assert_int_equal(start_uncached(&small, fx->fake.url, args, env), 0);
     char body[1500];
     memset(body, 'a', sizeof body - 1);
     body[sizeof body - 1] = '\0';
     struct http_reply r;
-    post(&small, "/v1/monitor/chatgpt", body, NULL, &r);
+    http_post(&small, "/v1/monitor/chatgpt", body, NULL, &r);
     assert_proxy_error(&r, 413, "PAYLOAD_TOO_LARGE");
     json_t *j = http_json(&r);
     json_t *details = json_object_get(json_object_get(j, "error"), "details");
@@ -417,7 +404,7 @@ static void test_body_over_limit_is_413(void **state)
     int n = snprintf(at_limit, sizeof at_limit, "{\"prompt\":\"%0*d\",\"country\":\"US\"}",
                      1024 - frame, 0);
     assert_int_equal(n, 1024);
-    post(&small, "/v1/monitor/chatgpt", at_limit, NULL, &r);
+    http_post(&small, "/v1/monitor/chatgpt", at_limit, NULL, &r);
     assert_int_equal(r.status, 200);
     http_reply_free(&r);
     assert_int_equal(fake_stat(&fx->fake, "requests_total"), 1);
@@ -429,20 +416,20 @@ static void test_upstream_unreachable_is_502(void **state)
     (void)state;
     struct proc lonely;
     /* Port 1 on loopback: nothing listens there, the connect is refused. */
-    assert_int_equal(proc_start_proxy(&lonely, "http://127.0.0.1:1", NULL, NULL), 0);
+    assert_int_equal(start_uncached(&lonely, "http://127.0.0.1:1", NULL, NULL), 0);
     struct http_reply r;
-    post(&lonely, "/v1/monitor/chatgpt", "{\"prompt\":\"x\",\"country\":\"US\"}", NULL, &r);
+    http_post(&lonely, "/v1/monitor/chatgpt", "{\"prompt\":\"x\",\"country\":\"US\"}", NULL, &r);
     assert_proxy_error(&r, 502, "UPSTREAM_UNAVAILABLE");
     http_reply_free(&r);
     proc_stop(&lonely);
 
     /* A connection reset by the upstream is the same failure. */
-    post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"x [fake:reset]\",\"country\":\"US\"}",
-         NULL, &r);
+    http_post(&fx->proxy, "/v1/monitor/chatgpt",
+              "{\"prompt\":\"x [fake:reset]\",\"country\":\"US\"}", NULL, &r);
     assert_proxy_error(&r, 502, "UPSTREAM_UNAVAILABLE");
     http_reply_free(&r);
-    post(&fx->proxy, "/v1/monitor/chatgpt",
-         "{\"prompt\":\"x [fake:reset-mid-body]\",\"country\":\"US\"}", NULL, &r);
+    http_post(&fx->proxy, "/v1/monitor/chatgpt",
+              "{\"prompt\":\"x [fake:reset-mid-body]\",\"country\":\"US\"}", NULL, &r);
     assert_proxy_error(&r, 502, "UPSTREAM_UNAVAILABLE");
     http_reply_free(&r);
 }
@@ -453,10 +440,10 @@ static void test_upstream_timeout_is_504(void **state)
     struct proc impatient;
     const char *args[] = {"--upstream-timeout", "300ms", NULL};
     const char *env[] = {"CLORO_API_KEY=" SHARED_KEY, NULL};
-    assert_int_equal(proc_start_proxy(&impatient, fx->fake.url, args, env), 0);
+    assert_int_equal(start_uncached(&impatient, fx->fake.url, args, env), 0);
     struct http_reply r;
-    post(&impatient, "/v1/monitor/chatgpt",
-         "{\"prompt\":\"slow [fake:latency=3000]\",\"country\":\"US\"}", NULL, &r);
+    http_post(&impatient, "/v1/monitor/chatgpt",
+              "{\"prompt\":\"slow [fake:latency=3000]\",\"country\":\"US\"}", NULL, &r);
     assert_proxy_error(&r, 504, "UPSTREAM_TIMEOUT");
     http_reply_free(&r);
     proc_stop(&impatient);
@@ -470,8 +457,8 @@ struct pending_call {
 static void *call_in_background(void *arg)
 {
     struct pending_call *c = arg;
-    post(c->proxy, "/v1/monitor/chatgpt",
-         "{\"prompt\":\"finish me [fake:latency=1500]\",\"country\":\"US\"}", NULL, &c->reply);
+    http_post(c->proxy, "/v1/monitor/chatgpt",
+              "{\"prompt\":\"finish me [fake:latency=1500]\",\"country\":\"US\"}", NULL, &c->reply);
     return NULL;
 }
 
@@ -480,7 +467,7 @@ static void test_graceful_shutdown_loses_nothing(void **state)
     (void)state;
     struct proc leaving;
     const char *env[] = {"CLORO_API_KEY=" SHARED_KEY, NULL};
-    assert_int_equal(proc_start_proxy(&leaving, fx->fake.url, NULL, env), 0);
+    assert_int_equal(start_uncached(&leaving, fx->fake.url, NULL, env), 0);
     struct pending_call calls[3];
     pthread_t threads[3];
     for (int i = 0; i < 3; i++) {
@@ -494,7 +481,7 @@ static void test_graceful_shutdown_loses_nothing(void **state)
     bool refused = false;
     for (int i = 0; i < 200 && !refused; i++) {
         struct http_reply r;
-        char *url = url_of(&leaving, "/_proxy/healthz");
+        char *url = proc_url(&leaving, "/_proxy/healthz");
         refused =
             http_call("GET", url, NULL, NULL, &r) != 0 && r.curl_code == CURLE_COULDNT_CONNECT;
         free(url);
@@ -526,11 +513,12 @@ static void test_upstream_connections_are_reused(void **state)
     (void)state;
     struct proc fresh;
     const char *env[] = {"CLORO_API_KEY=" SHARED_KEY, NULL};
-    assert_int_equal(proc_start_proxy(&fresh, fx->fake.url, NULL, env), 0);
+    assert_int_equal(start_uncached(&fresh, fx->fake.url, NULL, env), 0);
     long long before = fake_stat(&fx->fake, "connections_total");
     for (int i = 0; i < 20; i++) {
         struct http_reply r;
-        post(&fresh, "/v1/monitor/gemini", "{\"prompt\":\"again\",\"country\":\"US\"}", NULL, &r);
+        http_post(&fresh, "/v1/monitor/gemini", "{\"prompt\":\"again\",\"country\":\"US\"}", NULL,
+                  &r);
         assert_int_equal(r.status, 200);
         http_reply_free(&r);
     }
@@ -544,7 +532,7 @@ static void test_client_leaving_does_not_cancel_the_paid_call(void **state)
 {
     (void)state;
     /* The client gives up after 200 ms; the upstream answers after 800 ms. */
-    char *url = url_of(&fx->proxy, "/v1/monitor/chatgpt");
+    char *url = proc_url(&fx->proxy, "/v1/monitor/chatgpt");
     CURL *easy = curl_easy_init();
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_setopt(easy, CURLOPT_URL, url);
@@ -562,7 +550,8 @@ static void test_client_leaving_does_not_cancel_the_paid_call(void **state)
     assert_int_equal(fake_stat(&fx->fake, "canceled"), 0);
     /* ...and the proxy keeps serving. */
     struct http_reply r;
-    post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"next\",\"country\":\"US\"}", NULL, &r);
+    http_post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"next\",\"country\":\"US\"}", NULL,
+              &r);
     assert_int_equal(r.status, 200);
     http_reply_free(&r);
 }
@@ -581,9 +570,9 @@ static void test_key_from_file_and_environment_precedence(void **state)
 
     struct proc from_file;
     const char *args[] = {"--api-key-file", path, NULL};
-    assert_int_equal(proc_start_proxy(&from_file, fx->fake.url, args, NULL), 0);
+    assert_int_equal(start_uncached(&from_file, fx->fake.url, args, NULL), 0);
     struct http_reply r;
-    post(&from_file, "/v1/monitor/grok", "{\"prompt\":\"k\",\"country\":\"US\"}", NULL, &r);
+    http_post(&from_file, "/v1/monitor/grok", "{\"prompt\":\"k\",\"country\":\"US\"}", NULL, &r);
     assert_int_equal(r.status, 200);
     http_reply_free(&r);
     proc_stop(&from_file);
@@ -592,8 +581,8 @@ static void test_key_from_file_and_environment_precedence(void **state)
     /* CLORO_API_KEY wins over api_key_file. */
     struct proc both;
     const char *env[] = {"CLORO_API_KEY=" SHARED_KEY, NULL};
-    assert_int_equal(proc_start_proxy(&both, fx->fake.url, args, env), 0);
-    post(&both, "/v1/monitor/grok", "{\"prompt\":\"k\",\"country\":\"US\"}", NULL, &r);
+    assert_int_equal(start_uncached(&both, fx->fake.url, args, env), 0);
+    http_post(&both, "/v1/monitor/grok", "{\"prompt\":\"k\",\"country\":\"US\"}", NULL, &r);
     assert_int_equal(r.status, 200);
     http_reply_free(&r);
     proc_stop(&both);

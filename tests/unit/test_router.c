@@ -28,6 +28,12 @@ static const char *route_name(enum route r)
         return "ROUTE_ADMIN_HEALTHZ";
     case ROUTE_ADMIN_STATS:
         return "ROUTE_ADMIN_STATS";
+    case ROUTE_CACHE_STATS:
+        return "ROUTE_CACHE_STATS";
+    case ROUTE_CACHE_ENTRY:
+        return "ROUTE_CACHE_ENTRY";
+    case ROUTE_CACHE_PURGE:
+        return "ROUTE_CACHE_PURGE";
     }
     return "?";
 }
@@ -129,9 +135,28 @@ static void test_dots_inside_segments_route(void **state)
         expect_all_methods(paths[i], ROUTE_UPSTREAM);
 }
 
+static void test_cache_routes(void **state)
+{
+    (void)state;
+    const char *key = "/_proxy/cache/entries/"
+                      "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    expect("GET", "/_proxy/cache/stats", ROUTE_CACHE_STATS);
+    expect("POST", "/_proxy/cache/stats", ROUTE_METHOD_NOT_ALLOWED);
+    expect("GET", key, ROUTE_CACHE_ENTRY);
+    expect("DELETE", key, ROUTE_CACHE_ENTRY);
+    expect("POST", key, ROUTE_METHOD_NOT_ALLOWED);
+    expect("GET", "/_proxy/cache/entries/", ROUTE_NOT_FOUND);
+    expect("GET", "/_proxy/cache/entries/a/b", ROUTE_NOT_FOUND);
+    expect("POST", "/_proxy/cache/purge", ROUTE_CACHE_PURGE);
+    expect("GET", "/_proxy/cache/purge", ROUTE_METHOD_NOT_ALLOWED);
+    assert_string_equal(router_allowed_methods("/_proxy/cache/purge"), "POST");
+    assert_string_equal(router_allowed_methods(key), "GET, HEAD, DELETE");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cache_routes),
         cmocka_unit_test(test_v1_goes_upstream),
         cmocka_unit_test(test_outside_v1_not_found),
         cmocka_unit_test(test_admin_routes),

@@ -1,0 +1,926 @@
+/* store.c: the LMDB environment of the cache (store.h): open, map sizing,
+ * the format record, reads, batched durable writes with LRU eviction, purge,
+ * stats. The only file that includes lmdb.h. It owns no thread and no queue
+ * (writer.c does) and never logs: errors are return codes and counters.
+ *
+ * Every write txn is committed with LMDB's default durable commit (no
+ * NOSYNC, NOMETASYNC or WRITEMAP), so a committed op survives kill -9 and
+ * power loss, and a store killed mid-txn reopens at its last commit.
+ *
+ * Counters live in "info" and are read and written inside each write txn,
+ * never cached in memory, so the proxy and its CLI (another process) can
+ * both write without losing each other's updates. */
+#include "store.h"
+
+#include "cache_dir.h"
+
+#include <lmdb.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STORE_FORMAT        "cloro-proxy-cache 1"
+#define STORE_MAX_DBS       8
+#define STORE_MAX_READERS   126
+#define STORE_HEADROOM      ((size_t)64 << 20) /* map bytes beyond max_bytes, at least */
+#define STORE_HIGH_PERCENT  90                 /* evict when bytes exceed this share... */
+#define STORE_LOW_PERCENT   80                 /* ...down to this one */
+#define STORE_PURGE_CHUNK   1024               /* deletes per purge txn */
+#define STORE_EVICT_PERCENT 10                 /* share of entries a MAP_FULL eviction frees */
+
+/* The meta value, 64 bytes, little endian:
+ *   0 u64 hits           8 i64 last_hit_ms (0: never hit)   16 i64 stored_at_ms
+ *  24 i64 expires_at_ms 32 u64 size (record bytes)          40 i64 lru_ms
+ *  48 char provider[16], NUL padded.
+ * lru_ms is the entry's position in "lru": the put's now_ms, then each hit's.
+ * Invariant: an entry has exactly one row in each of entries, meta and lru,
+ * and the lru row is lru_key(lru_ms, key); info "bytes" is the sum of the
+ * size fields. */
+#define META_BYTES    64
+#define LRU_KEY_BYTES (8 + CACHE_KEY_BYTES)
+
+struct cache_store {
+    MDB_env *env;
+    MDB_dbi entries;
+    MDB_dbi meta;
+    MDB_dbi lru;
+    MDB_dbi info;
+    bool cli;           /* opened with max_bytes 0: adopts the file's map and bound */
+    uint64_t max_bytes; /* configured, or (cli) the bound the file records; 0: none */
+};
+
+/* One write txn and the counters it carries from "info" to its commit. */
+struct wtxn {
+    struct cache_store *s;
+    MDB_txn *txn;
+    uint64_t bytes;
+    uint64_t evictions;
+    uint64_t dropped;
+    bool counters_dirty;
+    size_t applied;
+    size_t evicted;
+};
+
+/* The meta of a put, decoded once per apply from its record. */
+struct put_meta {
+    bool valid; /* the record decoded; an invalid put is neither applied nor dropped */
+    int64_t stored_at_ms;
+    int64_t expires_at_ms;
+    char provider[CACHE_PROVIDER_MAX];
+};
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void meta_encode(const struct cache_meta *m, int64_t lru_ms, unsigned char *out)
+{
+    put_le64(out + 0, m->hits);
+    put_le64(out + 8, (uint64_t)m->last_hit_ms);
+    put_le64(out + 16, (uint64_t)m->stored_at_ms);
+    put_le64(out + 24, (uint64_t)m->expires_at_ms);
+    put_le64(out + 32, m->size);
+    put_le64(out + 40, (uint64_t)lru_ms);
+    memset(out + 48, 0, CACHE_PROVIDER_MAX);
+    memcpy(out + 48, m->provider, strnlen(m->provider, CACHE_PROVIDER_MAX - 1));
+}
+
+static int meta_decode(const MDB_val *v, struct cache_meta *m, int64_t *lru_ms)
+{
+    if (v->mv_size < META_BYTES)
+        return -1;
+    const unsigned char *p = v->mv_data;
+    m->hits = get_le64(p + 0);
+    m->last_hit_ms = (int64_t)get_le64(p + 8);
+    m->stored_at_ms = (int64_t)get_le64(p + 16);
+    m->expires_at_ms = (int64_t)get_le64(p + 24);
+    m->size = get_le64(p + 32);
+    if (lru_ms != NULL)
+        *lru_ms = (int64_t)get_le64(p + 40);
+    memcpy(m->provider, p + 48, CACHE_PROVIDER_MAX);
+    m->provider[CACHE_PROVIDER_MAX - 1] = '\0';
+    return 0;
+}
+
+/* Big endian so that LMDB's byte order is time order. */
+static void lru_key(int64_t lru_ms, const unsigned char *key, unsigned char *out)
+{
+    uint64_t t = lru_ms < 0 ? 0 : (uint64_t)lru_ms;
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char)(t >> (8 * (7 - i)));
+    memcpy(out + 8, key, CACHE_KEY_BYTES);
+}
+
+static MDB_val val(const void *data, size_t size)
+{
+    MDB_val v = {size, (void *)data};
+    return v;
+}
+
+/* Deleting what is already gone is not an error. */
+static int del_quiet(MDB_txn *txn, MDB_dbi dbi, MDB_val *k)
+{
+    int rc = mdb_del(txn, dbi, k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int info_get_u64(MDB_txn *txn, MDB_dbi info, const char *name, uint64_t *out)
+{
+    MDB_val k = val(name, strlen(name)), v;
+    int rc = mdb_get(txn, info, &k, &v);
+    *out = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (v.mv_size == 8)
+        *out = get_le64(v.mv_data);
+    return 0;
+}
+
+static int info_put_u64(MDB_txn *txn, MDB_dbi info, const char *name, uint64_t value)
+{
+    unsigned char buf[8];
+    put_le64(buf, value);
+    MDB_val k = val(name, strlen(name)), v = val(buf, sizeof buf);
+    return mdb_put(txn, info, &k, &v, 0);
+}
+
+/* A CLI process (max_bytes 0) may find the map grown by the proxy since it
+ * opened: it adopts the new size. Only the CLI does, because remapping needs
+ * every txn of the process closed, which the proxy's threads cannot promise
+ * (and the proxy's map is the one that grows, at its own start). */
+static int txn_begin(struct cache_store *s, unsigned flags, MDB_txn **txn)
+{
+    int rc = mdb_txn_begin(s->env, NULL, flags, txn);
+    if (rc == MDB_MAP_RESIZED && s->cli) {
+        rc = mdb_env_set_mapsize(s->env, 0);
+        if (rc == 0)
+            rc = mdb_txn_begin(s->env, NULL, flags, txn);
+    }
+    return rc;
+}
+
+static int wtxn_begin(struct cache_store *s, struct wtxn *w)
+{
+    memset(w, 0, sizeof *w);
+    w->s = s;
+    int rc = txn_begin(s, 0, &w->txn);
+    if (rc != 0)
+        return rc;
+    if ((rc = info_get_u64(w->txn, s->info, "bytes", &w->bytes)) != 0 ||
+        (rc = info_get_u64(w->txn, s->info, "evictions", &w->evictions)) != 0 ||
+        (rc = info_get_u64(w->txn, s->info, "dropped", &w->dropped)) != 0) {
+        mdb_txn_abort(w->txn);
+        w->txn = NULL;
+    }
+    return rc;
+}
+
+/* Writes the counters and commits; the txn is gone either way. */
+static int wtxn_commit(struct wtxn *w)
+{
+    int rc = 0;
+    if (w->counters_dirty) {
+        if ((rc = info_put_u64(w->txn, w->s->info, "bytes", w->bytes)) != 0 ||
+            (rc = info_put_u64(w->txn, w->s->info, "evictions", w->evictions)) != 0 ||
+            (rc = info_put_u64(w->txn, w->s->info, "dropped", w->dropped)) != 0) {
+            mdb_txn_abort(w->txn);
+            w->txn = NULL;
+            return rc;
+        }
+    }
+    rc = mdb_txn_commit(w->txn);
+    w->txn = NULL;
+    return rc;
+}
+
+static void wtxn_abort(struct wtxn *w)
+{
+    mdb_txn_abort(w->txn);
+    w->txn = NULL;
+}
+
+/* Removes one entry whose meta is m (entries, meta, lru rows; bytes). */
+static int remove_entry(struct wtxn *w, const unsigned char *key, const struct cache_meta *m,
+                        int64_t lru_ms)
+{
+    unsigned char lk[LRU_KEY_BYTES];
+    lru_key(lru_ms, key, lk);
+    MDB_val k = val(key, CACHE_KEY_BYTES), l = val(lk, sizeof lk);
+    int rc;
+    if ((rc = del_quiet(w->txn, w->s->entries, &k)) != 0 ||
+        (rc = del_quiet(w->txn, w->s->meta, &k)) != 0 ||
+        (rc = del_quiet(w->txn, w->s->lru, &l)) != 0)
+        return rc;
+    w->bytes = w->bytes >= m->size ? w->bytes - m->size : 0;
+    w->counters_dirty = true;
+    return 0;
+}
+
+/* The meta of key, when present. Returns 0 (found), MDB_NOTFOUND, or an error. */
+static int meta_lookup(struct wtxn *w, const unsigned char *key, struct cache_meta *m,
+                       int64_t *lru_ms)
+{
+    MDB_val k = val(key, CACHE_KEY_BYTES), v;
+    int rc = mdb_get(w->txn, w->s->meta, &k, &v);
+    if (rc != 0)
+        return rc;
+    if (meta_decode(&v, m, lru_ms) != 0) {
+        /* A meta we cannot read: treat the entry as gone (its lru row, if
+         * any, is orphaned and will be skipped by eviction). */
+        memset(m, 0, sizeof *m);
+        *lru_ms = 0;
+    }
+    return 0;
+}
+
+static int apply_put(struct wtxn *w, const struct cache_op *op, const struct put_meta *pm)
+{
+    struct cache_meta m;
+    int64_t lru_ms;
+    int rc = meta_lookup(w, op->key, &m, &lru_ms);
+    if (rc == 0)
+        rc = remove_entry(w, op->key, &m, lru_ms);
+    else if (rc == MDB_NOTFOUND)
+        rc = 0;
+    if (rc != 0)
+        return rc;
+
+    memset(&m, 0, sizeof m);
+    m.hits = 0;
+    m.last_hit_ms = 0; /* never hit; its lru position is the put's now_ms */
+    m.stored_at_ms = pm->stored_at_ms;
+    m.expires_at_ms = pm->expires_at_ms;
+    m.size = op->record_len;
+    memcpy(m.provider, pm->provider, sizeof m.provider);
+
+    unsigned char mb[META_BYTES], lk[LRU_KEY_BYTES];
+    meta_encode(&m, op->now_ms, mb);
+    lru_key(op->now_ms, op->key, lk);
+    MDB_val k = val(op->key, CACHE_KEY_BYTES), rec = val(op->record, op->record_len);
+    MDB_val mv = val(mb, sizeof mb), l = val(lk, sizeof lk), empty = val(NULL, 0);
+    if ((rc = mdb_put(w->txn, w->s->entries, &k, &rec, 0)) != 0 ||
+        (rc = mdb_put(w->txn, w->s->meta, &k, &mv, 0)) != 0 ||
+        (rc = mdb_put(w->txn, w->s->lru, &l, &empty, 0)) != 0)
+        return rc;
+    w->bytes += op->record_len;
+    w->counters_dirty = true;
+    return 0;
+}
+
+/* True when the stored record of key passes its checksum. */
+static bool record_ok(struct wtxn *w, const unsigned char *key)
+{
+    MDB_val k = val(key, CACHE_KEY_BYTES), v;
+    if (mdb_get(w->txn, w->s->entries, &k, &v) != 0)
+        return false;
+    struct cache_entry e;
+    memset(&e, 0, sizeof e);
+    int rc = cache_entry_decode(v.mv_data, v.mv_size, &e);
+    cache_entry_free(&e);
+    return rc == 0;
+}
+
+static int apply_touch(struct wtxn *w, const struct cache_op *op)
+{
+    struct cache_meta m;
+    int64_t lru_ms;
+    int rc = meta_lookup(w, op->key, &m, &lru_ms);
+    if (rc == MDB_NOTFOUND)
+        return 0; /* absent: a no-op */
+    if (rc != 0)
+        return rc;
+    /* store.h: a corrupt record is deleted by the next apply that names it.
+     * A touch verifies the checksum for that (the writer thread pays for it,
+     * never the loop). */
+    if (!record_ok(w, op->key))
+        return remove_entry(w, op->key, &m, lru_ms);
+
+    unsigned char lk[LRU_KEY_BYTES];
+    lru_key(lru_ms, op->key, lk);
+    MDB_val l = val(lk, sizeof lk);
+    if ((rc = del_quiet(w->txn, w->s->lru, &l)) != 0)
+        return rc;
+    m.hits++;
+    m.last_hit_ms = op->now_ms;
+    unsigned char mb[META_BYTES];
+    meta_encode(&m, op->now_ms, mb);
+    lru_key(op->now_ms, op->key, lk);
+    MDB_val k = val(op->key, CACHE_KEY_BYTES), mv = val(mb, sizeof mb), empty = val(NULL, 0);
+    if ((rc = mdb_put(w->txn, w->s->meta, &k, &mv, 0)) != 0 ||
+        (rc = mdb_put(w->txn, w->s->lru, &l, &empty, 0)) != 0)
+        return rc;
+    return 0;
+}
+
+static int apply_delete(struct wtxn *w, const struct cache_op *op)
+{
+    struct cache_meta m;
+    int64_t lru_ms;
+    int rc = meta_lookup(w, op->key, &m, &lru_ms);
+    if (rc == 0)
+        return remove_entry(w, op->key, &m, lru_ms);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    MDB_val k = val(op->key, CACHE_KEY_BYTES);
+    return del_quiet(w->txn, w->s->entries, &k); /* a record without meta, if any */
+}
+
+/* Evicts least recently used first while bytes > target_bytes, or fewer than
+ * min_count entries or min_free bytes have been evicted; stops when "lru" is
+ * empty. */
+static int evict(struct wtxn *w, uint64_t target_bytes, size_t min_count, uint64_t min_free)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(w->txn, w->s->lru, &cur);
+    if (rc != 0)
+        return rc;
+    size_t count = 0;
+    uint64_t freed = 0;
+    while (w->bytes > target_bytes || count < min_count || freed < min_free) {
+        MDB_val k, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            break;
+        }
+        if (rc != 0)
+            break;
+        unsigned char key[CACHE_KEY_BYTES];
+        if (k.mv_size != LRU_KEY_BYTES) {
+            rc = mdb_cursor_del(cur, 0); /* not ours: drop the row */
+            if (rc != 0)
+                break;
+            continue;
+        }
+        memcpy(key, (const unsigned char *)k.mv_data + 8, CACHE_KEY_BYTES);
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        struct cache_meta m;
+        int64_t lru_ms;
+        rc = meta_lookup(w, key, &m, &lru_ms);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0; /* an orphaned row */
+            continue;
+        }
+        if (rc != 0 || (rc = remove_entry(w, key, &m, lru_ms)) != 0)
+            break;
+        count++;
+        freed += m.size;
+        w->evicted++;
+        w->evictions++;
+        w->counters_dirty = true;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+static uint64_t percent_of(uint64_t n, unsigned pct)
+{
+    return n / 100 * pct + n % 100 * pct / 100;
+}
+
+/* One write txn: ops in order, then the watermark eviction, then commit.
+ * extra_dropped is added to info "dropped" in the same txn. Returns 0 (and
+ * adds to res), MDB_MAP_FULL, or another LMDB error; nothing is applied
+ * unless it returns 0. */
+static int run_txn(struct cache_store *s, const struct cache_op *ops, const struct put_meta *pms,
+                   size_t count, uint64_t extra_dropped, struct cache_apply_result *res)
+{
+    struct wtxn w;
+    int rc = wtxn_begin(s, &w);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < count; i++) {
+        const struct cache_op *op = &ops[i];
+        switch (op->kind) {
+        case CACHE_OP_PUT:
+            if (!pms[i].valid)
+                continue; /* refused: not applied, not dropped (the caller counts it failed) */
+            rc = apply_put(&w, op, &pms[i]);
+            break;
+        case CACHE_OP_TOUCH:
+            rc = apply_touch(&w, op);
+            break;
+        case CACHE_OP_DELETE:
+            rc = apply_delete(&w, op);
+            break;
+        default:
+            continue; /* an unknown kind is not applied */
+        }
+        if (rc != 0) {
+            wtxn_abort(&w);
+            return rc;
+        }
+        w.applied++;
+    }
+    if (s->max_bytes > 0 && w.bytes > percent_of(s->max_bytes, STORE_HIGH_PERCENT)) {
+        rc = evict(&w, percent_of(s->max_bytes, STORE_LOW_PERCENT), 0, 0);
+        if (rc != 0) {
+            wtxn_abort(&w);
+            return rc;
+        }
+    }
+    if (extra_dropped > 0) {
+        w.dropped += extra_dropped;
+        w.counters_dirty = true;
+    }
+    size_t applied = w.applied, evicted = w.evicted;
+    rc = wtxn_commit(&w);
+    if (rc != 0)
+        return rc;
+    res->applied += applied;
+    res->evicted += evicted;
+    return 0;
+}
+
+/* One eviction txn (see evict_batch). */
+static int evict_txn(struct cache_store *s, size_t min_count, uint64_t min_free,
+                     struct cache_apply_result *res)
+{
+    struct wtxn w;
+    int rc = wtxn_begin(s, &w);
+    if (rc != 0)
+        return rc;
+    if ((rc = evict(&w, UINT64_MAX, min_count, min_free)) != 0) {
+        wtxn_abort(&w);
+        return rc;
+    }
+    size_t evicted = w.evicted;
+    rc = wtxn_commit(&w);
+    if (rc == 0)
+        res->evicted += evicted;
+    return rc;
+}
+
+/* A small txn that commits for sure when anything can: it counts a MAP_FULL
+ * event in info "map_full". Its only purpose is to be a commit (below). */
+static int advance_txn(struct cache_store *s)
+{
+    MDB_txn *txn;
+    uint64_t n;
+    int rc = txn_begin(s, 0, &txn);
+    if (rc != 0)
+        return rc;
+    if ((rc = info_get_u64(txn, s->info, "map_full", &n)) != 0 ||
+        (rc = info_put_u64(txn, s->info, "map_full", n + 1)) != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+/* The MAP_FULL remedy. LMDB reuses a freed page only from the second txn
+ * after the one that freed it (the previous snapshot stays intact for crash
+ * safety), and a delete needs fresh pages too (copy on write). So: evict a
+ * tenth of the entries and at least twice the largest pending record's bytes
+ * in one txn; if that does not fit, commit a tiny txn (which makes the pages
+ * of the txn before it reusable) and try again, the last time evicting a
+ * single entry; then commit one tiny txn more, so that the retry after it
+ * can use the pages the eviction freed. Returns 0, or an error other than
+ * MDB_MAP_FULL. */
+static int evict_batch(struct cache_store *s, uint64_t largest, struct cache_apply_result *res)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    int rc = txn_begin(s, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return rc;
+    rc = mdb_stat(txn, s->entries, &st);
+    mdb_txn_abort(txn);
+    if (rc != 0)
+        return rc;
+    size_t min_count = st.ms_entries * STORE_EVICT_PERCENT / 100;
+    if (min_count == 0)
+        min_count = 1;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (attempt > 0 && (rc = advance_txn(s)) != 0 && rc != MDB_MAP_FULL)
+            return rc;
+        if (attempt == 2) {
+            min_count = 1;
+            largest = 0;
+        }
+        rc = evict_txn(s, min_count, 2 * largest, res);
+        if (rc != MDB_MAP_FULL)
+            break;
+    }
+    if (rc != 0 && rc != MDB_MAP_FULL)
+        return rc;
+    rc = advance_txn(s);
+    return rc == MDB_MAP_FULL ? 0 : rc;
+}
+
+int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t count,
+                      struct cache_apply_result *result)
+{
+    struct cache_apply_result res = {0, 0, 0};
+    struct put_meta *pms = calloc(count ? count : 1, sizeof *pms);
+    if (pms == NULL)
+        return -1;
+    uint64_t largest = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (ops[i].kind != CACHE_OP_PUT || ops[i].record == NULL)
+            continue;
+        struct cache_entry e;
+        memset(&e, 0, sizeof e);
+        if (cache_entry_decode(ops[i].record, ops[i].record_len, &e) == 0) {
+            pms[i].valid = true;
+            pms[i].stored_at_ms = e.stored_at_ms;
+            pms[i].expires_at_ms = e.expires_at_ms;
+            snprintf(pms[i].provider, sizeof pms[i].provider, "%s",
+                     e.provider != NULL ? e.provider : "");
+            if (ops[i].record_len > largest)
+                largest = ops[i].record_len;
+        }
+        cache_entry_free(&e);
+    }
+
+    int rc = run_txn(s, ops, pms, count, 0, &res);
+    if (rc == MDB_MAP_FULL) {
+        rc = evict_batch(s, largest, &res);
+        if (rc == 0)
+            rc = run_txn(s, ops, pms, count, 0, &res);
+    }
+    if (rc == MDB_MAP_FULL) {
+        /* Still full: op by op, each in its own txn; a put that does not
+         * fit is dropped, and counted in the next txn that commits. */
+        uint64_t unrecorded = 0;
+        rc = 0;
+        for (size_t i = 0; i < count && rc == 0; i++) {
+            rc = run_txn(s, &ops[i], &pms[i], 1, unrecorded, &res);
+            if (rc == 0) {
+                unrecorded = 0;
+            } else if (rc == MDB_MAP_FULL) {
+                rc = 0;
+                if (ops[i].kind == CACHE_OP_PUT && pms[i].valid) {
+                    res.dropped++;
+                    unrecorded++;
+                }
+                /* A touch or delete that does not fit is lost: the caller
+                 * sees it as neither applied nor dropped. */
+            }
+        }
+        if (rc == 0 && unrecorded > 0)
+            (void)run_txn(s, NULL, NULL, 0, unrecorded, &res); /* best effort */
+    }
+    free(pms);
+    if (result != NULL)
+        *result = res;
+    /* Ambiguity: when the op-by-op path meets another error, the ops before
+     * it are already committed; -1 is returned all the same and result says
+     * how many were. */
+    return rc == 0 ? 0 : -1;
+}
+
+static void set_err(char *err, size_t err_size, const char *fmt, const char *dir, const char *what)
+{
+    if (err != NULL && err_size > 0)
+        snprintf(err, err_size, fmt, dir, what);
+}
+
+static size_t round_up(size_t n, size_t unit)
+{
+    return (n + unit - 1) / unit * unit;
+}
+
+/* The first txn: every DBI opened once, the format record checked (or
+ * written), the configured bound recorded. */
+static int first_txn(struct cache_store *s, const char *dir, char *err, size_t err_size)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc != 0) {
+        set_err(err, err_size, "cache store '%s': cannot begin a txn: %s", dir, mdb_strerror(rc));
+        return -1;
+    }
+    if ((rc = mdb_dbi_open(txn, "entries", MDB_CREATE, &s->entries)) != 0 ||
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
+        (rc = mdb_dbi_open(txn, "lru", MDB_CREATE, &s->lru)) != 0 ||
+        (rc = mdb_dbi_open(txn, "info", MDB_CREATE, &s->info)) != 0) {
+        set_err(err, err_size, "cache store '%s': cannot open its databases: %s", dir,
+                mdb_strerror(rc));
+        goto fail;
+    }
+    MDB_val k = val("format", strlen("format")), v;
+    rc = mdb_get(txn, s->info, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != strlen(STORE_FORMAT) || memcmp(v.mv_data, STORE_FORMAT, v.mv_size) != 0) {
+            char found[128];
+            size_t n = v.mv_size < sizeof found - 1 ? v.mv_size : sizeof found - 1;
+            memcpy(found, v.mv_data, n);
+            found[n] = '\0';
+            if (err != NULL && err_size > 0)
+                snprintf(err, err_size,
+                         "cache store '%s' has format '%s', this program reads '%s'; "
+                         "refusing to open it (nothing was changed)",
+                         dir, found, STORE_FORMAT);
+            goto fail;
+        }
+    } else if (rc == MDB_NOTFOUND) {
+        MDB_stat st;
+        if ((rc = mdb_stat(txn, s->entries, &st)) != 0) {
+            set_err(err, err_size, "cache store '%s': %s", dir, mdb_strerror(rc));
+            goto fail;
+        }
+        if (st.ms_entries > 0) {
+            if (err != NULL && err_size > 0)
+                snprintf(err, err_size,
+                         "cache store '%s' holds entries but no format record; refusing to open "
+                         "it (nothing was changed)",
+                         dir);
+            goto fail;
+        }
+        v = val(STORE_FORMAT, strlen(STORE_FORMAT));
+        if ((rc = mdb_put(txn, s->info, &k, &v, 0)) != 0) {
+            set_err(err, err_size, "cache store '%s': cannot write its format record: %s", dir,
+                    mdb_strerror(rc));
+            goto fail;
+        }
+    } else {
+        set_err(err, err_size, "cache store '%s': cannot read its format record: %s", dir,
+                mdb_strerror(rc));
+        goto fail;
+    }
+
+    uint64_t recorded;
+    if ((rc = info_get_u64(txn, s->info, "max_bytes", &recorded)) != 0) {
+        set_err(err, err_size, "cache store '%s': %s", dir, mdb_strerror(rc));
+        goto fail;
+    }
+    if (s->cli) {
+        s->max_bytes = recorded;
+    } else if (recorded != s->max_bytes &&
+               (rc = info_put_u64(txn, s->info, "max_bytes", s->max_bytes)) != 0) {
+        set_err(err, err_size, "cache store '%s': cannot record max_bytes: %s", dir,
+                mdb_strerror(rc));
+        goto fail;
+    }
+    /* A commit with nothing written writes nothing; otherwise it also
+     * records the map size chosen at open in the file. */
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        set_err(err, err_size, "cache store '%s': cannot commit its first txn: %s", dir,
+                mdb_strerror(rc));
+        return -1;
+    }
+    return 0;
+fail:
+    mdb_txn_abort(txn);
+    return -1;
+}
+
+struct cache_store *cache_store_open(const struct cache_store_options *opts, char *err,
+                                     size_t err_size)
+{
+    if (cache_dir_prepare(opts->dir, err, err_size) != 0)
+        return NULL;
+    struct cache_store *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        set_err(err, err_size, "cache store '%s': %s", opts->dir, strerror(ENOMEM));
+        return NULL;
+    }
+    s->cli = opts->max_bytes == 0;
+    s->max_bytes = opts->max_bytes;
+
+    int rc = mdb_env_create(&s->env);
+    if (rc != 0) {
+        set_err(err, err_size, "cache store '%s': %s", opts->dir, mdb_strerror(rc));
+        free(s);
+        return NULL;
+    }
+    if ((rc = mdb_env_set_maxdbs(s->env, STORE_MAX_DBS)) != 0 ||
+        (rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS)) != 0) {
+        set_err(err, err_size, "cache store '%s': %s", opts->dir, mdb_strerror(rc));
+        goto fail;
+    }
+    /* No map size before open: LMDB then adopts the one the file records
+     * (or its 1 MiB default for a new file), which is all the CLI wants. */
+    if ((rc = mdb_env_open(s->env, opts->dir, MDB_NOTLS, 0600)) != 0) {
+        set_err(err, err_size, "cannot open cache store '%s': %s", opts->dir, mdb_strerror(rc));
+        goto fail;
+    }
+    int dead = 0;
+    if ((rc = mdb_reader_check(s->env, &dead)) != 0) {
+        set_err(err, err_size, "cache store '%s': reader check failed: %s", opts->dir,
+                mdb_strerror(rc));
+        goto fail;
+    }
+    if (opts->max_bytes > 0) {
+        /* max(2 x bound, bound + 64 MiB) of address space, page rounded;
+         * but never below what the file records (another process may have
+         * mapped it larger: never shrink a live file). Set after open, with
+         * no txn in this process yet, as mdb_env_set_mapsize allows. */
+        size_t max = opts->max_bytes;
+        size_t want = max > SIZE_MAX / 2 ? SIZE_MAX / 2 : 2 * max;
+        if (max <= SIZE_MAX - STORE_HEADROOM && max + STORE_HEADROOM > want)
+            want = max + STORE_HEADROOM;
+        long page = sysconf(_SC_PAGESIZE);
+        want = round_up(want, page > 0 ? (size_t)page : 4096);
+        MDB_envinfo info;
+        if ((rc = mdb_env_info(s->env, &info)) != 0) {
+            set_err(err, err_size, "cache store '%s': %s", opts->dir, mdb_strerror(rc));
+            goto fail;
+        }
+        if (want > info.me_mapsize && (rc = mdb_env_set_mapsize(s->env, want)) != 0) {
+            set_err(err, err_size, "cache store '%s': cannot set the map size: %s", opts->dir,
+                    mdb_strerror(rc));
+            goto fail;
+        }
+    }
+    if (first_txn(s, opts->dir, err, err_size) != 0)
+        goto fail;
+    return s;
+fail:
+    mdb_env_close(s->env);
+    free(s);
+    return NULL;
+}
+
+void cache_store_close(struct cache_store *s)
+{
+    if (s == NULL)
+        return;
+    mdb_env_close(s->env);
+    free(s);
+}
+
+enum cache_get_result cache_store_get(struct cache_store *s, const unsigned char *key,
+                                      struct cache_entry *entry, struct cache_meta *meta)
+{
+    memset(entry, 0, sizeof *entry);
+    MDB_txn *txn;
+    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return CACHE_GET_ERROR;
+    enum cache_get_result result;
+    MDB_val k = val(key, CACHE_KEY_BYTES), v;
+    int rc = mdb_get(txn, s->entries, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        result = CACHE_GET_ABSENT;
+    } else if (rc != 0) {
+        result = CACHE_GET_ERROR;
+    } else if (cache_entry_decode(v.mv_data, v.mv_size, entry) != 0) {
+        memset(entry, 0, sizeof *entry);
+        result = CACHE_GET_CORRUPT;
+    } else {
+        size_t record_len = v.mv_size;
+        result = CACHE_GET_FOUND;
+        if (meta != NULL) {
+            memset(meta, 0, sizeof *meta);
+            if (mdb_get(txn, s->meta, &k, &v) != 0 || meta_decode(&v, meta, NULL) != 0) {
+                /* No readable meta: what the record itself says. */
+                memset(meta, 0, sizeof *meta);
+                meta->stored_at_ms = entry->stored_at_ms;
+                meta->expires_at_ms = entry->expires_at_ms;
+                meta->size = record_len;
+                snprintf(meta->provider, sizeof meta->provider, "%s",
+                         entry->provider != NULL ? entry->provider : "");
+            }
+        }
+    }
+    mdb_txn_abort(txn);
+    return result;
+}
+
+static bool purge_matches(const struct cache_meta *m, const char *provider,
+                          int64_t stored_before_ms)
+{
+    if (provider != NULL && strcmp(m->provider, provider) != 0)
+        return false;
+    return stored_before_ms == 0 || m->stored_at_ms < stored_before_ms;
+}
+
+/* Purges in txns of at most STORE_PURGE_CHUNK deletes, so a large purge by
+ * the CLI never holds LMDB's write lock (and so the proxy's writer) for long. */
+int64_t cache_store_purge(struct cache_store *s, const char *provider, int64_t stored_before_ms)
+{
+    int64_t total = 0;
+    unsigned char resume[CACHE_KEY_BYTES];
+    bool has_resume = false;
+    for (;;) {
+        struct wtxn w;
+        if (wtxn_begin(s, &w) != 0)
+            return -1;
+        MDB_cursor *cur;
+        if (mdb_cursor_open(w.txn, s->meta, &cur) != 0) {
+            wtxn_abort(&w);
+            return -1;
+        }
+        MDB_val k, v;
+        int rc;
+        if (has_resume) {
+            k = val(resume, CACHE_KEY_BYTES);
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        } else {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        }
+        size_t removed = 0;
+        bool done = false;
+        while (rc == 0) {
+            if (removed == STORE_PURGE_CHUNK) {
+                if (k.mv_size == CACHE_KEY_BYTES) {
+                    memcpy(resume, k.mv_data, CACHE_KEY_BYTES);
+                    has_resume = true;
+                }
+                break;
+            }
+            struct cache_meta m;
+            int64_t lru_ms;
+            if (k.mv_size == CACHE_KEY_BYTES && meta_decode(&v, &m, &lru_ms) == 0 &&
+                purge_matches(&m, provider, stored_before_ms)) {
+                unsigned char key[CACHE_KEY_BYTES], lk[LRU_KEY_BYTES];
+                memcpy(key, k.mv_data, CACHE_KEY_BYTES);
+                lru_key(lru_ms, key, lk);
+                MDB_val ek = val(key, CACHE_KEY_BYTES), l = val(lk, sizeof lk);
+                if ((rc = mdb_cursor_del(cur, 0)) != 0 ||
+                    (rc = del_quiet(w.txn, s->entries, &ek)) != 0 ||
+                    (rc = del_quiet(w.txn, s->lru, &l)) != 0)
+                    break;
+                w.bytes = w.bytes >= m.size ? w.bytes - m.size : 0;
+                w.counters_dirty = true;
+                removed++;
+            }
+            /* After a cursor delete, MDB_NEXT yields the item that followed. */
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            done = true;
+        }
+        mdb_cursor_close(cur);
+        if (rc != 0) {
+            wtxn_abort(&w);
+            return -1;
+        }
+        if (removed == 0) {
+            wtxn_abort(&w);
+        } else if (wtxn_commit(&w) != 0) {
+            return -1;
+        }
+        total += (int64_t)removed;
+        if (done)
+            return total;
+    }
+}
+
+int cache_store_stats(struct cache_store *s, struct cache_store_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    MDB_txn *txn;
+    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return -1;
+    MDB_stat st;
+    MDB_envinfo info;
+    uint64_t recorded_max;
+    int rc;
+    if ((rc = mdb_stat(txn, s->entries, &st)) != 0 ||
+        (rc = info_get_u64(txn, s->info, "bytes", &out->bytes)) != 0 ||
+        (rc = info_get_u64(txn, s->info, "evictions", &out->evictions)) != 0 ||
+        (rc = info_get_u64(txn, s->info, "dropped", &out->dropped)) != 0 ||
+        (rc = info_get_u64(txn, s->info, "max_bytes", &recorded_max)) != 0 ||
+        (rc = mdb_env_info(s->env, &info)) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    mdb_txn_abort(txn);
+    out->entries = st.ms_entries;
+    out->max_bytes = s->cli ? recorded_max : s->max_bytes;
+    out->map_bytes = info.me_mapsize;
+    return 0;
+}
+
+int cache_store_foreach(struct cache_store *s, cache_store_visit_cb visit, void *arg)
+{
+    MDB_txn *txn;
+    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return -1;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->meta, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        struct cache_meta m;
+        if (k.mv_size == CACHE_KEY_BYTES && meta_decode(&v, &m, NULL) == 0 &&
+            visit(k.mv_data, &m, arg) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}

@@ -1,0 +1,384 @@
+/* writer.c: the writer thread of the cache (writer.h): a bounded op queue,
+ * the pending map of puts not yet committed, and the counters. It owns the
+ * queued records; it does not own the store (the caller opens and closes it)
+ * and never logs: the proxy reads cache_writer_stats.
+ *
+ * DESIGN
+ *
+ *   loop thread                        writer thread
+ *   put/touch/delete --lock--> queue --(swap all)--> batches of <= 1024 ops
+ *        |                                             |  cache_store_apply:
+ *        +--put: pending[key] = (record, seq)          |  one durable txn each
+ *   pending() --lock--> copy of the record             v
+ *                        <--lock-- pending entries of the batch removed
+ *                                  (same seq only), records freed
+ *
+ * One mutex guards the queue, the pending map, the sequence counter and the
+ * stats; a condition variable wakes the thread when the queue turns
+ * non-empty or stop is asked. The loop holds the mutex only to append or
+ * look up, never across I/O; the thread holds it only to swap the queue and
+ * to settle a batch, so the loop never waits on LMDB or fsync. A pending
+ * entry borrows the record of its queued op (same seq); the thread removes
+ * the entry before it frees the record, so a pending record is always
+ * alive. It is removed only after its txn committed, so a lookup that tries
+ * the pending map and then the store never misses a stored answer. */
+#include "writer.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WRITER_BATCH_MAX  1024 /* ops per cache_store_apply */
+#define PENDING_MIN_SLOTS 64
+
+/* A queue of ops in parallel arrays, so ops can go to cache_store_apply as
+ * they are. records[i] is the owned record of a put (NULL otherwise),
+ * ops[i].record points into it; seqs[i] is the put's sequence number. */
+struct op_queue {
+    struct cache_op *ops;
+    unsigned char **records;
+    uint64_t *seqs;
+    size_t len;
+    size_t cap;
+};
+
+/* The pending map: open addressing, linear probing, backward-shift removal.
+ * Invariant: count <= cap / 2; cap is a power of two (or 0 before the first
+ * insert). */
+struct pending_slot {
+    bool used;
+    uint64_t hash;
+    unsigned char key[CACHE_KEY_BYTES];
+    const unsigned char *record; /* borrowed from the queued op with this seq */
+    size_t record_len;
+    uint64_t seq;
+};
+
+struct pending_map {
+    struct pending_slot *slots;
+    size_t cap;
+    size_t count;
+};
+
+struct cache_writer {
+    struct cache_store *store;
+    size_t max_queue;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    /* Guarded by mu: */
+    bool stopping;
+    struct op_queue queue;
+    struct pending_map pending;
+    uint64_t next_seq;
+    struct cache_writer_stats stats;
+};
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL) {
+        fputs("cloro-proxy: out of memory in the cache writer\n", stderr);
+        abort();
+    }
+    return q;
+}
+
+static void queue_push(struct op_queue *q, const struct cache_op *op, unsigned char *record,
+                       uint64_t seq)
+{
+    if (q->len == q->cap) {
+        q->cap = q->cap ? 2 * q->cap : 64;
+        q->ops = xrealloc(q->ops, q->cap * sizeof *q->ops);
+        q->records = xrealloc(q->records, q->cap * sizeof *q->records);
+        q->seqs = xrealloc(q->seqs, q->cap * sizeof *q->seqs);
+    }
+    q->ops[q->len] = *op;
+    q->records[q->len] = record;
+    q->seqs[q->len] = seq;
+    q->len++;
+}
+
+static void queue_free(struct op_queue *q)
+{
+    for (size_t i = 0; i < q->len; i++)
+        free(q->records[i]);
+    free(q->ops);
+    free(q->records);
+    free(q->seqs);
+    memset(q, 0, sizeof *q);
+}
+
+/* FNV-1a over the whole key: keys are SHA-256 output, but tests and tools
+ * may use keys that differ in one byte only. */
+static uint64_t key_hash(const unsigned char *key)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < CACHE_KEY_BYTES; i++)
+        h = (h ^ key[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The slot of key, or of the free slot where it would go. */
+static size_t pending_find(const struct pending_map *m, const unsigned char *key, uint64_t h)
+{
+    size_t mask = m->cap - 1;
+    size_t i = (size_t)h & mask;
+    while (m->slots[i].used &&
+           (m->slots[i].hash != h || memcmp(m->slots[i].key, key, CACHE_KEY_BYTES) != 0))
+        i = (i + 1) & mask;
+    return i;
+}
+
+static void pending_grow(struct pending_map *m)
+{
+    size_t old_cap = m->cap;
+    struct pending_slot *old = m->slots;
+    m->cap = old_cap ? 2 * old_cap : PENDING_MIN_SLOTS;
+    m->slots = xrealloc(NULL, m->cap * sizeof *m->slots);
+    memset(m->slots, 0, m->cap * sizeof *m->slots);
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].used)
+            m->slots[pending_find(m, old[i].key, old[i].hash)] = old[i];
+    free(old);
+}
+
+static void pending_set(struct pending_map *m, const unsigned char *key,
+                        const unsigned char *record, size_t record_len, uint64_t seq)
+{
+    if (2 * (m->count + 1) > m->cap)
+        pending_grow(m);
+    uint64_t h = key_hash(key);
+    struct pending_slot *s = &m->slots[pending_find(m, key, h)];
+    if (!s->used) {
+        s->used = true;
+        s->hash = h;
+        memcpy(s->key, key, CACHE_KEY_BYTES);
+        m->count++;
+    }
+    s->record = record;
+    s->record_len = record_len;
+    s->seq = seq;
+}
+
+/* Knuth's algorithm R: refill the hole with the next entries of the run
+ * that may not stay where they are, so lookups need no tombstones. */
+static void pending_remove_at(struct pending_map *m, size_t i)
+{
+    size_t mask = m->cap - 1;
+    size_t j = i;
+    m->count--;
+    for (;;) {
+        m->slots[i].used = false;
+        for (;;) {
+            j = (j + 1) & mask;
+            if (!m->slots[j].used)
+                return;
+            size_t home = (size_t)m->slots[j].hash & mask;
+            /* j stays when its home lies cyclically in (i, j]. */
+            bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+            if (!stays)
+                break;
+        }
+        m->slots[i] = m->slots[j];
+        i = j;
+    }
+}
+
+/* Removes key's entry when its seq is seq, or any seq when seq is 0. */
+static void pending_remove(struct pending_map *m, const unsigned char *key, uint64_t seq)
+{
+    if (m->count == 0)
+        return;
+    size_t i = pending_find(m, key, key_hash(key));
+    if (m->slots[i].used && (seq == 0 || m->slots[i].seq == seq))
+        pending_remove_at(m, i);
+}
+
+/* Appends one op; called with mu held. Returns false (counted dropped) when
+ * the queue is full. */
+static bool enqueue_locked(struct cache_writer *w, const struct cache_op *op, unsigned char *record,
+                           uint64_t seq)
+{
+    if (w->queue.len >= w->max_queue) {
+        w->stats.dropped++;
+        return false;
+    }
+    queue_push(&w->queue, op, record, seq);
+    w->stats.queued++;
+    if (w->queue.len == 1)
+        pthread_cond_signal(&w->wake); /* the thread sleeps only on an empty queue */
+    return true;
+}
+
+void cache_writer_put(struct cache_writer *w, const unsigned char *key, unsigned char *record,
+                      size_t record_len, int64_t now_ms)
+{
+    struct cache_op op = {
+        .kind = CACHE_OP_PUT, .record = record, .record_len = record_len, .now_ms = now_ms};
+    memcpy(op.key, key, CACHE_KEY_BYTES);
+    pthread_mutex_lock(&w->mu);
+    uint64_t seq = ++w->next_seq;
+    bool queued = enqueue_locked(w, &op, record, seq);
+    if (queued)
+        pending_set(&w->pending, key, record, record_len, seq);
+    pthread_mutex_unlock(&w->mu);
+    if (!queued)
+        free(record);
+}
+
+void cache_writer_touch(struct cache_writer *w, const unsigned char *key, int64_t now_ms)
+{
+    /* Touches are not merged within a batch: a cache_op carries one hit, so
+     * merging would undercount hits. */
+    struct cache_op op = {.kind = CACHE_OP_TOUCH, .now_ms = now_ms};
+    memcpy(op.key, key, CACHE_KEY_BYTES);
+    pthread_mutex_lock(&w->mu);
+    enqueue_locked(w, &op, NULL, 0);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void cache_writer_delete(struct cache_writer *w, const unsigned char *key)
+{
+    struct cache_op op = {.kind = CACHE_OP_DELETE};
+    memcpy(op.key, key, CACHE_KEY_BYTES);
+    pthread_mutex_lock(&w->mu);
+    /* A delete that is dropped leaves the pending put alone: that put is
+     * still queued and will be stored, so lookups keep agreeing with the
+     * store to be. */
+    if (enqueue_locked(w, &op, NULL, 0))
+        pending_remove(&w->pending, key, 0);
+    pthread_mutex_unlock(&w->mu);
+}
+
+bool cache_writer_pending(struct cache_writer *w, const unsigned char *key, unsigned char **record,
+                          size_t *record_len)
+{
+    bool found = false;
+    pthread_mutex_lock(&w->mu);
+    if (w->pending.count > 0) {
+        const struct pending_slot *s =
+            &w->pending.slots[pending_find(&w->pending, key, key_hash(key))];
+        if (s->used) {
+            *record = xrealloc(NULL, s->record_len);
+            memcpy(*record, s->record, s->record_len);
+            *record_len = s->record_len;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return found;
+}
+
+void cache_writer_stats(struct cache_writer *w, struct cache_writer_stats *out)
+{
+    pthread_mutex_lock(&w->mu);
+    *out = w->stats;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Applies ops [off, off + n) of work and settles them: counters, pending
+ * entries of its puts (still the same put only), records freed. */
+static void apply_batch(struct cache_writer *w, struct op_queue *work, size_t off, size_t n)
+{
+    struct cache_apply_result r = {0, 0, 0};
+    int rc = cache_store_apply(w->store, work->ops + off, n, &r);
+    if (r.applied + r.dropped > n) /* cannot happen; keeps the counters sane */
+        r.applied = n - r.dropped;
+
+    pthread_mutex_lock(&w->mu);
+    w->stats.committed += r.applied;
+    w->stats.dropped += r.dropped;
+    /* Neither applied nor dropped: a store error, a record that does not
+     * decode, or a touch or delete that did not fit. */
+    w->stats.failed += n - r.applied - r.dropped;
+    w->stats.evicted += r.evicted;
+    if (rc == 0)
+        w->stats.batches++;
+    for (size_t i = off; i < off + n; i++)
+        if (work->records[i] != NULL)
+            pending_remove(&w->pending, work->ops[i].key, work->seqs[i]);
+    pthread_mutex_unlock(&w->mu);
+
+    for (size_t i = off; i < off + n; i++) {
+        free(work->records[i]);
+        work->records[i] = NULL;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct cache_writer *w = arg;
+    struct op_queue work = {0};
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->queue.len == 0 && !w->stopping)
+            pthread_cond_wait(&w->wake, &w->mu);
+        if (w->queue.len == 0)
+            break; /* stopping, and everything queued is applied */
+        struct op_queue taken = w->queue;
+        w->queue = work; /* empty, keeps its capacity */
+        work = taken;
+        pthread_mutex_unlock(&w->mu);
+
+        for (size_t off = 0; off < work.len; off += WRITER_BATCH_MAX) {
+            size_t n = work.len - off < WRITER_BATCH_MAX ? work.len - off : WRITER_BATCH_MAX;
+            apply_batch(w, &work, off, n);
+        }
+        work.len = 0;
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    queue_free(&work);
+    return NULL;
+}
+
+struct cache_writer *cache_writer_start(struct cache_store *store, size_t max_queue)
+{
+    struct cache_writer *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return NULL;
+    w->store = store;
+    w->max_queue = max_queue;
+    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+        free(w);
+        return NULL;
+    }
+    if (pthread_cond_init(&w->wake, NULL) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    /* The thread blocks every signal it can: they are the loop's to handle. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, writer_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void cache_writer_stop(struct cache_writer *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+
+    queue_free(&w->queue); /* empty: the thread drained it */
+    free(w->pending.slots);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}

@@ -1,0 +1,274 @@
+/* cli_cache.c: the cache commands of the command line. They open the store
+ * without a map size, adopting the one the running server set, and change it
+ * only through cache_store_purge (one durable txn; LMDB serializes it with
+ * the server's writer). Output is for people: aligned columns, ISO times. */
+#include "cli_cache.h"
+#include "clock.h"
+#include "config.h"
+#include "entry.h"
+#include "key.h"
+#include "policy.h"
+#include "store.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define EXIT_USAGE 2
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage:\n"
+                 "  cloro-proxy cache stats [--config FILE | --cache-dir DIR]\n"
+                 "  cloro-proxy cache ls    [--config FILE | --cache-dir DIR] [--provider P]\n"
+                 "  cloro-proxy cache show KEY [--config FILE | --cache-dir DIR]\n"
+                 "  cloro-proxy cache purge (--all | --provider P | --older-than DURATION)\n"
+                 "                          [--config FILE | --cache-dir DIR]\n");
+}
+
+static const char *iso(char *buf, size_t size, int64_t ms)
+{
+    if (ms == 0)
+        return "-";
+    return clock_format_iso8601(buf, size, ms);
+}
+
+static int cmd_stats(struct cache_store *store, const char *dir)
+{
+    struct cache_store_stats st;
+    if (cache_store_stats(store, &st) != 0) {
+        fprintf(stderr, "cloro-proxy: cannot read the cache's stats\n");
+        return 1;
+    }
+    printf("cache:      %s\n"
+           "entries:    %llu\n"
+           "bytes:      %llu of %llu (%.1f%%)\n"
+           "map:        %llu bytes\n"
+           "evictions:  %llu\n"
+           "dropped:    %llu\n",
+           dir, (unsigned long long)st.entries, (unsigned long long)st.bytes,
+           (unsigned long long)st.max_bytes,
+           st.max_bytes > 0 ? 100.0 * (double)st.bytes / (double)st.max_bytes : 0.0,
+           (unsigned long long)st.map_bytes, (unsigned long long)st.evictions,
+           (unsigned long long)st.dropped);
+    return 0;
+}
+
+struct ls_ctx {
+    const char *provider;
+    size_t shown;
+};
+
+static int on_ls(const unsigned char *key, const struct cache_meta *m, void *arg)
+{
+    struct ls_ctx *ctx = arg;
+    if (ctx->provider != NULL && strcmp(ctx->provider, m->provider) != 0)
+        return 0;
+    char hex[CACHE_KEY_HEX_LEN + 1];
+    for (int i = 0; i < CACHE_KEY_BYTES; i++)
+        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    char stored[32], expires[32], last[32];
+    printf("%s  %-12s %8llu %6llu  %-24s  %-24s  %s\n", hex, m->provider,
+           (unsigned long long)m->size, (unsigned long long)m->hits,
+           iso(stored, sizeof stored, m->stored_at_ms),
+           m->expires_at_ms == 0 ? "never" : iso(expires, sizeof expires, m->expires_at_ms),
+           iso(last, sizeof last, m->last_hit_ms));
+    ctx->shown++;
+    return 0;
+}
+
+static int cmd_ls(struct cache_store *store, const char *provider)
+{
+    printf("%-64s  %-12s %8s %6s  %-24s  %-24s  %s\n", "KEY", "PROVIDER", "BYTES", "HITS", "STORED",
+           "EXPIRES", "LAST HIT");
+    struct ls_ctx ctx = {.provider = provider};
+    if (cache_store_foreach(store, on_ls, &ctx) != 0) {
+        fprintf(stderr, "cloro-proxy: cannot list the cache\n");
+        return 1;
+    }
+    fprintf(stderr, "%zu entr%s\n", ctx.shown, ctx.shown == 1 ? "y" : "ies");
+    return 0;
+}
+
+static int cmd_show(struct cache_store *store, const char *hex)
+{
+    struct cache_key key;
+    if (cache_key_parse_hex(hex, &key) != 0) {
+        fprintf(stderr, "cloro-proxy: '%s' is not a cache key (64 hexadecimal digits)\n", hex);
+        return EXIT_USAGE;
+    }
+    struct cache_entry e;
+    struct cache_meta m;
+    enum cache_get_result got = cache_store_get(store, key.bytes, &e, &m);
+    if (got == CACHE_GET_ABSENT) {
+        fprintf(stderr, "cloro-proxy: no entry %s\n", key.hex);
+        return 1;
+    }
+    if (got != CACHE_GET_FOUND) {
+        fprintf(stderr, "cloro-proxy: entry %s cannot be read (%s)\n", key.hex,
+                got == CACHE_GET_CORRUPT ? "checksum mismatch" : "store error");
+        return 1;
+    }
+    int64_t now = clock_wall_ms();
+    char stored[32], expires[32], last[32];
+    printf("key:             %s\n"
+           "provider:        %s\n"
+           "status:          %d\n"
+           "stored at:       %s (age %llds)\n"
+           "expires at:      %s\n"
+           "hits:            %llu (last %s)\n"
+           "credits charged: %lld\n"
+           "request id:      %s\n",
+           key.hex, e.provider, e.status, iso(stored, sizeof stored, e.stored_at_ms),
+           (long long)cache_policy_age_s(e.stored_at_ms, now),
+           e.expires_at_ms == 0 ? "never" : iso(expires, sizeof expires, e.expires_at_ms),
+           (unsigned long long)m.hits, iso(last, sizeof last, m.last_hit_ms),
+           (long long)e.credits_charged, e.request_id[0] != '\0' ? e.request_id : "-");
+    for (size_t i = 0; i < e.header_count; i++)
+        printf("header:          %s: %s\n", e.headers[i].name, e.headers[i].value);
+    printf("\n");
+    fwrite(e.body, 1, e.body_len, stdout);
+    printf("\n");
+    cache_entry_free(&e);
+    return 0;
+}
+
+static int cmd_purge(struct cache_store *store, bool all, const char *provider,
+                     const char *older_than)
+{
+    int64_t before = 0;
+    if (older_than != NULL) {
+        int64_t ms;
+        if (config_parse_duration_ms(older_than, &ms) != 0) {
+            fprintf(stderr,
+                    "cloro-proxy: --older-than: expected a duration like 30m or 7d... "
+                    "(ms, s, m, h), got '%s'\n",
+                    older_than);
+            return EXIT_USAGE;
+        }
+        before = clock_wall_ms() - ms;
+    }
+    if (!all && provider == NULL && older_than == NULL) {
+        fprintf(stderr, "cloro-proxy: cache purge: say what to purge: --all, --provider P or "
+                        "--older-than DURATION\n");
+        return EXIT_USAGE;
+    }
+    int64_t n = cache_store_purge(store, provider, before);
+    if (n < 0) {
+        fprintf(stderr, "cloro-proxy: purge failed: store error\n");
+        return 1;
+    }
+    printf("purged %lld entr%s\n", (long long)n, n == 1 ? "y" : "ies");
+    return 0;
+}
+
+int cli_cache_main(int argc, char **argv)
+{
+    enum { OPT_CACHE_DIR = 1000, OPT_PROVIDER, OPT_OLDER_THAN, OPT_ALL };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+        {"provider", required_argument, NULL, OPT_PROVIDER},
+        {"older-than", required_argument, NULL, OPT_OLDER_THAN},
+        {"all", no_argument, NULL, OPT_ALL},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[1];
+    const char *config_path = NULL, *cache_dir = NULL, *provider = NULL, *older_than = NULL;
+    bool all = false;
+    optind = 2;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case OPT_CACHE_DIR:
+            cache_dir = optarg;
+            break;
+        case OPT_PROVIDER:
+            provider = optarg;
+            break;
+        case OPT_OLDER_THAN:
+            older_than = optarg;
+            break;
+        case OPT_ALL:
+            all = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    bool show = strcmp(sub, "show") == 0;
+    if ((show && optind != argc - 1) || (!show && optind != argc)) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(sub, "stats") != 0 && strcmp(sub, "ls") != 0 && !show && strcmp(sub, "purge") != 0) {
+        fprintf(stderr, "cloro-proxy: unknown cache command '%s'\n", sub);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (provider != NULL) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/monitor/%s", provider);
+        if (cache_key_provider("POST", path) == NULL) {
+            fprintf(stderr,
+                    "cloro-proxy: --provider: '%s' is not a provider (chatgpt, gemini, "
+                    "grok, copilot, perplexity, aimode, google, google/news, "
+                    "google/goto)\n",
+                    provider);
+            return EXIT_USAGE;
+        }
+    }
+
+    struct config cfg;
+    config_init(&cfg);
+    struct config_errors errs = {0};
+    if (config_path != NULL)
+        config_load_file(&cfg, config_path, &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        fprintf(stderr, "cloro-proxy: %s\n", errs.lines[i]);
+    int status = errs.count > 0 ? EXIT_USAGE : 0;
+    config_errors_free(&errs);
+    const char *dir = cache_dir != NULL ? cache_dir : cfg.cache_dir;
+    struct stat st;
+    if (status == 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        fprintf(stderr, "cloro-proxy: no cache at '%s' (see --cache-dir or cache_dir)\n", dir);
+        status = 1;
+    }
+    struct cache_store *store = NULL;
+    if (status == 0) {
+        char err[512];
+        struct cache_store_options so = {.dir = dir, .max_bytes = 0};
+        store = cache_store_open(&so, err, sizeof err);
+        if (store == NULL) {
+            fprintf(stderr, "cloro-proxy: %s\n", err);
+            status = 1;
+        }
+    }
+    if (store != NULL) {
+        if (strcmp(sub, "stats") == 0)
+            status = cmd_stats(store, dir);
+        else if (strcmp(sub, "ls") == 0)
+            status = cmd_ls(store, provider);
+        else if (show)
+            status = cmd_show(store, argv[optind]);
+        else
+            status = cmd_purge(store, all, provider, older_than);
+        cache_store_close(store);
+    }
+    config_deinit(&cfg);
+    return status;
+}

@@ -1,0 +1,846 @@
+/* test_cache_store.c: the LMDB store (store.h). Entries survive close and
+ * reopen; an unknown format is refused and left intact; put, replace, touch,
+ * delete, purge, stats and foreach keep "bytes" and the LRU order right;
+ * eviction is least recently used first at the watermarks; a full map
+ * (MDB_MAP_FULL) evicts or drops, never fails; a corrupt record is reported
+ * and removed; another process (fork) reads what this one committed, and a
+ * process killed inside a read leaves a store that opens. Each test works in
+ * a fresh directory under /tmp, removed at the end; tampering goes through
+ * the data file's bytes, since only store.c includes lmdb.h. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "entry.h"
+#include "key.h"
+#include "store.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+
+struct fixture {
+    char base[64];
+    char dir[96];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    snprintf(f->base, sizeof f->base, "/tmp/cloro-unit-store-XXXXXX");
+    if (mkdtemp(f->base) == NULL) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->dir, sizeof f->dir, "%s/cache", f->base); /* created by open */
+    *state = f;
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    nftw(f->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static struct cache_store *open_store(const char *dir, size_t max_bytes)
+{
+    struct cache_store_options o = {.dir = dir, .max_bytes = max_bytes};
+    char err[512] = "";
+    struct cache_store *s = cache_store_open(&o, err, sizeof err);
+    if (s == NULL)
+        fail_msg("cache_store_open(%s): %s", dir, err);
+    return s;
+}
+
+static void make_key(unsigned n, unsigned char *key)
+{
+    memset(key, 0xA5, CACHE_KEY_BYTES);
+    key[0] = (unsigned char)(n >> 24);
+    key[1] = (unsigned char)(n >> 16);
+    key[2] = (unsigned char)(n >> 8);
+    key[3] = (unsigned char)n;
+}
+
+/* A valid record of exactly total bytes (at least the empty record's size),
+ * its body filled with fill. */
+static unsigned char *make_record(const char *provider, int64_t stored_at_ms, size_t total,
+                                  unsigned char fill, size_t *len)
+{
+    struct cache_header h = {"Content-Type", "application/json"};
+    struct cache_entry e = {.status = 200,
+                            .stored_at_ms = stored_at_ms,
+                            .expires_at_ms = stored_at_ms + 3600000,
+                            .credits_charged = 3,
+                            .provider = (char *)provider,
+                            .request_id = "req-test",
+                            .headers = &h,
+                            .header_count = 1};
+    unsigned char *empty = NULL;
+    size_t empty_len = 0;
+    assert_int_equal(cache_entry_encode(&e, &empty, &empty_len), 0);
+    free(empty);
+    assert_true(total >= empty_len);
+    e.body_len = total - empty_len;
+    e.body = malloc(e.body_len ? e.body_len : 1);
+    assert_non_null(e.body);
+    memset(e.body, fill, e.body_len);
+    unsigned char *rec = NULL;
+    assert_int_equal(cache_entry_encode(&e, &rec, len), 0);
+    assert_int_equal(*len, total);
+    free(e.body);
+    return rec;
+}
+
+static struct cache_apply_result apply1(struct cache_store *s, enum cache_op_kind kind,
+                                        const unsigned char *key, const unsigned char *rec,
+                                        size_t len, int64_t now_ms)
+{
+    struct cache_op op = {.kind = kind, .record = rec, .record_len = len, .now_ms = now_ms};
+    memcpy(op.key, key, CACHE_KEY_BYTES);
+    struct cache_apply_result r;
+    assert_int_equal(cache_store_apply(s, &op, 1, &r), 0);
+    return r;
+}
+
+/* Puts key n with a record of total bytes stored at now_ms. */
+static void put_n(struct cache_store *s, unsigned n, const char *provider, int64_t now_ms,
+                  size_t total)
+{
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(n, key);
+    size_t len;
+    unsigned char *rec = make_record(provider, now_ms, total, (unsigned char)n, &len);
+    struct cache_apply_result r = apply1(s, CACHE_OP_PUT, key, rec, len, now_ms);
+    assert_int_equal(r.applied, 1);
+    free(rec);
+}
+
+static enum cache_get_result get_n(struct cache_store *s, unsigned n, struct cache_meta *meta)
+{
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(n, key);
+    struct cache_entry e;
+    enum cache_get_result r = cache_store_get(s, key, &e, meta);
+    cache_entry_free(&e);
+    return r;
+}
+
+static struct cache_store_stats stats_of(struct cache_store *s)
+{
+    struct cache_store_stats st;
+    assert_int_equal(cache_store_stats(s, &st), 0);
+    return st;
+}
+
+/* Replaces every occurrence of from (len bytes) in the store's data file by
+ * to. Returns how many. The store must be closed. */
+static int patch_data_file(const char *dir, const void *from, const void *to, size_t len)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long size = ftell(fp);
+    assert_true(size > 0);
+    unsigned char *buf = malloc((size_t)size);
+    assert_non_null(buf);
+    rewind(fp);
+    assert_int_equal(fread(buf, 1, (size_t)size, fp), (size_t)size);
+    int count = 0;
+    for (size_t i = 0; i + len <= (size_t)size; i++) {
+        if (memcmp(buf + i, from, len) == 0) {
+            memcpy(buf + i, to, len);
+            count++;
+        }
+    }
+    rewind(fp);
+    assert_int_equal(fwrite(buf, 1, (size_t)size, fp), (size_t)size);
+    assert_int_equal(fclose(fp), 0);
+    free(buf);
+    return count;
+}
+
+static void test_put_get_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(1, key);
+    size_t len;
+    unsigned char *rec = make_record("google/news", 1767225600123, 500, 'x', &len);
+    struct cache_apply_result r = apply1(s, CACHE_OP_PUT, key, rec, len, 1767225600200);
+    assert_int_equal(r.applied, 1);
+    assert_int_equal(r.dropped, 0);
+    assert_int_equal(r.evicted, 0);
+
+    struct cache_entry e;
+    struct cache_meta m;
+    assert_int_equal(cache_store_get(s, key, &e, &m), CACHE_GET_FOUND);
+    assert_int_equal(e.status, 200);
+    assert_string_equal(e.provider, "google/news");
+    assert_string_equal(e.request_id, "req-test");
+    assert_int_equal(e.header_count, 1);
+    assert_string_equal(e.headers[0].name, "Content-Type");
+    assert_true(e.stored_at_ms == 1767225600123);
+    assert_true(e.body_len > 0 && e.body[0] == 'x' && e.body[e.body_len - 1] == 'x');
+    cache_entry_free(&e);
+    assert_int_equal(m.hits, 0);
+    assert_true(m.last_hit_ms == 0);
+    assert_true(m.stored_at_ms == 1767225600123);
+    assert_true(m.expires_at_ms == 1767225600123 + 3600000);
+    assert_int_equal(m.size, len);
+    assert_string_equal(m.provider, "google/news");
+
+    /* meta may be NULL; another key is absent. */
+    assert_int_equal(cache_store_get(s, key, &e, NULL), CACHE_GET_FOUND);
+    cache_entry_free(&e);
+    assert_int_equal(get_n(s, 2, NULL), CACHE_GET_ABSENT);
+
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.bytes, len);
+    free(rec);
+    cache_store_close(s);
+}
+
+static void test_reopen_keeps_entries(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    for (unsigned i = 0; i < 20; i++)
+        put_n(s, i, "chatgpt", 1000 + i, 300 + i);
+    struct cache_store_stats before = stats_of(s);
+    cache_store_close(s);
+
+    s = open_store(f->dir, 16 * MIB);
+    for (unsigned i = 0; i < 20; i++)
+        assert_int_equal(get_n(s, i, NULL), CACHE_GET_FOUND);
+    struct cache_store_stats after = stats_of(s);
+    assert_int_equal(after.entries, 20);
+    assert_int_equal(after.bytes, before.bytes);
+    assert_int_equal(after.max_bytes, 16 * MIB);
+    cache_store_close(s);
+
+    /* The CLI (max_bytes 0) adopts the map and reports the recorded bound. */
+    s = open_store(f->dir, 0);
+    struct cache_store_stats cli = stats_of(s);
+    assert_int_equal(cli.entries, 20);
+    assert_int_equal(cli.max_bytes, 16 * MIB);
+    assert_int_equal(cli.map_bytes, before.map_bytes);
+    cache_store_close(s);
+}
+
+static void test_map_size(void **state)
+{
+    struct fixture *f = *state;
+    long page = sysconf(_SC_PAGESIZE);
+    /* Small bound: bound + 64 MiB; large bound: twice the bound. */
+    struct cache_store *s = open_store(f->dir, 1 * MIB + 1);
+    struct cache_store_stats st = stats_of(s);
+    assert_true(st.map_bytes >= 65 * MIB + 1);
+    assert_true(st.map_bytes < 65 * MIB + 1 + (uint64_t)page);
+    assert_int_equal(st.map_bytes % (uint64_t)page, 0);
+    cache_store_close(s);
+
+    s = open_store(f->dir, 256 * MIB);
+    st = stats_of(s);
+    assert_int_equal(st.map_bytes, 512 * MIB);
+    put_n(s, 1, "chatgpt", 1, 300); /* a commit records the map size in the file */
+    cache_store_close(s);
+
+    /* A smaller bound never shrinks the file's map; the CLI adopts it. */
+    s = open_store(f->dir, 1 * MIB);
+    st = stats_of(s);
+    assert_int_equal(st.map_bytes, 512 * MIB);
+    assert_int_equal(st.max_bytes, 1 * MIB);
+    cache_store_close(s);
+    s = open_store(f->dir, 0);
+    st = stats_of(s);
+    assert_int_equal(st.map_bytes, 512 * MIB);
+    assert_int_equal(st.max_bytes, 1 * MIB);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
+    cache_store_close(s);
+}
+
+static void test_format_mismatch_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 8 * MIB);
+    put_n(s, 7, "chatgpt", 1000, 200);
+    cache_store_close(s);
+
+    const char *good = "cloro-proxy-cache 1", *bad = "cloro-proxy-cache 9";
+    assert_true(patch_data_file(f->dir, good, bad, strlen(good)) >= 1);
+    struct cache_store_options o = {.dir = f->dir, .max_bytes = 8 * MIB};
+    char err[512] = "";
+    assert_null(cache_store_open(&o, err, sizeof err));
+    if (strstr(err, f->dir) == NULL || strstr(err, bad) == NULL)
+        fail_msg("message names neither the directory nor the version: %s", err);
+    /* The CLI is refused too. */
+    o.max_bytes = 0;
+    assert_null(cache_store_open(&o, err, sizeof err));
+
+    /* Nothing was wiped: with the version restored, the entry is there. */
+    assert_true(patch_data_file(f->dir, bad, good, strlen(good)) >= 1);
+    s = open_store(f->dir, 8 * MIB);
+    assert_int_equal(get_n(s, 7, NULL), CACHE_GET_FOUND);
+    cache_store_close(s);
+}
+
+static void test_open_errors(void **state)
+{
+    struct fixture *f = *state;
+    char path[160];
+    snprintf(path, sizeof path, "%s/file", f->base);
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    struct cache_store_options o = {.dir = path, .max_bytes = MIB};
+    char err[512] = "";
+    assert_null(cache_store_open(&o, err, sizeof err));
+    assert_non_null(strstr(err, path));
+
+    /* A data file that is not LMDB is refused, not overwritten. */
+    assert_int_equal(mkdir(f->dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+    fd = open(path, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    char junk[8192];
+    memset(junk, 'J', sizeof junk);
+    assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+    close(fd);
+    o.dir = f->dir;
+    err[0] = '\0';
+    assert_null(cache_store_open(&o, err, sizeof err));
+    assert_non_null(strstr(err, f->dir));
+}
+
+static void test_replace_adjusts_bytes(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    put_n(s, 1, "chatgpt", 1000, 1000);
+    put_n(s, 2, "chatgpt", 1001, 700);
+    put_n(s, 1, "perplexity", 1002, 400); /* replaces */
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.bytes, 1100);
+    struct cache_meta m;
+    assert_int_equal(get_n(s, 1, &m), CACHE_GET_FOUND);
+    assert_int_equal(m.size, 400);
+    assert_string_equal(m.provider, "perplexity");
+    assert_true(m.stored_at_ms == 1002);
+    cache_store_close(s);
+}
+
+static void test_touch(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    put_n(s, 1, "chatgpt", 100, 300);
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(1, key);
+    struct cache_op ops[2] = {{.kind = CACHE_OP_TOUCH, .now_ms = 200},
+                              {.kind = CACHE_OP_TOUCH, .now_ms = 300}};
+    memcpy(ops[0].key, key, CACHE_KEY_BYTES);
+    memcpy(ops[1].key, key, CACHE_KEY_BYTES);
+    struct cache_apply_result r;
+    assert_int_equal(cache_store_apply(s, ops, 2, &r), 0);
+    assert_int_equal(r.applied, 2);
+    struct cache_meta m;
+    assert_int_equal(get_n(s, 1, &m), CACHE_GET_FOUND);
+    assert_int_equal(m.hits, 2);
+    assert_true(m.last_hit_ms == 300);
+    assert_true(m.stored_at_ms == 100);
+
+    /* Touching an absent key is a no-op. */
+    make_key(99, key);
+    r = apply1(s, CACHE_OP_TOUCH, key, NULL, 0, 400);
+    assert_int_equal(get_n(s, 99, NULL), CACHE_GET_ABSENT);
+    assert_int_equal(stats_of(s).entries, 1);
+
+    /* A put resets hits. */
+    put_n(s, 1, "chatgpt", 500, 300);
+    assert_int_equal(get_n(s, 1, &m), CACHE_GET_FOUND);
+    assert_int_equal(m.hits, 0);
+    assert_true(m.last_hit_ms == 0);
+    cache_store_close(s);
+}
+
+static void test_delete(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    put_n(s, 1, "chatgpt", 100, 300);
+    put_n(s, 2, "chatgpt", 101, 400);
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(1, key);
+    struct cache_apply_result r = apply1(s, CACHE_OP_DELETE, key, NULL, 0, 0);
+    assert_int_equal(r.applied, 1);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_ABSENT);
+    assert_int_equal(get_n(s, 2, NULL), CACHE_GET_FOUND);
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.bytes, 400);
+    /* Deleting what is absent is fine. */
+    r = apply1(s, CACHE_OP_DELETE, key, NULL, 0, 0);
+    assert_int_equal(r.applied, 1);
+    /* Put, delete, put in one batch: the last put wins. */
+    size_t len;
+    unsigned char *rec = make_record("chatgpt", 5, 250, 'z', &len);
+    struct cache_op ops[3] = {
+        {.kind = CACHE_OP_PUT, .record = rec, .record_len = len, .now_ms = 5},
+        {.kind = CACHE_OP_DELETE},
+        {.kind = CACHE_OP_PUT, .record = rec, .record_len = len, .now_ms = 6},
+    };
+    for (int i = 0; i < 3; i++)
+        memcpy(ops[i].key, key, CACHE_KEY_BYTES);
+    assert_int_equal(cache_store_apply(s, ops, 3, &r), 0);
+    assert_int_equal(r.applied, 3);
+    st = stats_of(s);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.bytes, 650);
+    free(rec);
+    cache_store_close(s);
+}
+
+static void test_undecodable_put_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    unsigned char garbage[100];
+    memset(garbage, 'G', sizeof garbage);
+    size_t len;
+    unsigned char *rec = make_record("chatgpt", 5, 250, 'v', &len);
+    struct cache_op ops[2] = {
+        {.kind = CACHE_OP_PUT, .record = garbage, .record_len = sizeof garbage, .now_ms = 5},
+        {.kind = CACHE_OP_PUT, .record = rec, .record_len = len, .now_ms = 5},
+    };
+    make_key(1, ops[0].key);
+    make_key(2, ops[1].key);
+    struct cache_apply_result r;
+    assert_int_equal(cache_store_apply(s, ops, 2, &r), 0);
+    assert_int_equal(r.applied, 1); /* the garbage is neither applied nor dropped */
+    assert_int_equal(r.dropped, 0);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_ABSENT);
+    assert_int_equal(get_n(s, 2, NULL), CACHE_GET_FOUND);
+    assert_int_equal(stats_of(s).bytes, len);
+    free(rec);
+    cache_store_close(s);
+}
+
+static void test_corrupt_record_detected_and_removed(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    put_n(s, 1, "chatgpt", 100, 300);
+    put_n(s, 2, "chatgpt", 101, 3000); /* body of 0x02 bytes */
+    size_t len2 = 3000;
+    cache_store_close(s);
+
+    /* Flip bytes inside record 2's body, behind LMDB's back. */
+    unsigned char from[64], to[64];
+    memset(from, 0x02, sizeof from);
+    memset(to, 0x02, sizeof to);
+    to[10] = 0xEE;
+    assert_true(patch_data_file(f->dir, from, to, sizeof from) >= 1);
+
+    s = open_store(f->dir, 16 * MIB);
+    struct cache_entry e;
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(2, key);
+    assert_int_equal(cache_store_get(s, key, &e, NULL), CACHE_GET_CORRUPT);
+    cache_entry_free(&e); /* empty, safe to free */
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
+    assert_int_equal(stats_of(s).bytes, 300 + len2);
+
+    /* The next apply that names it deletes it. */
+    apply1(s, CACHE_OP_TOUCH, key, NULL, 0, 200);
+    assert_int_equal(cache_store_get(s, key, &e, NULL), CACHE_GET_ABSENT);
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.bytes, 300);
+    cache_store_close(s);
+}
+
+static void test_purge(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    /* 2500 entries (more than one purge txn), in one apply. */
+    enum { N = 2500 };
+    struct cache_op *ops = calloc(N, sizeof *ops);
+    unsigned char **recs = calloc(N, sizeof *recs);
+    assert_non_null(ops);
+    assert_non_null(recs);
+    const char *providers[] = {"chatgpt", "google", "perplexity"};
+    uint64_t google_bytes = 0;
+    for (unsigned i = 0; i < N; i++) {
+        size_t len;
+        recs[i] = make_record(providers[i % 3], 1000 + i, 200 + i % 7, 'p', &len);
+        ops[i] = (struct cache_op){
+            .kind = CACHE_OP_PUT, .record = recs[i], .record_len = len, .now_ms = 1000 + i};
+        make_key(i, ops[i].key);
+        if (i % 3 == 1)
+            google_bytes += len;
+    }
+    struct cache_apply_result r;
+    assert_int_equal(cache_store_apply(s, ops, N, &r), 0);
+    assert_int_equal(r.applied, N);
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.entries, N);
+    uint64_t total = st.bytes;
+
+    /* By provider (exact match: "google" is not "google/news"). */
+    assert_true(cache_store_purge(s, "google/news", 0) == 0);
+    int64_t n = cache_store_purge(s, "google", 0);
+    assert_true(n == (N + 1) / 3);
+    st = stats_of(s);
+    assert_int_equal(st.entries, N - (uint64_t)n);
+    assert_int_equal(st.bytes, total - google_bytes);
+    for (unsigned i = 0; i < 30; i++)
+        assert_int_equal(get_n(s, i, NULL), i % 3 == 1 ? CACHE_GET_ABSENT : CACHE_GET_FOUND);
+
+    /* By age: stored_at < 1000 + 1500. */
+    int64_t expect = 0;
+    for (unsigned i = 0; i < 1500; i++)
+        expect += i % 3 != 1;
+    n = cache_store_purge(s, NULL, 1000 + 1500);
+    assert_true(n == expect);
+    assert_int_equal(get_n(s, 1499, NULL), CACHE_GET_ABSENT);
+    assert_int_equal(get_n(s, 1500, NULL), CACHE_GET_FOUND);
+    /* Provider and age together, then everything. */
+    n = cache_store_purge(s, "chatgpt", 1000 + 2000);
+    assert_true(n > 0);
+    assert_int_equal(get_n(s, 1500, NULL), CACHE_GET_ABSENT); /* 1500 % 3 == 0: chatgpt */
+    assert_int_equal(get_n(s, 2001, NULL), CACHE_GET_FOUND);
+    uint64_t left = stats_of(s).entries;
+    n = cache_store_purge(s, NULL, 0);
+    assert_true(n == (int64_t)left);
+    st = stats_of(s);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.bytes, 0);
+    for (unsigned i = 0; i < N; i++)
+        free(recs[i]);
+    free(recs);
+    free(ops);
+    cache_store_close(s);
+}
+
+struct visit_log {
+    unsigned count;
+    unsigned stop_after;
+    unsigned char last[CACHE_KEY_BYTES];
+    uint64_t bytes;
+};
+
+static int on_visit(const unsigned char *key, const struct cache_meta *meta, void *arg)
+{
+    struct visit_log *v = arg;
+    if (v->count > 0 && memcmp(v->last, key, CACHE_KEY_BYTES) >= 0)
+        fail_msg("foreach is not in key order");
+    memcpy(v->last, key, CACHE_KEY_BYTES);
+    v->bytes += meta->size;
+    v->count++;
+    return v->stop_after != 0 && v->count == v->stop_after;
+}
+
+static void test_foreach_and_stats(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    struct visit_log v = {0};
+    assert_int_equal(cache_store_foreach(s, on_visit, &v), 0);
+    assert_int_equal(v.count, 0);
+    unsigned order[] = {5, 3, 9, 1, 7};
+    for (unsigned i = 0; i < 5; i++)
+        put_n(s, order[i], "chatgpt", 100 + i, 150 + 10 * order[i]);
+    v = (struct visit_log){0};
+    assert_int_equal(cache_store_foreach(s, on_visit, &v), 0);
+    assert_int_equal(v.count, 5);
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.entries, 5);
+    assert_int_equal(st.bytes, v.bytes);
+    assert_int_equal(st.max_bytes, 16 * MIB);
+    assert_int_equal(st.evictions, 0);
+    assert_int_equal(st.dropped, 0);
+    /* A visitor stops the walk. */
+    v = (struct visit_log){.stop_after = 2};
+    assert_int_equal(cache_store_foreach(s, on_visit, &v), 0);
+    assert_int_equal(v.count, 2);
+    cache_store_close(s);
+}
+
+static void test_eviction_lru_order(void **state)
+{
+    struct fixture *f = *state;
+    /* 64 KiB bound, 4 KiB records: above 90% (57.6 KiB, the 15th record)
+     * evict down to 80% (51.2 KiB: 12 records). */
+    struct cache_store *s = open_store(f->dir, 64 * KIB);
+    for (unsigned i = 0; i < 10; i++)
+        put_n(s, i, "chatgpt", 1000 + i, 4 * KIB);
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(0, key);
+    apply1(s, CACHE_OP_TOUCH, key, NULL, 0, 2000); /* the oldest becomes the newest */
+    for (unsigned i = 10; i < 14; i++)
+        put_n(s, i, "chatgpt", 3000 + i, 4 * KIB);
+    assert_int_equal(stats_of(s).evictions, 0); /* 56 KiB: below the high watermark */
+
+    make_key(14, key);
+    size_t len;
+    unsigned char *rec = make_record("chatgpt", 3014, 4 * KIB, 14, &len);
+    struct cache_apply_result r = apply1(s, CACHE_OP_PUT, key, rec, len, 3014);
+    free(rec);
+    assert_int_equal(r.applied, 1);
+    assert_int_equal(r.evicted, 3);
+    assert_int_equal(get_n(s, 0, NULL), CACHE_GET_FOUND); /* touched: survives */
+    for (unsigned i = 1; i <= 3; i++)
+        assert_int_equal(get_n(s, i, NULL), CACHE_GET_ABSENT);
+    for (unsigned i = 4; i < 15; i++)
+        assert_int_equal(get_n(s, i, NULL), CACHE_GET_FOUND);
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.entries, 12);
+    assert_int_equal(st.bytes, 12 * 4 * KIB);
+    assert_int_equal(st.evictions, 3);
+
+    /* The counter persists. */
+    cache_store_close(s);
+    s = open_store(f->dir, 64 * KIB);
+    assert_int_equal(stats_of(s).evictions, 3);
+    cache_store_close(s);
+}
+
+static void test_map_full(void **state)
+{
+    struct fixture *f = *state;
+    /* A new store opened by the CLI keeps LMDB's default map (1 MiB): the
+     * only way to a tiny map, since the proxy's map is bound + 64 MiB. */
+    struct cache_store *s = open_store(f->dir, 0);
+    struct cache_store_stats st = stats_of(s);
+    assert_true(st.map_bytes <= 2 * MIB);
+    assert_int_equal(st.max_bytes, 0);
+
+    /* Single puts until the map is full many times over: never an error. */
+    unsigned n = 0;
+    for (; n < 400; n++)
+        put_n(s, n, "chatgpt", 1000 + n, 4 * KIB);
+    st = stats_of(s);
+    assert_true(st.evictions > 0);
+    assert_true(st.entries > 0 && st.entries < 400);
+    assert_int_equal(st.dropped, 0);
+    assert_int_equal(get_n(s, n - 1, NULL), CACHE_GET_FOUND);
+
+    /* Batches that do not fit as a whole. */
+    enum { B = 60 };
+    struct cache_op ops[B];
+    unsigned char *recs[B];
+    for (unsigned i = 0; i < B; i++) {
+        size_t len;
+        recs[i] = make_record("google", 5000 + i, 4 * KIB, 'b', &len);
+        ops[i] = (struct cache_op){
+            .kind = CACHE_OP_PUT, .record = recs[i], .record_len = len, .now_ms = 5000 + i};
+        make_key(10000 + i, ops[i].key);
+    }
+    struct cache_apply_result r;
+    uint64_t dropped = 0;
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(cache_store_apply(s, ops, B, &r), 0);
+        assert_int_equal(r.applied + r.dropped, B);
+        dropped += r.dropped;
+    }
+    for (unsigned i = 0; i < B; i++)
+        free(recs[i]);
+
+    /* Whatever is left reads back with good checksums. */
+    struct visit_log v = {0};
+    assert_int_equal(cache_store_foreach(s, on_visit, &v), 0);
+    st = stats_of(s);
+    assert_int_equal(v.count, st.entries);
+    assert_int_equal(v.bytes, st.bytes);
+    for (unsigned i = 0; i < 400; i++)
+        assert_int_not_equal(get_n(s, i, NULL), CACHE_GET_CORRUPT);
+
+    /* A record larger than the map is dropped and counted, not an error. */
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(777777, key);
+    size_t len;
+    unsigned char *big = make_record("chatgpt", 9000, 2 * MIB, 'B', &len);
+    r = apply1(s, CACHE_OP_PUT, key, big, len, 9000);
+    free(big);
+    assert_int_equal(r.applied, 0);
+    assert_int_equal(r.dropped, 1);
+    assert_int_equal(get_n(s, 777777, NULL), CACHE_GET_ABSENT);
+    st = stats_of(s);
+    assert_int_equal(st.dropped, dropped + 1);
+
+    /* And the store still takes puts afterwards. */
+    put_n(s, 888888, "chatgpt", 9100, 4 * KIB);
+    assert_int_equal(get_n(s, 888888, NULL), CACHE_GET_FOUND);
+    cache_store_close(s);
+
+    s = open_store(f->dir, 0);
+    st = stats_of(s);
+    assert_int_equal(st.dropped, dropped + 1);
+    assert_true(st.evictions > 0);
+    cache_store_close(s);
+}
+
+/* The CLI is another process: a forked child opens the same directory (the
+ * parent keeps its store open), reads what the parent committed, and writes
+ * one entry the parent then reads. */
+static void test_second_process(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    for (unsigned i = 0; i < 10; i++)
+        put_n(s, i, "chatgpt", 1000 + i, 500);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct cache_store_options o = {.dir = f->dir, .max_bytes = 0};
+        char err[512];
+        struct cache_store *c = cache_store_open(&o, err, sizeof err);
+        int code = 0;
+        if (c == NULL)
+            _exit(10);
+        struct cache_store_stats st;
+        if (cache_store_stats(c, &st) != 0 || st.entries != 10 || st.max_bytes != 16 * MIB)
+            code = 11;
+        for (unsigned i = 0; i < 10 && code == 0; i++) {
+            unsigned char key[CACHE_KEY_BYTES];
+            make_key(i, key);
+            struct cache_entry e;
+            if (cache_store_get(c, key, &e, NULL) != CACHE_GET_FOUND)
+                code = 12;
+            cache_entry_free(&e);
+        }
+        if (code == 0 && cache_store_purge(c, NULL, 1001) != 1)
+            code = 13;
+        cache_store_close(c);
+        _exit(code);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* The child's purge is visible here. */
+    assert_int_equal(get_n(s, 0, NULL), CACHE_GET_ABSENT);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
+    assert_int_equal(stats_of(s).entries, 9);
+    put_n(s, 100, "chatgpt", 2000, 500);
+    assert_int_equal(stats_of(s).entries, 10);
+    cache_store_close(s);
+}
+
+static int on_visit_die(const unsigned char *key, const struct cache_meta *meta, void *arg)
+{
+    (void)key;
+    (void)meta;
+    (void)arg;
+    raise(SIGKILL); /* inside a read txn: its reader slot is left behind */
+    return 1;
+}
+
+static void test_killed_reader_process(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    put_n(s, 1, "chatgpt", 1000, 500);
+    cache_store_close(s);
+    for (int round = 0; round < 3; round++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            struct cache_store_options o = {.dir = f->dir, .max_bytes = 0};
+            char err[512];
+            struct cache_store *c = cache_store_open(&o, err, sizeof err);
+            if (c != NULL)
+                cache_store_foreach(c, on_visit_die, NULL);
+            _exit(1);
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    }
+    s = open_store(f->dir, 16 * MIB);
+    for (unsigned i = 2; i < 50; i++)
+        put_n(s, i, "chatgpt", 1000 + i, 500);
+    assert_int_equal(stats_of(s).entries, 49);
+    cache_store_close(s);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Not a check: how fast durable single-op txns and reads are here. */
+static void test_timing(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    enum { N = 200 };
+    double t0 = now_s();
+    for (unsigned i = 0; i < N; i++)
+        put_n(s, i, "chatgpt", 1000 + i, 2 * KIB);
+    double t1 = now_s();
+    for (unsigned round = 0; round < 10; round++)
+        for (unsigned i = 0; i < N; i++)
+            assert_int_equal(get_n(s, i, NULL), CACHE_GET_FOUND);
+    double t2 = now_s();
+    print_message("store: %.0f durable single-put txns/s, %.1f us per get (2 KiB records)\n",
+                  N / (t1 - t0), (t2 - t1) * 1e6 / (10 * N));
+    cache_store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_put_get_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_format_mismatch_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_adjusts_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_touch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_undecodable_put_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_record_detected_and_removed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreach_and_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eviction_lru_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_reader_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timing, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
