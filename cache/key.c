@@ -31,21 +31,41 @@ enum key_rule {
     RULE_GOOGLE_GOTO = 1 << 4,   /* include.googleGoto is accepted and ignored (5.6, 5.7) */
 };
 
+/* The include flags each provider documents (cloro-api.md sections 5.1 to
+ * 5.8), all false by default. Only these are dropped when false: a flag cloro
+ * does not know is a 400 upstream, so it must not share a valid key. */
+static const char *const chatgpt_flags[] = {"html", "markdown", "rawResponse", "searchQueries",
+                                            "ads",  "shopping", NULL};
+static const char *const engine_flags[] = {"html", "markdown", "rawResponse", NULL};
+static const char *const aimode_flags[] = {"html", "markdown", "expandProducts", NULL};
+static const char *const google_flags[] = {"html", "paaAioverview", NULL};
+static const char *const news_flags[] = {"html", NULL};
+static const char *const no_flags[] = {NULL};
+
 /* The sync monitor providers of cloro-api.md section 3. */
 static const struct {
     const char *name;
     unsigned rules;
+    const char *const *flags;
 } providers[] = {
-    {"chatgpt", RULE_CHATGPT_FLAGS},
-    {"gemini", 0},
-    {"grok", 0},
-    {"copilot", 0},
-    {"perplexity", 0},
-    {"aimode", RULE_DEVICE | RULE_GOOGLE_GOTO},
-    {"google", RULE_DEVICE | RULE_PAGES | RULE_AIOVERVIEW | RULE_GOOGLE_GOTO},
-    {"google/news", RULE_DEVICE | RULE_PAGES},
-    {"google/goto", 0},
+    {"chatgpt", RULE_CHATGPT_FLAGS, chatgpt_flags},
+    {"gemini", 0, engine_flags},
+    {"grok", 0, engine_flags},
+    {"copilot", 0, engine_flags},
+    {"perplexity", 0, engine_flags},
+    {"aimode", RULE_DEVICE | RULE_GOOGLE_GOTO, aimode_flags},
+    {"google", RULE_DEVICE | RULE_PAGES | RULE_AIOVERVIEW | RULE_GOOGLE_GOTO, google_flags},
+    {"google/news", RULE_DEVICE | RULE_PAGES, news_flags},
+    {"google/goto", 0, no_flags},
 };
+
+static bool listed(const char *name, const char *const *list)
+{
+    for (; *list != NULL; list++)
+        if (strcmp(*list, name) == 0)
+            return true;
+    return false;
+}
 
 /* Async taskType -> sync provider (cloro-api.md section 7.2). */
 static const struct {
@@ -97,7 +117,7 @@ static bool is_name(const char *name, const char *want)
 /* Makes the defaults key.h lists implicit by removing them. Only removes,
  * and only a value of exactly the default type and value: "pages":"1" or
  * "device":"Desktop" stay (cloro would reject or treat them differently). */
-static void remove_defaults(json_t *req, unsigned rules)
+static void remove_defaults(json_t *req, unsigned rules, const char *const *flags)
 {
     json_t *include = json_object_get(req, "include");
     if (json_is_object(include)) {
@@ -108,8 +128,7 @@ static void remove_defaults(json_t *req, unsigned rules)
         {
             if ((rules & RULE_GOOGLE_GOTO) && is_name(name, "googleGoto")) {
                 json_object_del(include, name);
-            } else if (json_is_false(value) &&
-                       !((rules & RULE_AIOVERVIEW) && is_name(name, "aioverview"))) {
+            } else if (json_is_false(value) && listed(name, flags)) {
                 /* google's aioverview is an object, not a flag: false is
                  * not its default, so it is left for cloro to reject. */
                 json_object_del(include, name);
@@ -192,7 +211,7 @@ static enum cache_key_result canonicalize(const char *method, const char *path, 
             return CACHE_KEY_INVALID;
         }
     }
-    remove_defaults(request, providers[index].rules);
+    remove_defaults(request, providers[index].rules, providers[index].flags);
     *text = json_dumps(request, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(root);
     if (*text == NULL)

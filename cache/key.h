@@ -5,7 +5,8 @@
  *
  * Canonical form (cloro-api.md sections 4 and 5):
  *   - defaults the contract states for certain are made explicit by removal:
- *     an include flag that is false, include.aioverview.markdown false, an
+ *     an include flag the provider documents, when false (an unknown flag
+ *     stays: it is cloro's 400 to give), include.aioverview.markdown false, an
  *     empty include, ChatGPT legacy/disableWebSearch false, device "desktop"
  *     (aimode, google, google/news), pages 1 (google, google/news); and the
  *     deprecated include.googleGoto, which cloro ignores;
@@ -38,8 +39,11 @@ enum cache_key_result {
                                 taskType cloro does not know): pass it through, cache nothing */
 };
 
-/* The provider of a cacheable route ("chatgpt" for /v1/monitor/chatgpt), or
- * NULL. Borrowed, static. The providers are those of cloro-api.md section 3. */
+/* The provider of a cacheable monitor route ("chatgpt" for
+ * /v1/monitor/chatgpt), or NULL. Borrowed, static. The providers are those of
+ * cloro-api.md section 3. NULL for POST /v1/async/task too: its provider
+ * depends on the body, so ask cache_key_compute whether a request is
+ * cacheable. */
 const char *cache_key_provider(const char *method, const char *path);
 
 /* Computes the key of a request. path is without the query string. */

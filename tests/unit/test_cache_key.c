@@ -100,6 +100,14 @@ static void test_false_include_flags_are_dropped(void **state)
     assert_same_key("/v1/monitor/gemini", "{\"prompt\":\"x\",\"country\":\"US\"}",
                     "/v1/monitor/gemini",
                     "{\"prompt\":\"x\",\"country\":\"US\",\"include\":{\"rawResponse\":false}}");
+    /* Only flags the provider documents: an unknown one is cloro's 400 to give,
+     * and must never share the key of a valid request. */
+    assert_other_key(CHATGPT, base, CHATGPT,
+                     "{\"prompt\":\"x\",\"country\":\"US\",\"include\":{\"bogus\":false}}");
+    assert_other_key("/v1/monitor/gemini", base, "/v1/monitor/gemini",
+                     "{\"prompt\":\"x\",\"country\":\"US\",\"include\":{\"shopping\":false}}");
+    assert_same_key("/v1/monitor/aimode", base, "/v1/monitor/aimode",
+                    "{\"prompt\":\"x\",\"country\":\"US\",\"include\":{\"expandProducts\":false}}");
 }
 
 static void test_true_include_flags_make_other_keys(void **state)

@@ -1,0 +1,544 @@
+/* test_cache_writer.c: the writer thread (writer.h). A put is found in the
+ * pending map until its txn commits and in the store after (never in
+ * neither: nobody pays twice); the latest put of a key is the one found; a
+ * delete removes the pending put; a full queue drops and counts; stop drains
+ * everything; readers on another thread race the writer cleanly (ASan, TSan);
+ * and a writer process killed with SIGKILL at a random moment leaves a store
+ * whose every entry verifies and holds at least what it reported committed.
+ * Each test works in a fresh directory under /tmp, removed at the end. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "entry.h"
+#include "key.h"
+#include "store.h"
+#include "writer.h"
+
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIB (1024u * 1024u)
+
+struct fixture {
+    char base[64];
+    char dir[96];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    snprintf(f->base, sizeof f->base, "/tmp/cloro-unit-writer-XXXXXX");
+    if (mkdtemp(f->base) == NULL) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->dir, sizeof f->dir, "%s/cache", f->base);
+    *state = f;
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    nftw(f->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static struct cache_store *open_store(const char *dir, size_t max_bytes)
+{
+    struct cache_store_options o = {.dir = dir, .max_bytes = max_bytes};
+    char err[512] = "";
+    struct cache_store *s = cache_store_open(&o, err, sizeof err);
+    if (s == NULL)
+        fail_msg("cache_store_open(%s): %s", dir, err);
+    return s;
+}
+
+static void make_key(unsigned n, unsigned char *key)
+{
+    memset(key, 0x5A, CACHE_KEY_BYTES);
+    key[0] = (unsigned char)(n >> 24);
+    key[1] = (unsigned char)(n >> 16);
+    key[2] = (unsigned char)(n >> 8);
+    key[3] = (unsigned char)n;
+}
+
+/* A record whose body is "v<version>" repeated up to body_len bytes. */
+static unsigned char *make_record(unsigned version, size_t body_len, size_t *len)
+{
+    char body[64 * 1024];
+    if (body_len > sizeof body)
+        body_len = sizeof body;
+    char tag[24];
+    int n = snprintf(tag, sizeof tag, "v%u;", version);
+    for (size_t i = 0; i < body_len; i++)
+        body[i] = tag[i % (size_t)n];
+    struct cache_entry e = {.status = 200,
+                            .stored_at_ms = 1000 + version,
+                            .provider = "chatgpt",
+                            .request_id = "req",
+                            .body = (unsigned char *)body,
+                            .body_len = body_len};
+    unsigned char *rec = NULL;
+    if (cache_entry_encode(&e, &rec, len) != 0)
+        return NULL;
+    return rec;
+}
+
+/* The version a record was made with, or -1 when it does not decode. */
+static long record_version(const unsigned char *rec, size_t len)
+{
+    struct cache_entry e;
+    if (cache_entry_decode(rec, len, &e) != 0)
+        return -1;
+    long v = e.stored_at_ms - 1000;
+    cache_entry_free(&e);
+    return v;
+}
+
+static void put_version(struct cache_writer *w, unsigned n, unsigned version, size_t body_len)
+{
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(n, key);
+    size_t len;
+    unsigned char *rec = make_record(version, body_len, &len);
+    assert_non_null(rec);
+    cache_writer_put(w, key, rec, len, 1000 + version);
+}
+
+/* Where key n can be found: the pending map first, then the store (that
+ * order: a pending record leaves the map only after its commit). Returns
+ * the version found, or -1. */
+static long lookup(struct cache_writer *w, struct cache_store *s, unsigned n)
+{
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(n, key);
+    unsigned char *rec;
+    size_t len;
+    if (w != NULL && cache_writer_pending(w, key, &rec, &len)) {
+        long v = record_version(rec, len);
+        free(rec);
+        return v;
+    }
+    struct cache_entry e;
+    enum cache_get_result r = cache_store_get(s, key, &e, NULL);
+    long v = r == CACHE_GET_FOUND ? e.stored_at_ms - 1000 : -1;
+    cache_entry_free(&e);
+    return v;
+}
+
+static bool is_pending(struct cache_writer *w, unsigned n)
+{
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(n, key);
+    unsigned char *rec;
+    size_t len;
+    if (!cache_writer_pending(w, key, &rec, &len))
+        return false;
+    free(rec);
+    return true;
+}
+
+static void test_put_pending_then_stored(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 10000);
+    assert_non_null(w);
+    unsigned seen_pending = 0;
+    for (unsigned i = 0; i < 200; i++) {
+        put_version(w, i, 7, 4096);
+        /* Right after the put: pending, or already committed; never lost. */
+        if (is_pending(w, i))
+            seen_pending++;
+        assert_int_equal(lookup(w, s, i), 7);
+    }
+    /* The writer fsyncs per batch, while puts take microseconds: most of
+     * them were seen pending. */
+    assert_true(seen_pending > 0);
+    cache_writer_stop(w);
+    for (unsigned i = 0; i < 200; i++)
+        assert_int_equal(lookup(NULL, s, i), 7);
+    struct cache_store_stats st;
+    assert_int_equal(cache_store_stats(s, &st), 0);
+    assert_int_equal(st.entries, 200);
+    cache_store_close(s);
+}
+
+static void test_latest_put_wins(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 10000);
+    assert_non_null(w);
+    /* A put committed in one batch must not take a later, still queued put
+     * of the same key out of the pending map. */
+    for (unsigned v = 1; v <= 300; v++) {
+        put_version(w, 1, v, 2048);
+        put_version(w, 100 + v % 5, v, 2048); /* some other traffic */
+        assert_int_equal(lookup(w, s, 1), v);
+    }
+    cache_writer_stop(w);
+    assert_int_equal(lookup(NULL, s, 1), 300);
+    cache_store_close(s);
+}
+
+static void test_delete_removes_pending(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 10000);
+    assert_non_null(w);
+    unsigned char key[CACHE_KEY_BYTES];
+    for (unsigned i = 0; i < 50; i++) {
+        put_version(w, i, 1, 1000);
+        make_key(i, key);
+        if (i % 2 == 0) {
+            cache_writer_delete(w, key);
+            assert_false(is_pending(w, i)); /* at once, whatever the thread does */
+        }
+    }
+    /* Put, delete, put again: the second put is pending or stored. */
+    put_version(w, 1000, 1, 1000);
+    make_key(1000, key);
+    cache_writer_delete(w, key);
+    put_version(w, 1000, 2, 1000);
+    assert_int_equal(lookup(w, s, 1000), 2);
+    cache_writer_touch(w, key, 5000);
+
+    struct cache_writer_stats ws;
+    cache_writer_stats(w, &ws);
+    assert_int_equal(ws.queued, 50 + 25 + 4);
+    cache_writer_stop(w);
+    for (unsigned i = 0; i < 50; i++)
+        assert_int_equal(lookup(NULL, s, i), i % 2 == 0 ? -1 : 1);
+    struct cache_meta m;
+    struct cache_entry e;
+    assert_int_equal(cache_store_get(s, key, &e, &m), CACHE_GET_FOUND);
+    cache_entry_free(&e);
+    assert_int_equal(m.hits, 1);
+    assert_true(m.last_hit_ms == 5000);
+    cache_store_close(s);
+}
+
+static void test_queue_overflow_dropped(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+
+    /* A zero bound refuses everything, and frees the records (ASan). */
+    struct cache_writer *w = cache_writer_start(s, 0);
+    assert_non_null(w);
+    for (unsigned i = 0; i < 10; i++)
+        put_version(w, i, 1, 100);
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(0, key);
+    cache_writer_touch(w, key, 1);
+    cache_writer_delete(w, key);
+    assert_false(is_pending(w, 0));
+    struct cache_writer_stats ws;
+    cache_writer_stats(w, &ws);
+    assert_int_equal(ws.queued, 0);
+    assert_int_equal(ws.dropped, 12);
+    cache_writer_stop(w);
+
+    /* A small bound overflows under a burst. */
+    w = cache_writer_start(s, 8);
+    assert_non_null(w);
+    enum { N = 2000 };
+    for (unsigned i = 0; i < N; i++)
+        put_version(w, 100 + i, 1, 500);
+    cache_writer_stats(w, &ws);
+    assert_int_equal(ws.queued + ws.dropped, N);
+    assert_true(ws.dropped > 0);
+    uint64_t queued = ws.queued;
+    cache_writer_stop(w);
+    struct cache_store_stats st;
+    assert_int_equal(cache_store_stats(s, &st), 0);
+    assert_int_equal(st.entries, queued);
+    cache_store_close(s);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_stop_drains_everything(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 256 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 100000);
+    assert_non_null(w);
+    enum { N = 5000 }; /* several batches of at most 1024 */
+    double t0 = now_s();
+    for (unsigned i = 0; i < N; i++)
+        put_version(w, i, 3, 1024);
+    double t1 = now_s();
+    struct cache_writer_stats ws;
+    cache_writer_stats(w, &ws);
+    assert_int_equal(ws.queued, N);
+    cache_writer_stop(w); /* at once: the thread still has most of the work */
+    double t2 = now_s();
+    print_message("writer: %u puts of 1 KiB queued in %.1f ms, all durable %.1f ms later "
+                  "(%.0f puts/s)\n",
+                  N, (t1 - t0) * 1e3, (t2 - t1) * 1e3, N / (t2 - t0));
+    struct cache_store_stats st;
+    assert_int_equal(cache_store_stats(s, &st), 0);
+    assert_int_equal(st.entries, N);
+    for (unsigned i = 0; i < N; i += 97)
+        assert_int_equal(lookup(NULL, s, i), 3);
+    cache_store_close(s);
+}
+
+static void test_stats_counters(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 1000);
+    assert_non_null(w);
+    put_version(w, 1, 1, 100);
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(2, key);
+    unsigned char *junk = malloc(50);
+    assert_non_null(junk);
+    memset(junk, 'J', 50);
+    cache_writer_put(w, key, junk, 50, 1); /* does not decode: failed */
+    assert_true(is_pending(w, 2) || true); /* may be settled already */
+    make_key(1, key);
+    cache_writer_touch(w, key, 10);
+    /* Wait (bounded) until all three are settled. */
+    struct cache_writer_stats ws;
+    for (int i = 0; i < 5000; i++) {
+        cache_writer_stats(w, &ws);
+        if (ws.committed + ws.failed == 3)
+            break;
+        usleep(1000);
+    }
+    assert_int_equal(ws.queued, 3);
+    assert_int_equal(ws.committed, 2);
+    assert_int_equal(ws.failed, 1);
+    assert_int_equal(ws.dropped, 0);
+    assert_true(ws.batches >= 1 && ws.batches <= 3);
+    assert_false(is_pending(w, 2)); /* a failed put leaves the pending map */
+    assert_false(is_pending(w, 1));
+    cache_writer_stop(w);
+    assert_int_equal(lookup(NULL, s, 2), -1);
+    cache_store_close(s);
+}
+
+/* Readers on another thread while the main thread writes. */
+struct race {
+    struct cache_writer *w;
+    struct cache_store *s;
+    atomic_uint published; /* keys 0 .. published-1 have been put */
+    atomic_bool done;
+    unsigned misses;
+    unsigned lookups;
+};
+
+static void *race_reader(void *arg)
+{
+    struct race *r = arg;
+    uint64_t rnd = 88172645463325252ULL;
+    while (!atomic_load(&r->done)) {
+        unsigned p = atomic_load(&r->published);
+        if (p == 0)
+            continue;
+        rnd ^= rnd << 13;
+        rnd ^= rnd >> 7;
+        rnd ^= rnd << 17;
+        unsigned n = (unsigned)(rnd % p);
+        if (lookup(r->w, r->s, n) != 5)
+            r->misses++;
+        r->lookups++;
+        struct cache_writer_stats ws;
+        cache_writer_stats(r->w, &ws);
+        if (r->lookups % 64 == 0) {
+            struct cache_store_stats st;
+            cache_store_stats(r->s, &st);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_readers(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct race r = {.s = s};
+    r.w = cache_writer_start(s, 100000);
+    assert_non_null(r.w);
+    atomic_init(&r.published, 0);
+    atomic_init(&r.done, false);
+    pthread_t readers[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&readers[i], NULL, race_reader, &r), 0);
+    enum { N = 3000 };
+    for (unsigned i = 0; i < N; i++) {
+        put_version(r.w, i, 5, 512);
+        if (i % 3 == 0) {
+            unsigned char key[CACHE_KEY_BYTES];
+            make_key(i / 2, key);
+            cache_writer_touch(r.w, key, 2000 + i);
+        }
+        atomic_store(&r.published, i + 1);
+    }
+    /* Let the readers run against the draining writer a little. */
+    usleep(50 * 1000);
+    atomic_store(&r.done, true);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(readers[i], NULL), 0);
+    cache_writer_stop(r.w);
+    assert_true(r.lookups > 0);
+    if (r.misses != 0)
+        fail_msg("%u of %u lookups found a put key neither pending nor stored", r.misses,
+                 r.lookups);
+    struct cache_store_stats st;
+    assert_int_equal(cache_store_stats(s, &st), 0);
+    assert_int_equal(st.entries, N);
+    cache_store_close(s);
+}
+
+/* The child: a writer putting distinct keys in a loop, reporting on the
+ * pipe how many puts it knows committed. Never returns (killed). */
+static void crash_child(const char *dir, unsigned first, int fd)
+{
+    struct cache_store_options o = {.dir = dir, .max_bytes = 256 * MIB};
+    char err[512];
+    struct cache_store *s = cache_store_open(&o, err, sizeof err);
+    if (s == NULL)
+        _exit(20);
+    struct cache_writer *w = cache_writer_start(s, 100000);
+    if (w == NULL)
+        _exit(21);
+    uint64_t reported = 0;
+    double deadline = now_s() + 30;
+    for (unsigned i = first; now_s() < deadline; i++) {
+        unsigned char key[CACHE_KEY_BYTES];
+        make_key(i, key);
+        size_t len;
+        unsigned char *rec = make_record(i, 256 + i % 3000, &len);
+        if (rec == NULL)
+            _exit(22);
+        cache_writer_put(w, key, rec, len, 1000 + i);
+        struct cache_writer_stats ws;
+        cache_writer_stats(w, &ws);
+        if (ws.dropped != 0 || ws.failed != 0)
+            _exit(23);
+        if (ws.committed != reported) {
+            reported = ws.committed;
+            if (write(fd, &reported, sizeof reported) != (ssize_t)sizeof reported)
+                _exit(24);
+        }
+        if (ws.queued - ws.committed > 2000)
+            usleep(1000); /* stay well inside the queue bound */
+    }
+    _exit(25);
+}
+
+struct verify {
+    struct cache_store *s;
+    uint64_t count;
+    uint64_t bytes;
+    unsigned bad;
+};
+
+static int on_verify(const unsigned char *key, const struct cache_meta *meta, void *arg)
+{
+    struct verify *v = arg;
+    struct cache_entry e;
+    if (cache_store_get(v->s, key, &e, NULL) != CACHE_GET_FOUND)
+        v->bad++;
+    cache_entry_free(&e);
+    v->count++;
+    v->bytes += meta->size;
+    return 0;
+}
+
+static void test_kill9_keeps_committed(void **state)
+{
+    struct fixture *f = *state;
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    uint64_t total = 0;
+    for (unsigned round = 0; round < 3; round++) {
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            crash_child(f->dir, round * 1000000, fds[1]);
+        }
+        close(fds[1]);
+        /* Wait for some commits, then a random moment more. */
+        uint64_t last = 0, value;
+        uint64_t wanted = 200 + (uint64_t)(rand() % 800);
+        while (last < wanted && read(fds[0], &value, sizeof value) == (ssize_t)sizeof value)
+            last = value;
+        usleep((useconds_t)(rand() % 20000));
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        while (read(fds[0], &value, sizeof value) == (ssize_t)sizeof value)
+            last = value;
+        close(fds[0]);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFSIGNALED(status))
+            fail_msg("the writer child exited by itself (status %d)", WEXITSTATUS(status));
+        total += last;
+
+        struct cache_store *s = open_store(f->dir, 256 * MIB);
+        struct verify v = {.s = s};
+        assert_int_equal(cache_store_foreach(s, on_verify, &v), 0);
+        struct cache_store_stats st;
+        assert_int_equal(cache_store_stats(s, &st), 0);
+        print_message("kill -9 round %u: %llu reported committed in total, %llu present\n",
+                      round, (unsigned long long)total, (unsigned long long)v.count);
+        assert_int_equal(v.bad, 0);
+        assert_true(v.count >= total);
+        assert_int_equal(st.entries, v.count);
+        assert_int_equal(st.bytes, v.bytes); /* the counter commits with the entries */
+        total = v.count;
+        cache_store_close(s);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_put_pending_then_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_latest_put_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_removes_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_overflow_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_drains_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_counters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_keeps_committed, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
