@@ -656,6 +656,10 @@ void config_dump(const struct config *cfg, FILE *out)
             break;
         }
     }
+    for (int i = 0; i < CONFIG_PROVIDER_COUNT; i++)
+        if (cfg->providers[i].cache_ttl_ms != CONFIG_INHERIT)
+            fprintf(out, "[provider %s] cache_ttl = %lldms\n", cfg->providers[i].name,
+                    (long long)cfg->providers[i].cache_ttl_ms);
     fprintf(out, "# api key: %s\n",
             cfg->api_key == NULL ? "not set (clients' Authorization is forwarded)"
             : strcmp(cfg->api_key_source, "env") == 0 ? "(set) from CLORO_API_KEY"
