@@ -282,19 +282,6 @@ static int apply_put(struct wtxn *w, const struct cache_op *op, const struct put
     return 0;
 }
 
-/* True when the stored record of key passes its checksum. */
-static bool record_ok(struct wtxn *w, const unsigned char *key)
-{
-    MDB_val k = val(key, CACHE_KEY_BYTES), v;
-    if (mdb_get(w->txn, w->s->entries, &k, &v) != 0)
-        return false;
-    struct cache_entry e;
-    memset(&e, 0, sizeof e);
-    int rc = cache_entry_decode(v.mv_data, v.mv_size, &e);
-    cache_entry_free(&e);
-    return rc == 0;
-}
-
 static int apply_touch(struct wtxn *w, const struct cache_op *op)
 {
     struct cache_meta m;
@@ -304,12 +291,8 @@ static int apply_touch(struct wtxn *w, const struct cache_op *op)
         return 0; /* absent: a no-op */
     if (rc != 0)
         return rc;
-    /* store.h: a corrupt record is deleted by the next apply that names it.
-     * A touch verifies the checksum for that (the writer thread pays for it,
-     * never the loop). */
-    if (!record_ok(w, op->key))
-        return remove_entry(w, op->key, &m, lru_ms);
-
+    /* A touch only moves the entry in the LRU: checksums are verified by
+     * every read, and a reader that finds a corrupt record deletes it. */
     unsigned char lk[LRU_KEY_BYTES];
     lru_key(lru_ms, op->key, lk);
     MDB_val l = val(lk, sizeof lk);

@@ -46,8 +46,8 @@ struct cache_meta {
 enum cache_get_result {
     CACHE_GET_FOUND,
     CACHE_GET_ABSENT,
-    CACHE_GET_CORRUPT, /* present but failed its checksum: treated as absent, and deleted
-                          by the next apply that names it */
+    CACHE_GET_CORRUPT, /* present but failed its checksum: never served; the reader treats
+                          it as absent and deletes it (CACHE_OP_DELETE) */
     CACHE_GET_ERROR,
 };
 

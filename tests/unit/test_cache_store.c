@@ -480,8 +480,11 @@ static void test_corrupt_record_detected_and_removed(void **state)
     assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
     assert_int_equal(stats_of(s).bytes, 300 + len2);
 
-    /* The next apply that names it deletes it. */
+    /* A touch leaves it (reads verify); the reader's delete removes it. */
     apply1(s, CACHE_OP_TOUCH, key, NULL, 0, 200);
+    assert_int_equal(cache_store_get(s, key, &e, NULL), CACHE_GET_CORRUPT);
+    cache_entry_free(&e);
+    apply1(s, CACHE_OP_DELETE, key, NULL, 0, 201);
     assert_int_equal(cache_store_get(s, key, &e, NULL), CACHE_GET_ABSENT);
     struct cache_store_stats st = stats_of(s);
     assert_int_equal(st.entries, 1);

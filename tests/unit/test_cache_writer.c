@@ -518,8 +518,8 @@ static void test_kill9_keeps_committed(void **state)
         assert_int_equal(cache_store_foreach(s, on_verify, &v), 0);
         struct cache_store_stats st;
         assert_int_equal(cache_store_stats(s, &st), 0);
-        print_message("kill -9 round %u: %llu reported committed in total, %llu present\n",
-                      round, (unsigned long long)total, (unsigned long long)v.count);
+        print_message("kill -9 round %u: %llu reported committed in total, %llu present\n", round,
+                      (unsigned long long)total, (unsigned long long)v.count);
         assert_int_equal(v.bad, 0);
         assert_true(v.count >= total);
         assert_int_equal(st.entries, v.count);
