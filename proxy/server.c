@@ -108,6 +108,27 @@ static void on_drain_timeout(evutil_socket_t fd, short events, void *arg)
     event_base_loopexit(srv->base, NULL);
 }
 
+/* Once a second: what needs watching but no request reports. Answers the
+ * cache could not keep (queue full, map full, store errors) are logged here,
+ * once a second with the count, not once per request. */
+static void on_tick(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct server *srv = arg;
+    if (srv->writer == NULL)
+        return;
+    struct cache_writer_stats ws;
+    cache_writer_stats(srv->writer, &ws);
+    uint64_t losses = ws.dropped + ws.failed;
+    if (losses > srv->cache_losses_logged) {
+        log_warn("cache_not_stored", "new=%llu dropped_total=%llu failed_total=%llu",
+                 (unsigned long long)(losses - srv->cache_losses_logged),
+                 (unsigned long long)ws.dropped, (unsigned long long)ws.failed);
+        srv->cache_losses_logged = losses;
+    }
+}
+
 static void on_signal(evutil_socket_t sig, short events, void *arg)
 {
     (void)events;
@@ -220,6 +241,8 @@ static void teardown(struct server *srv)
         event_free(srv->sigint);
     if (srv->drain_timer != NULL)
         event_free(srv->drain_timer);
+    if (srv->tick != NULL)
+        event_free(srv->tick);
     if (srv->base != NULL)
         event_base_free(srv->base);
     if (srv->authorization != NULL) {
@@ -299,8 +322,11 @@ int server_run(const struct config *cfg)
     srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
     srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
     srv.drain_timer = evtimer_new(srv.base, on_drain_timeout, &srv);
-    if (srv.sigterm == NULL || srv.sigint == NULL || srv.drain_timer == NULL ||
-        evsignal_add(srv.sigterm, NULL) != 0 || evsignal_add(srv.sigint, NULL) != 0) {
+    srv.tick = event_new(srv.base, -1, EV_PERSIST, on_tick, &srv);
+    struct timeval second = {.tv_sec = 1};
+    if (srv.tick == NULL || event_add(srv.tick, &second) != 0 || srv.sigterm == NULL ||
+        srv.sigint == NULL || srv.drain_timer == NULL || evsignal_add(srv.sigterm, NULL) != 0 ||
+        evsignal_add(srv.sigint, NULL) != 0) {
         log_error("startup_failed", "error=\"cannot install signal handlers\"");
         goto out;
     }

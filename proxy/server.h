@@ -39,7 +39,7 @@ struct server {
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
     struct upstream *upstream;
-    struct event *sigterm, *sigint, *drain_timer;
+    struct event *sigterm, *sigint, *drain_timer, *tick;
     char *authorization; /* "Bearer <key>" when the proxy holds a key; secret */
     int64_t started_wall_ms;
     bool draining;
@@ -50,7 +50,8 @@ struct server {
     struct cache_store *store;   /* NULL when the cache is off */
     struct cache_writer *writer; /* the store's one write path */
     struct coalescer *coalescer;
-    int64_t upstream_warned_us; /* last upstream_error warning, for rate limiting */
+    uint64_t cache_losses_logged; /* writer drops and failures already logged */
+    int64_t upstream_warned_us;   /* last upstream_error warning, for rate limiting */
     uint64_t upstream_warn_suppressed;
 };
 

@@ -649,6 +649,32 @@ static void test_load_bad_value(void **state)
     loaded_free(&l);
 }
 
+static void test_load_provider_sections(void **state)
+{
+    (void)state;
+    struct loaded l;
+    load_text(&l, "cache_ttl = 2h\n"
+                  "[provider google/news]\n"
+                  "cache_ttl = 15m\n"
+                  "[provider chatgpt]\n"
+                  "cache_ttl = 0\n"
+                  "colour = red\n"
+                  "[provider bing]\n"
+                  "cache_ttl = 1h\n"
+                  "[provider gemini]\n"
+                  "cache_ttl = soon\n");
+    assert_int_equal(l.problems, 3);
+    assert_problem(l.errs.lines[0], l.path, 6, "colour", "provider");
+    assert_problem(l.errs.lines[1], l.path, 7, "bing", NULL);
+    assert_problem(l.errs.lines[2], l.path, 10, "cache_ttl", "soon");
+    assert_int_equal(config_cache_ttl_ms(&l.cfg, "google/news"), 15 * 60 * 1000);
+    assert_int_equal(config_cache_ttl_ms(&l.cfg, "chatgpt"), 0);
+    assert_int_equal(config_cache_ttl_ms(&l.cfg, "gemini"), 2 * 3600 * 1000);
+    assert_int_equal(config_cache_ttl_ms(&l.cfg, "perplexity"), 2 * 3600 * 1000);
+    assert_int_equal(config_cache_ttl_ms(&l.cfg, NULL), 2 * 3600 * 1000);
+    loaded_free(&l);
+}
+
 static void test_load_duplicate_key(void **state)
 {
     (void)state;
@@ -1116,6 +1142,7 @@ int main(void)
         cmocka_unit_test(test_load_unknown_section),
         cmocka_unit_test(test_load_bad_value),
         cmocka_unit_test(test_load_duplicate_key),
+        cmocka_unit_test(test_load_provider_sections),
         cmocka_unit_test(test_load_long_line),
         cmocka_unit_test(test_load_not_a_pair),
         cmocka_unit_test(test_load_missing_file),
