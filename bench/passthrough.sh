@@ -154,7 +154,7 @@ FAKE_ADDR=$LISTEN_ADDR
 # --log-level info prints only the startup lines once the access log is off.
 mkdir -p "$TMP/cache"
 "${NO_PROXY_ENV[@]}" CLORO_API_KEY="$KEY" "$PROXY_BIN" serve --listen 127.0.0.1:0 \
-    --upstream "http://$FAKE_ADDR" --cache-dir "$TMP/cache" --access-log false \
+    --upstream "http://$FAKE_ADDR" --cache-dir "$TMP/cache" --access-log false --cache false \
     --log-level info >"$TMP/proxy.log" 2>&1 &
 PIDS+=($!)
 wait_listening "cloro-proxy" "${PIDS[-1]}" "$TMP/proxy.log"

@@ -298,7 +298,7 @@ static int apply_touch(struct wtxn *w, const struct cache_op *op)
     MDB_val l = val(lk, sizeof lk);
     if ((rc = del_quiet(w->txn, w->s->lru, &l)) != 0)
         return rc;
-    m.hits++;
+    m.hits += op->hits > 0 ? op->hits : 1;
     m.last_hit_ms = op->now_ms;
     unsigned char mb[META_BYTES];
     meta_encode(&m, op->now_ms, mb);

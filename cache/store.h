@@ -58,7 +58,7 @@ enum cache_get_result cache_store_get(struct cache_store *s, const unsigned char
 
 enum cache_op_kind {
     CACHE_OP_PUT,    /* store record under key (replacing), hits 0, last hit = now_ms */
-    CACHE_OP_TOUCH,  /* a hit at now_ms: hits + 1, last hit, LRU position */
+    CACHE_OP_TOUCH,  /* hits at now_ms (the last of them): hits + count, last hit, LRU */
     CACHE_OP_DELETE, /* remove key if present */
 };
 
@@ -68,6 +68,7 @@ struct cache_op {
     const unsigned char *record; /* PUT: an encoded entry (borrowed) */
     size_t record_len;
     int64_t now_ms;
+    uint32_t hits; /* TOUCH: how many hits the op stands for; 0 counts as 1 */
 };
 
 struct cache_apply_result {

@@ -229,11 +229,10 @@ void cache_writer_put(struct cache_writer *w, const unsigned char *key, unsigned
         free(record);
 }
 
-void cache_writer_touch(struct cache_writer *w, const unsigned char *key, int64_t now_ms)
+void cache_writer_touch(struct cache_writer *w, const unsigned char *key, int64_t now_ms,
+                        uint32_t hits)
 {
-    /* Touches are not merged within a batch: a cache_op carries one hit, so
-     * merging would undercount hits. */
-    struct cache_op op = {.kind = CACHE_OP_TOUCH, .now_ms = now_ms};
+    struct cache_op op = {.kind = CACHE_OP_TOUCH, .now_ms = now_ms, .hits = hits};
     memcpy(op.key, key, CACHE_KEY_BYTES);
     pthread_mutex_lock(&w->mu);
     enqueue_locked(w, &op, NULL, 0);

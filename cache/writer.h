@@ -27,7 +27,10 @@ struct cache_writer *cache_writer_start(struct cache_store *store, size_t max_qu
 /* Takes ownership of record (malloc'd). */
 void cache_writer_put(struct cache_writer *w, const unsigned char *key, unsigned char *record,
                       size_t record_len, int64_t now_ms);
-void cache_writer_touch(struct cache_writer *w, const unsigned char *key, int64_t now_ms);
+/* Records hits of key, the last at now_ms. Callers should gather hits and
+ * touch once in a while (each batch is a durable txn). */
+void cache_writer_touch(struct cache_writer *w, const unsigned char *key, int64_t now_ms,
+                        uint32_t hits);
 void cache_writer_delete(struct cache_writer *w, const unsigned char *key);
 
 /* When a put of key is queued but not yet committed (and not deleted since),

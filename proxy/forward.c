@@ -11,6 +11,7 @@
 #include "coalescer.h"
 #include "entry.h"
 #include "store.h"
+#include "touches.h"
 #include "writer.h"
 #include "clock.h"
 #include "log.h"
@@ -493,7 +494,8 @@ static bool answer_from_cache(struct request *r)
     if (served) {
         struct answer_context ctx = {
             .outcome = verdict == CACHE_VERDICT_FRESH ? CACHE_OUTCOME_HIT : CACHE_OUTCOME_STALE};
-        cache_writer_touch(srv->writer, r->key.bytes, now);
+        if (touches_add(srv->touches, r->key.bytes, now))
+            touches_flush(srv->touches, srv->writer);
         send_answer(r, &e, &ctx, NULL);
     }
     cache_entry_free(&e);

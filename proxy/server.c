@@ -13,6 +13,7 @@
 #include "reply.h"
 #include "request.h"
 #include "router.h"
+#include "touches.h"
 #include "store.h"
 #include "upstream.h"
 #include "writer.h"
@@ -108,7 +109,8 @@ static void on_drain_timeout(evutil_socket_t fd, short events, void *arg)
     event_base_loopexit(srv->base, NULL);
 }
 
-/* Once a second: what needs watching but no request reports. Answers the
+/* Once a second: hits gathered go to the writer (one durable txn at most),
+ * and what needs watching but no request reports is checked. Answers the
  * cache could not keep (queue full, map full, store errors) are logged here,
  * once a second with the count, not once per request. */
 static void on_tick(evutil_socket_t fd, short events, void *arg)
@@ -118,6 +120,7 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     struct server *srv = arg;
     if (srv->writer == NULL)
         return;
+    touches_flush(srv->touches, srv->writer);
     struct cache_writer_stats ws;
     cache_writer_stats(srv->writer, &ws);
     uint64_t losses = ws.dropped + ws.failed;
@@ -230,9 +233,12 @@ static void teardown(struct server *srv)
         evhttp_free(srv->http);
     upstream_free(srv->upstream);
     coalescer_free(srv->coalescer);
-    /* Commits every answer still queued before the store closes. */
-    if (srv->writer != NULL)
+    /* Commits every answer and hit still queued before the store closes. */
+    if (srv->writer != NULL) {
+        touches_flush(srv->touches, srv->writer);
         cache_writer_stop(srv->writer);
+    }
+    touches_free(srv->touches);
     if (srv->store != NULL)
         cache_store_close(srv->store);
     if (srv->sigterm != NULL)
@@ -272,12 +278,15 @@ static int open_cache(struct server *srv)
         srv->coalescer = NULL;
         return -1;
     }
+    srv->touches = touches_new();
     srv->writer = cache_writer_start(srv->store, WRITER_MAX_QUEUE);
     if (srv->writer == NULL) {
         log_error("cache_open_failed", "dir=%s error=\"cannot start the writer thread\"",
                   cfg->cache_dir);
         cache_store_close(srv->store);
         srv->store = NULL;
+        touches_free(srv->touches);
+        srv->touches = NULL;
         coalescer_free(srv->coalescer);
         srv->coalescer = NULL;
         return -1;

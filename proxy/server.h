@@ -18,6 +18,7 @@ struct request;
 struct cache_store;
 struct cache_writer;
 struct coalescer;
+struct touches;
 
 /* Counters shown by /_proxy/stats. Only the loop thread touches them. */
 struct server_stats {
@@ -50,6 +51,7 @@ struct server {
     struct cache_store *store;   /* NULL when the cache is off */
     struct cache_writer *writer; /* the store's one write path */
     struct coalescer *coalescer;
+    struct touches *touches;      /* hits not yet handed to the writer */
     uint64_t cache_losses_logged; /* writer drops and failures already logged */
     int64_t upstream_warned_us;   /* last upstream_error warning, for rate limiting */
     uint64_t upstream_warn_suppressed;

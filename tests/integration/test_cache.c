@@ -118,6 +118,22 @@ static void test_identical_questions_are_answered_once(void **state)
     assert_header(&third, "X-Cache", "HIT");
     assert_int_equal(upstream_calls(), 1);
 
+    /* Hits are counted (gathered, and written once a second). */
+    char path[160];
+    snprintf(path, sizeof path, "/_proxy/cache/entries/%s", http_header(&first, "X-Cache-Key"));
+    long long hits = 0;
+    for (int i = 0; i < 300 && hits < 2; i++) {
+        struct http_reply v;
+        http_get(&proxy, path, &v);
+        json_t *j = http_json(&v);
+        hits = json_integer_value(json_object_get(j, "hits"));
+        json_decref(j);
+        http_reply_free(&v);
+        if (hits < 2)
+            sleep_ms(20);
+    }
+    assert_int_equal(hits, 2);
+
     char *log = proc_log(&proxy);
     assert_non_null(strstr(log, "cache=MISS"));
     assert_non_null(strstr(log, "cache=HIT"));

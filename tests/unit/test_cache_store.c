@@ -379,6 +379,14 @@ static void test_touch(void **state)
     assert_true(m.last_hit_ms == 300);
     assert_true(m.stored_at_ms == 100);
 
+    /* One op may stand for many hits. */
+    struct cache_op many = {.kind = CACHE_OP_TOUCH, .now_ms = 350, .hits = 40};
+    memcpy(many.key, key, CACHE_KEY_BYTES);
+    assert_int_equal(cache_store_apply(s, &many, 1, &r), 0);
+    assert_int_equal(get_n(s, 1, &m), CACHE_GET_FOUND);
+    assert_int_equal(m.hits, 42);
+    assert_true(m.last_hit_ms == 350);
+
     /* Touching an absent key is a no-op. */
     make_key(99, key);
     r = apply1(s, CACHE_OP_TOUCH, key, NULL, 0, 400);

@@ -227,7 +227,7 @@ static void test_delete_removes_pending(void **state)
     cache_writer_delete(w, key);
     put_version(w, 1000, 2, 1000);
     assert_int_equal(lookup(w, s, 1000), 2);
-    cache_writer_touch(w, key, 5000);
+    cache_writer_touch(w, key, 5000, 1);
 
     struct cache_writer_stats ws;
     cache_writer_stats(w, &ws);
@@ -256,7 +256,7 @@ static void test_queue_overflow_dropped(void **state)
         put_version(w, i, 1, 100);
     unsigned char key[CACHE_KEY_BYTES];
     make_key(0, key);
-    cache_writer_touch(w, key, 1);
+    cache_writer_touch(w, key, 1, 1);
     cache_writer_delete(w, key);
     assert_false(is_pending(w, 0));
     struct cache_writer_stats ws;
@@ -330,7 +330,7 @@ static void test_stats_counters(void **state)
     memset(junk, 'J', 50);
     cache_writer_put(w, key, junk, 50, 1); /* does not decode: failed */
     make_key(1, key);
-    cache_writer_touch(w, key, 10);
+    cache_writer_touch(w, key, 10, 1);
     /* Wait (bounded) until all three are settled. */
     struct cache_writer_stats ws;
     for (int i = 0; i < 5000; i++) {
@@ -406,7 +406,7 @@ static void test_concurrent_readers(void **state)
         if (i % 3 == 0) {
             unsigned char key[CACHE_KEY_BYTES];
             make_key(i / 2, key);
-            cache_writer_touch(r.w, key, 2000 + i);
+            cache_writer_touch(r.w, key, 2000 + i, 1);
         }
         atomic_store(&r.published, i + 1);
     }
