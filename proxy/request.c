@@ -64,7 +64,7 @@ struct request *request_new(struct server *srv, struct evhttp_request *evreq)
     r->evreq = evreq;
     r->server = srv;
     r->started_us = clock_mono_us();
-    ids_uuid4(r->id);
+    ids_uuid4(&srv->ids, r->id);
     r->method = method_name(evhttp_request_get_command(evreq));
 
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(evreq);

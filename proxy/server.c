@@ -257,6 +257,20 @@ static void teardown(struct server *srv)
     }
 }
 
+/* evhttp turns reading and writing on and off several times per request;
+ * with the epoll changelist those changes collapse into at most one
+ * epoll_ctl per socket per loop iteration. */
+static struct event_base *new_event_base(void)
+{
+    struct event_config *ec = event_config_new();
+    if (ec == NULL)
+        return NULL;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    return base;
+}
+
 /* Writer queue bound: far above any burst, a bound on memory all the same. */
 #define WRITER_MAX_QUEUE 65536
 
@@ -302,6 +316,7 @@ static int open_cache(struct server *srv)
 int server_run(const struct config *cfg)
 {
     struct server srv = {.cfg = cfg, .started_wall_ms = clock_wall_ms()};
+    ids_init(&srv.ids);
     int status = 1;
     char err[512];
 
@@ -312,7 +327,7 @@ int server_run(const struct config *cfg)
     }
     if (open_cache(&srv) != 0)
         return 1;
-    srv.base = event_base_new();
+    srv.base = new_event_base();
     if (srv.base == NULL) {
         log_error("startup_failed", "error=\"cannot create the event base\"");
         goto out;

@@ -5,6 +5,7 @@
 #define CLORO_SERVER_H
 
 #include "config.h"
+#include "ids.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -48,6 +49,7 @@ struct server {
     uint64_t replies_unflushed; /* answered, but not yet fully written to the client */
     struct request *live;       /* every request not yet answered, for shutdown */
     struct server_stats stats;
+    struct id_source ids;
     struct cache_store *store;   /* NULL when the cache is off */
     struct cache_writer *writer; /* the store's one write path */
     struct coalescer *coalescer;

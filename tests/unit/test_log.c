@@ -215,9 +215,11 @@ static void check_uuid4(const char *id)
 static void test_uuid4(void **state)
 {
     (void)state;
+    struct id_source src;
+    ids_init(&src);
     char a[IDS_UUID_LEN + 1], b[IDS_UUID_LEN + 1];
-    ids_uuid4(a);
-    ids_uuid4(b);
+    ids_uuid4(&src, a);
+    ids_uuid4(&src, b);
     check_uuid4(a);
     check_uuid4(b);
     assert_string_not_equal(a, b);
@@ -227,13 +229,19 @@ static void test_uuid4(void **state)
     for (int i = 0; i < 2000; i++) {
         char id[IDS_UUID_LEN + 2];
         id[IDS_UUID_LEN + 1] = 'Z';
-        ids_uuid4(id);
+        ids_uuid4(&src, id);
         assert_int_equal(id[IDS_UUID_LEN + 1], 'Z');
         check_uuid4(id);
         variant_seen[strchr("89ab", id[19]) - "89ab"] = true;
     }
     for (int i = 0; i < 4; i++)
         assert_true(variant_seen[i]);
+    /* Two sources (two processes) do not repeat each other. */
+    struct id_source other;
+    ids_init(&other);
+    ids_uuid4(&src, a);
+    ids_uuid4(&other, b);
+    assert_string_not_equal(a, b);
 }
 
 /* ---- clock_format_iso8601 --------------------------------------------- */
