@@ -414,6 +414,37 @@ bool fake_wait_stat(const struct proc *fake, const char *dotted_path, long long 
     return false;
 }
 
+void cli_run(struct cli_result *out, const char *const args[])
+{
+    char path[] = "/tmp/cloro-it-cli-XXXXXX";
+    int fd = mkstemp(path);
+    const char *argv[32] = {CLORO_PROXY_BIN};
+    size_t n = 1;
+    for (size_t i = 0; args[i] != NULL && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        unsetenv("CLORO_API_KEY");
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    struct proc p = {.pid = pid};
+    if (!proc_wait_exit(&p, 20000)) {
+        kill(pid, SIGKILL);
+        proc_wait_exit(&p, 5000);
+    }
+    out->status = p.exit_status;
+    off_t len = lseek(fd, 0, SEEK_END);
+    out->output = calloc(1, (size_t)len + 1);
+    if (pread(fd, out->output, (size_t)len, 0) != len)
+        out->output[0] = '\0';
+    close(fd);
+    unlink(path);
+}
+
 void sha256_hex(const char *text, char out[65])
 {
     unsigned char digest[SHA256_DIGEST_LENGTH];

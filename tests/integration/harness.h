@@ -80,6 +80,16 @@ long long fake_stat(const struct proc *fake, const char *dotted_path);
 bool fake_wait_stat(const struct proc *fake, const char *dotted_path, long long value,
                     int timeout_ms);
 
+/* A finished cloro-proxy command: exit status and everything it printed. */
+struct cli_result {
+    int status;   /* exit code, or 128 + signal */
+    char *output; /* stdout and stderr together; the caller frees it */
+};
+
+/* Runs the cloro-proxy binary with args (NULL-terminated), CLORO_API_KEY
+ * unset, and waits up to 20 s (then kills it). */
+void cli_run(struct cli_result *out, const char *const args[]);
+
 /* Lowercase hex SHA-256 of text, for matching the fake's "auth" keys. */
 void sha256_hex(const char *text, char out[65]);
 bool is_uuid(const char *s);

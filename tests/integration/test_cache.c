@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -559,37 +558,6 @@ static void test_eviction_bounds_the_store(void **state)
     proc_stop(&small);
 }
 
-struct run {
-    int status;
-    char *output;
-};
-
-static void run_cli(struct run *out, const char *const args[])
-{
-    char path[] = "/tmp/cloro-it-cli-XXXXXX";
-    int fd = mkstemp(path);
-    const char *argv[16] = {CLORO_PROXY_BIN};
-    size_t n = 1;
-    for (size_t i = 0; args[i] != NULL && n < 15; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    out->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-    off_t len = lseek(fd, 0, SEEK_END);
-    out->output = calloc(1, (size_t)len + 1);
-    assert_int_equal(pread(fd, out->output, (size_t)len, 0), len);
-    close(fd);
-    unlink(path);
-}
-
 static void test_admin_and_cli_share_the_store(void **state)
 {
     (void)state;
@@ -622,24 +590,24 @@ static void test_admin_and_cli_share_the_store(void **state)
     http_reply_free(&r);
 
     /* The CLI, against the store of the running server. */
-    struct run out;
-    run_cli(&out, (const char *[]){"cache", "stats", "--cache-dir", cache_dir, NULL});
+    struct cli_result out;
+    cli_run(&out, (const char *[]){"cache", "stats", "--cache-dir", cache_dir, NULL});
     assert_int_equal(out.status, 0);
     assert_non_null(strstr(out.output, "entries:"));
     free(out.output);
-    run_cli(&out, (const char *[]){"cache", "ls", "--cache-dir", cache_dir, NULL});
+    cli_run(&out, (const char *[]){"cache", "ls", "--cache-dir", cache_dir, NULL});
     assert_int_equal(out.status, 0);
     assert_non_null(strstr(out.output, key));
     free(out.output);
-    run_cli(&out, (const char *[]){"cache", "show", key, "--cache-dir", cache_dir, NULL});
+    cli_run(&out, (const char *[]){"cache", "show", key, "--cache-dir", cache_dir, NULL});
     assert_int_equal(out.status, 0);
     assert_non_null(strstr(out.output, body));
     assert_null(strstr(out.output, KEY)); /* never the API key */
     free(out.output);
-    run_cli(&out, (const char *[]){"cache", "purge", "--cache-dir", cache_dir, NULL});
+    cli_run(&out, (const char *[]){"cache", "purge", "--cache-dir", cache_dir, NULL});
     assert_int_equal(out.status, 2); /* says what to purge */
     free(out.output);
-    run_cli(&out, (const char *[]){"cache", "purge", "--provider", "chatgpt", "--cache-dir",
+    cli_run(&out, (const char *[]){"cache", "purge", "--provider", "chatgpt", "--cache-dir",
                                    cache_dir, NULL});
     assert_int_equal(out.status, 0);
     assert_non_null(strstr(out.output, "purged"));

@@ -17,53 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-struct run {
-    int status;
-    char *output; /* stdout and stderr together */
-};
-
-/* Runs cloro-proxy with args (NULL-terminated) and waits up to 20 s. */
-static void run_proxy(struct run *out, const char *const args[])
-{
-    char path[] = "/tmp/cloro-it-cli-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    const char *argv[32] = {CLORO_PROXY_BIN};
-    size_t n = 1;
-    for (size_t i = 0; args[i] != NULL && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        unsetenv("CLORO_API_KEY");
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0;
-    for (int i = 0; i < 2000; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            break;
-        if (i == 1999) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-        }
-        usleep(10000);
-    }
-    out->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    off_t len = lseek(fd, 0, SEEK_END);
-    out->output = calloc(1, (size_t)len + 1);
-    assert_int_equal(pread(fd, out->output, (size_t)len, 0), len);
-    close(fd);
-    unlink(path);
-}
-
-static void assert_output_has(const struct run *r, const char *needle)
+static void assert_output_has(const struct cli_result *r, const char *needle)
 {
     if (strstr(r->output, needle) == NULL)
         fail_msg("expected '%s' in:\n%s", needle, r->output);
@@ -82,12 +38,12 @@ static char *write_temp(const char *text)
 static void test_help_and_version(void **state)
 {
     (void)state;
-    struct run r;
-    run_proxy(&r, (const char *[]){"--version", NULL});
+    struct cli_result r;
+    cli_run(&r, (const char *[]){"--version", NULL});
     assert_int_equal(r.status, 0);
     assert_output_has(&r, "cloro-proxy " CLORO_VERSION);
     free(r.output);
-    run_proxy(&r, (const char *[]){"--help", NULL});
+    cli_run(&r, (const char *[]){"--help", NULL});
     assert_int_equal(r.status, 0);
     const char *flags[] = {"--config",    "--listen",    "--upstream",
                            "--cache-dir", "--log-level", "check-config"};
@@ -99,25 +55,25 @@ static void test_help_and_version(void **state)
 static void test_bad_flags_exit_2(void **state)
 {
     (void)state;
-    struct run r;
-    run_proxy(&r, (const char *[]){"--listen", "no-port-here", NULL});
+    struct cli_result r;
+    cli_run(&r, (const char *[]){"--listen", "no-port-here", NULL});
     assert_int_equal(r.status, 2);
     assert_output_has(&r, "--listen");
     assert_output_has(&r, "HOST:PORT");
     free(r.output);
-    run_proxy(&r, (const char *[]){"serve", "--upstream", "ftp://example", NULL});
+    cli_run(&r, (const char *[]){"serve", "--upstream", "ftp://example", NULL});
     assert_int_equal(r.status, 2);
     assert_output_has(&r, "--upstream");
     free(r.output);
-    run_proxy(&r, (const char *[]){"--log-level", "loud", NULL});
+    cli_run(&r, (const char *[]){"--log-level", "loud", NULL});
     assert_int_equal(r.status, 2);
     assert_output_has(&r, "error, warn, info or debug");
     free(r.output);
-    run_proxy(&r, (const char *[]){"--no-such-flag", NULL});
+    cli_run(&r, (const char *[]){"--no-such-flag", NULL});
     assert_int_equal(r.status, 2);
     assert_output_has(&r, "--help");
     free(r.output);
-    run_proxy(&r, (const char *[]){"frobnicate", NULL});
+    cli_run(&r, (const char *[]){"frobnicate", NULL});
     assert_int_equal(r.status, 2);
     assert_output_has(&r, "unknown command");
     free(r.output);
@@ -126,8 +82,8 @@ static void test_bad_flags_exit_2(void **state)
 static void test_check_config(void **state)
 {
     (void)state;
-    struct run r;
-    run_proxy(&r, (const char *[]){"check-config", SOURCE_DIR "/conf/cloro-proxy.conf", NULL});
+    struct cli_result r;
+    cli_run(&r, (const char *[]){"check-config", SOURCE_DIR "/conf/cloro-proxy.conf", NULL});
     assert_int_equal(r.status, 0);
     assert_output_has(&r, "ok");
     free(r.output);
@@ -137,7 +93,7 @@ static void test_check_config(void **state)
                            "colour = blue\n"
                            "drain_timeout = 5s\n"
                            "not a pair\n");
-    run_proxy(&r, (const char *[]){"check-config", bad, NULL});
+    cli_run(&r, (const char *[]){"check-config", bad, NULL});
     assert_int_equal(r.status, 2);
     char line[300];
     snprintf(line, sizeof line, "%s:2: max_body_bytes", bad);
@@ -150,7 +106,7 @@ static void test_check_config(void **state)
     free(r.output);
 
     /* serve refuses the same file, with the same words. */
-    run_proxy(&r, (const char *[]){"serve", "--config", bad, NULL});
+    cli_run(&r, (const char *[]){"serve", "--config", bad, NULL});
     assert_int_equal(r.status, 2);
     snprintf(line, sizeof line, "%s:3: unknown key 'colour'", bad);
     assert_output_has(&r, line);
@@ -162,9 +118,9 @@ static void test_check_config(void **state)
 static void test_unreadable_key_file_exits_2(void **state)
 {
     (void)state;
-    struct run r;
-    run_proxy(&r, (const char *[]){"--api-key-file", "/nonexistent/cloro/key", "--listen",
-                                   "127.0.0.1:0", NULL});
+    struct cli_result r;
+    cli_run(&r, (const char *[]){"--api-key-file", "/nonexistent/cloro/key", "--listen",
+                                 "127.0.0.1:0", NULL});
     assert_int_equal(r.status, 2);
     assert_output_has(&r, "api_key_file");
     assert_output_has(&r, "/nonexistent/cloro/key");
@@ -185,8 +141,8 @@ static void test_startup_failures_exit_1(void **state)
     snprintf(listen_addr, sizeof listen_addr, "127.0.0.1:%u", ntohs(a.sin_port));
     char cache[] = "/tmp/cloro-it-cache-XXXXXX";
     assert_non_null(mkdtemp(cache));
-    struct run r;
-    run_proxy(&r, (const char *[]){"--listen", listen_addr, "--cache-dir", cache, NULL});
+    struct cli_result r;
+    cli_run(&r, (const char *[]){"--listen", listen_addr, "--cache-dir", cache, NULL});
     assert_int_equal(r.status, 1);
     assert_output_has(&r, "event=bind_failed");
     free(r.output);
@@ -196,7 +152,7 @@ static void test_startup_failures_exit_1(void **state)
     char *file = write_temp("not a directory");
     char sub[300];
     snprintf(sub, sizeof sub, "%s/cache", file);
-    run_proxy(&r, (const char *[]){"--listen", "127.0.0.1:0", "--cache-dir", sub, NULL});
+    cli_run(&r, (const char *[]){"--listen", "127.0.0.1:0", "--cache-dir", sub, NULL});
     assert_int_equal(r.status, 1);
     assert_output_has(&r, "event=cache_dir_failed");
     free(r.output);

@@ -16,6 +16,7 @@
 #include "entry.h"
 #include "key.h"
 #include "store.h"
+#include "store_fixture.h"
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -31,59 +32,14 @@
 #define KIB 1024u
 #define MIB (1024u * 1024u)
 
-struct fixture {
-    char base[64];
-    char dir[96];
-};
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        return -1;
-    snprintf(f->base, sizeof f->base, "/tmp/cloro-unit-store-XXXXXX");
-    if (mkdtemp(f->base) == NULL) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->dir, sizeof f->dir, "%s/cache", f->base); /* created by open */
-    *state = f;
-    return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    nftw(f->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
-
 static struct cache_store *open_store(const char *dir, size_t max_bytes)
 {
-    struct cache_store_options o = {.dir = dir, .max_bytes = max_bytes};
-    char err[512] = "";
-    struct cache_store *s = cache_store_open(&o, err, sizeof err);
-    if (s == NULL)
-        fail_msg("cache_store_open(%s): %s", dir, err);
-    return s;
+    return store_fixture_open(dir, max_bytes);
 }
 
 static void make_key(unsigned n, unsigned char *key)
 {
-    memset(key, 0xA5, CACHE_KEY_BYTES);
-    key[0] = (unsigned char)(n >> 24);
-    key[1] = (unsigned char)(n >> 16);
-    key[2] = (unsigned char)(n >> 8);
-    key[3] = (unsigned char)n;
+    store_fixture_key(n, 0xA5, key);
 }
 
 /* A valid record of exactly total bytes (at least the empty record's size),
@@ -835,23 +791,34 @@ static void test_timing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_put_get_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_keeps_entries, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_map_size, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_format_mismatch_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replace_adjusts_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_touch, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_undecodable_put_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_corrupt_record_detected_and_removed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_foreach_and_stats, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_eviction_lru_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_second_process, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_killed_reader_process, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_get_round_trip, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_entries, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_map_size, store_fixture_setup, store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_format_mismatch_refused, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_replace_adjusts_bytes, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_touch, store_fixture_setup, store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_delete, store_fixture_setup, store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_undecodable_put_refused, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_record_detected_and_removed,
+                                        store_fixture_setup, store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_purge, store_fixture_setup, store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_foreach_and_stats, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_eviction_lru_order, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_map_full, store_fixture_setup, store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_second_process, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_reader_process, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_timing, store_fixture_setup, store_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

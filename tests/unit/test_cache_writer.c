@@ -15,6 +15,7 @@
 #include "entry.h"
 #include "key.h"
 #include "store.h"
+#include "store_fixture.h"
 #include "writer.h"
 
 #include <ftw.h>
@@ -31,59 +32,14 @@
 
 #define MIB (1024u * 1024u)
 
-struct fixture {
-    char base[64];
-    char dir[96];
-};
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        return -1;
-    snprintf(f->base, sizeof f->base, "/tmp/cloro-unit-writer-XXXXXX");
-    if (mkdtemp(f->base) == NULL) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->dir, sizeof f->dir, "%s/cache", f->base);
-    *state = f;
-    return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    nftw(f->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
-
 static struct cache_store *open_store(const char *dir, size_t max_bytes)
 {
-    struct cache_store_options o = {.dir = dir, .max_bytes = max_bytes};
-    char err[512] = "";
-    struct cache_store *s = cache_store_open(&o, err, sizeof err);
-    if (s == NULL)
-        fail_msg("cache_store_open(%s): %s", dir, err);
-    return s;
+    return store_fixture_open(dir, max_bytes);
 }
 
 static void make_key(unsigned n, unsigned char *key)
 {
-    memset(key, 0x5A, CACHE_KEY_BYTES);
-    key[0] = (unsigned char)(n >> 24);
-    key[1] = (unsigned char)(n >> 16);
-    key[2] = (unsigned char)(n >> 8);
-    key[3] = (unsigned char)n;
+    store_fixture_key(n, 0x5A, key);
 }
 
 /* A record whose body is "v<version>" repeated up to body_len bytes. */
@@ -532,14 +488,22 @@ static void test_kill9_keeps_committed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_put_pending_then_stored, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_latest_put_wins, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete_removes_pending, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_queue_overflow_dropped, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_drains_everything, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stats_counters, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_kill9_keeps_committed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_pending_then_stored, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_latest_put_wins, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_removes_pending, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_queue_overflow_dropped, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stop_drains_everything, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stats_counters, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_readers, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_keeps_committed, store_fixture_setup,
+                                        store_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

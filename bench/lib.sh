@@ -1,0 +1,68 @@
+# bench/lib.sh: what the bench scripts share, sourced after they set TMP (a
+# scratch directory), RESULTS (where logs are kept) and die(): process
+# bookkeeping (everything started is stopped on exit, logs copied, TMP
+# removed), waiting for a listening line, and an environment without proxies.
+# shellcheck shell=bash
+
+# --- process bookkeeping: everything started is stopped on exit -------------
+PIDS=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    local deadline=$((SECONDS + 5))
+    for pid in "${PIDS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    wait 2>/dev/null || true
+    local f
+    for f in fake.log proxy.log nginx/nginx.conf nginx/nginx-error.log nginx/nginx.out; do
+        if [ -f "$TMP/$f" ]; then cp "$TMP/$f" "$RESULTS/" 2>/dev/null || true; fi
+    done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Waits (10 s at most) for the "event=listening addr=HOST:PORT" line of a
+# process started with its stderr in LOG; sets LISTEN_ADDR.
+wait_listening() {
+    local name=$1 pid=$2 log=$3
+    local deadline=$((SECONDS + 10))
+    LISTEN_ADDR=
+    while :; do
+        LISTEN_ADDR=$(sed -n 's/.*event=listening.* addr=\([^ ]*\).*/\1/p' "$log" 2>/dev/null |
+            head -n 1 || true)
+        [ -n "$LISTEN_ADDR" ] && break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            cat "$log" >&2 || true
+            die "$name exited before listening (log above)"
+        fi
+        if [ $SECONDS -ge $deadline ]; then
+            cat "$log" >&2 || true
+            die "$name did not print its listening line within 10 s (log above)"
+        fi
+        sleep 0.05
+    done
+    case $LISTEN_ADDR in
+        127.0.0.1:[0-9]*) ;;
+        *) die "$name listens on '$LISTEN_ADDR', expected 127.0.0.1:PORT" ;;
+    esac
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# libcurl honours *_proxy variables: keep the proxy's upstream traffic local.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+NO_PROXY_ENV=(env -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY
+    -u all_proxy -u ALL_PROXY NO_PROXY='*' no_proxy='*')
