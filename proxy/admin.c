@@ -5,6 +5,7 @@
 #include "reply.h"
 #include "request.h"
 #include "server.h"
+#include "limiter.h"
 #include "upstream.h"
 
 #include <jansson.h>
@@ -18,6 +19,28 @@ void admin_healthz(struct request *r)
     if (body == NULL)
         abort();
     reply_json(r, 200, body);
+}
+
+static json_t *limits_view(const struct server *srv)
+{
+    const struct server_stats *s = &srv->stats;
+    struct limiter_stats ls;
+    limiter_stats(srv->limiter, &ls);
+    json_t *view = json_pack(
+        "{s:i, s:i, s:i, s:I, s:{s:f, s:f}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "max_concurrency", ls.max_concurrency, "concurrency_limit", ls.limit, "in_flight",
+        ls.in_flight, "queued", (json_int_t)ls.queued, "queue_wait_ms", "p50",
+        (double)histogram_quantile(ls.queue_wait, 0.5) / 1000.0, "p99",
+        (double)histogram_quantile(ls.queue_wait, 0.99) / 1000.0, "granted", (json_int_t)ls.granted,
+        "rejected", (json_int_t)s->limit_rejections, "queue_overflows", (json_int_t)ls.overflows,
+        "queue_timeouts", (json_int_t)ls.timeouts, "retries", (json_int_t)s->retries,
+        "upstream_429", (json_int_t)s->upstream_429, "abandoned_in_queue",
+        (json_int_t)s->abandoned_in_queue, "abandoned_in_flight",
+        (json_int_t)s->abandoned_in_flight, "rate_limit_per_endpoint",
+        (json_int_t)srv->cfg->rate_limit_per_endpoint);
+    if (view == NULL)
+        abort();
+    return view;
 }
 
 void admin_stats(struct request *r)
@@ -41,5 +64,6 @@ void admin_stats(struct request *r)
         "proxy_errors", (json_int_t)s->proxy_errors);
     if (body == NULL)
         abort();
+    json_object_set_new(body, "limits", limits_view(srv));
     reply_json(r, 200, body);
 }

@@ -62,6 +62,24 @@ static const struct config_key keys[] = {
         "bound on stored answers; least recently used ones are evicted beyond it"),
     KEY_MS(stale_if_error, "168h", 0, 3650 * 24 * HOUR,
            "when the upstream fails, serve an expired answer this recent; 0: never"),
+    KEY(max_concurrency, CONFIG_COUNT, "10", 1, 100000,
+        "monitor calls in flight upstream at most (cloro's plan slots); the upstream's lower "
+        "advertised limit wins"),
+    KEY(rate_limit_per_endpoint, CONFIG_COUNT, "1000", 0, 1000000,
+        "upstream calls per second per endpoint (cloro: 1,000/s per key and endpoint); 0: off"),
+    KEY(rate_limit_global, CONFIG_COUNT, "0", 0, 1000000,
+        "upstream calls per second across endpoints (500 on older plans); 0: off"),
+    KEY(max_queue, CONFIG_COUNT, "10000", 0, 10000000,
+        "calls waiting for a slot or a token at most; beyond it -> 429"),
+    KEY_MS(queue_timeout, "120s", 1, HOUR, "longest wait in the queue; beyond it -> 429"),
+    KEY(max_retries, CONFIG_COUNT, "3", 0, 20,
+        "retries of an upstream 429, 503, 502, 504 or connection failure"),
+    KEY_MS(retry_base_delay, "200ms", 1, 60 * SEC,
+           "first retry backoff (doubling, full jitter); Retry-After wins when given"),
+    KEY_MS(retry_max_delay, "5s", 1, 600 * SEC, "longest backoff between two attempts"),
+    KEY(finish_abandoned_calls, CONFIG_BOOL, "true", 0, 0,
+        "a call whose client left runs to its end and is cached (it is paid for); false cancels "
+        "it"),
 };
 
 static const char *const provider_names[CONFIG_PROVIDER_COUNT] = {

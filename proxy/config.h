@@ -36,6 +36,15 @@ struct config {
     int64_t cache_ttl_ms; /* 0: never expires */
     size_t max_cache_bytes;
     int64_t stale_if_error_ms; /* 0: never serve stale on error */
+    int64_t max_concurrency;
+    int64_t rate_limit_per_endpoint; /* per second; 0: off */
+    int64_t rate_limit_global;       /* per second; 0: off */
+    int64_t max_queue;
+    int64_t queue_timeout_ms;
+    int64_t max_retries;
+    int64_t retry_base_delay_ms;
+    int64_t retry_max_delay_ms;
+    bool finish_abandoned_calls;
 
     /* [provider NAME] sections: per-provider overrides. */
     struct config_provider {

@@ -8,6 +8,8 @@
  * Authorization when the proxy holds one. Transport errors become the
  * proxy's own envelope (reply.c); the upstream's own answers pass unchanged. */
 #include "forward.h"
+#include "limiter.h"
+#include "retry.h"
 #include "coalescer.h"
 #include "entry.h"
 #include "store.h"
@@ -21,6 +23,7 @@
 #include "upstream.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +125,11 @@ static void warn_upstream_failure(struct server *srv, const struct request *r,
     srv->upstream_warned_us = now;
     srv->upstream_warn_suppressed = 0;
 }
+
+static void admit(struct request *r);
+static void observe_limits(struct server *srv, const struct upstream_result *res);
+static int64_t retry_delay(struct request *r, const struct upstream_result *res);
+static void schedule_retry(struct request *r, int64_t delay_ms);
 
 /* Headers of the moment: true of the call that made them, not of a replay. */
 static bool volatile_header(const char *name)
@@ -226,6 +234,10 @@ static void send_answer(struct request *r, const struct cache_entry *e,
     }
     if (r->keyed)
         request_add_header(r, "X-Cache-Key", r->key.hex);
+    if (r->retries > 0) {
+        snprintf(number, sizeof number, "%d", r->retries);
+        request_add_header(r, "X-Proxy-Retries", number);
+    }
     if (ctx->outcome != CACHE_OUTCOME_NONE) {
         char status[160];
         format_cache_status(status, sizeof status, ctx, e, now);
@@ -380,6 +392,15 @@ static void on_upstream_done(const struct upstream_result *res, void *arg)
     struct request *r = arg;
     struct server *srv = r->server;
     r->transfer = NULL;
+    limiter_release(srv->limiter, &r->ticket);
+    observe_limits(srv, res);
+    int64_t delay_ms = retry_delay(r, res);
+    if (delay_ms >= 0) {
+        r->retries++;
+        srv->stats.retries++;
+        schedule_retry(r, delay_ms);
+        return;
+    }
     struct flight *f = r->flight;
     r->flight = NULL;
     if (f != NULL)
@@ -427,7 +448,38 @@ static void on_upstream_done(const struct upstream_result *res, void *arg)
     coalescer_flight_free(f);
 }
 
-static void start_upstream(struct request *r)
+/* Ends a leader and everyone waiting on its flight with one error. details
+ * is stolen (each reply gets a copy). */
+static void fail_flight(struct request *r, enum proxy_error err, const char *message,
+                        json_t *details, const char *retry_after)
+{
+    struct server *srv = r->server;
+    struct flight *f = r->flight;
+    r->flight = NULL;
+    if (f != NULL) {
+        coalescer_end(srv->coalescer, f);
+        for (struct request *w = f->waiters, *next; w != NULL; w = next) {
+            next = w->next_waiter;
+            if (retry_after != NULL)
+                request_add_header(w, "Retry-After", retry_after);
+            reply_error(w, err, message, details != NULL ? json_deep_copy(details) : NULL);
+        }
+        coalescer_flight_free(f);
+    }
+    if (retry_after != NULL)
+        request_add_header(r, "Retry-After", retry_after);
+    reply_error(r, err, message, details);
+}
+
+/* Milliseconds left of the request's budget (upstream_timeout from its
+ * arrival, queue waits and retries included); at least 1. */
+static int64_t remaining_ms(const struct request *r)
+{
+    int64_t left = (r->deadline_us - clock_mono_us()) / 1000;
+    return left > 0 ? left : 1;
+}
+
+static void send_attempt(struct request *r)
 {
     struct server *srv = r->server;
     const struct config *cfg = srv->cfg;
@@ -457,25 +509,264 @@ static void start_upstream(struct request *r)
         .header_count = headers.count,
         .body = body_len > 0 ? evbuffer_pullup(body, -1) : NULL,
         .body_len = body_len,
-        .timeout_ms = cfg->upstream_timeout_ms,
+        .timeout_ms = remaining_ms(r),
     };
     srv->stats.upstream_calls++;
     r->transfer = upstream_start(srv->upstream, &call, on_upstream_done, r);
     free(url);
     if (r->transfer != NULL)
         return;
-    /* Could not even start: whoever waits on this flight learns the same. */
-    struct flight *f = r->flight;
-    r->flight = NULL;
-    if (f != NULL) {
-        coalescer_end(srv->coalescer, f);
-        for (struct request *w = f->waiters, *next; w != NULL; w = next) {
-            next = w->next_waiter;
-            reply_error(w, PROXY_ERROR_INTERNAL, "Could not start the upstream call", NULL);
-        }
-        coalescer_flight_free(f);
+    limiter_release(srv->limiter, &r->ticket);
+    fail_flight(r, PROXY_ERROR_INTERNAL, "Could not start the upstream call", NULL, NULL);
+}
+
+/* --- limits and retries ------------------------------------------------ */
+
+/* Monitor calls take a concurrency slot; goto does not (cloro-api.md 10.2). */
+static bool takes_slot(const struct request *r)
+{
+    return strcmp(r->method, "POST") == 0 && strncmp(r->path, "/v1/monitor/", 12) == 0 &&
+           strcmp(r->path, "/v1/monitor/google/goto") != 0;
+}
+
+static bool is_submission(const struct request *r)
+{
+    return strcmp(r->method, "POST") == 0 &&
+           (strcmp(r->path, "/v1/async/task") == 0 || strcmp(r->path, "/v1/async/task/batch") == 0);
+}
+
+/* An async submission's own priority (section 7.2), when X-Priority is absent. */
+static int body_priority(const struct request *r)
+{
+    struct evbuffer *body = request_body(r);
+    size_t len = evbuffer_get_length(body);
+    if (len == 0 || !is_submission(r) || strcmp(r->path, "/v1/async/task") != 0)
+        return 1;
+    json_t *doc = json_loadb((const char *)evbuffer_pullup(body, -1), len, 0, NULL);
+    json_int_t p = json_integer_value(json_object_get(doc, "priority"));
+    json_decref(doc);
+    return p >= 1 && p <= 10 ? (int)p : 1;
+}
+
+/* True when every task of a submission carries an idempotencyKey: a retry
+ * of it can never create a second task (section 7.8). */
+static bool submission_idempotent(const struct request *r)
+{
+    struct evbuffer *body = request_body(r);
+    size_t len = evbuffer_get_length(body);
+    json_t *doc =
+        len > 0 ? json_loadb((const char *)evbuffer_pullup(body, -1), len, 0, NULL) : NULL;
+    bool ok = false;
+    if (json_is_object(doc)) {
+        ok = json_is_string(json_object_get(doc, "idempotencyKey"));
+    } else if (json_is_array(doc) && json_array_size(doc) > 0) {
+        ok = true;
+        size_t i;
+        json_t *task;
+        json_array_foreach(doc, i, task) ok =
+            ok && json_is_string(json_object_get(task, "idempotencyKey"));
     }
-    reply_error(r, PROXY_ERROR_INTERNAL, "Could not start the upstream call", NULL);
+    json_decref(doc);
+    return ok;
+}
+
+static void admit(struct request *r)
+{
+    struct server *srv = r->server;
+    struct limiter_ticket *t = &r->ticket;
+    t->owner = r;
+    t->needs_slot = takes_slot(r);
+    t->endpoint = limiter_endpoint(srv->limiter, r->path);
+    t->priority = r->priority > 0 ? r->priority : body_priority(r);
+    snprintf(t->client, sizeof t->client, "%s", r->client_ip);
+    limiter_submit(srv->limiter, t);
+}
+
+static void on_granted(struct limiter_ticket *t)
+{
+    send_attempt(t->owner);
+}
+
+static void on_refused(struct limiter_ticket *t, enum limiter_refusal why)
+{
+    struct request *r = t->owner;
+    struct server *srv = r->server;
+    struct limiter_stats ls;
+    limiter_stats(srv->limiter, &ls);
+    bool slot = t->waiting_for == LIMITER_WAIT_SLOT;
+    srv->stats.limit_rejections++;
+    json_t *details =
+        json_pack("{s:I, s:I, s:I}", "limit",
+                  (json_int_t)(slot ? ls.limit
+                                    : (json_int_t)(srv->cfg->rate_limit_per_endpoint > 0
+                                                       ? srv->cfg->rate_limit_per_endpoint
+                                                       : srv->cfg->rate_limit_global)),
+                  "queued", (json_int_t)ls.queued, "waited_ms", (json_int_t)t->waited_ms);
+    char message[160];
+    snprintf(message, sizeof message, "%s: %s",
+             slot ? "Concurrency limit exceeded" : "Rate limit exceeded",
+             why == LIMITER_REFUSED_QUEUE_FULL ? "the proxy's waiting queue is full"
+                                               : "waited longer than queue_timeout");
+    /* A retry a second later may fare better: a slot frees, a token drips. */
+    fail_flight(r, slot ? PROXY_ERROR_CONCURRENCY_LIMIT : PROXY_ERROR_RATE_LIMIT, message, details,
+                "1");
+}
+
+/* A queued call whose client left costs nothing: unless others wait on its
+ * flight, it is dropped before it goes upstream. */
+static bool on_alive(struct limiter_ticket *t)
+{
+    struct request *r = t->owner;
+    return (r->flight != NULL && r->flight->waiter_count > 0) || !request_client_gone(r);
+}
+
+static void on_dropped(struct limiter_ticket *t)
+{
+    struct request *r = t->owner;
+    r->server->stats.abandoned_in_queue++;
+    fail_flight(r, PROXY_ERROR_CLIENT_CLOSED, NULL, NULL, NULL);
+}
+
+const struct limiter_callbacks *forward_limiter_callbacks(void)
+{
+    static const struct limiter_callbacks callbacks = {
+        .granted = on_granted, .refused = on_refused, .alive = on_alive, .dropped = on_dropped};
+    return &callbacks;
+}
+
+#define SWEEP_MAX 1024
+
+struct sweep {
+    struct limiter_ticket *gone[SWEEP_MAX];
+    size_t count;
+};
+
+static void collect_departed(struct limiter_ticket *t, void *arg)
+{
+    struct sweep *sweep = arg;
+    if (sweep->count < SWEEP_MAX && !on_alive(t))
+        sweep->gone[sweep->count++] = t;
+}
+
+void forward_sweep_departed(struct server *srv)
+{
+    /* Collected first: the queue must not change while it is walked. At
+     * most SWEEP_MAX a sweep; the rest go at the next, or at dequeue. */
+    struct sweep *sweep = calloc(1, sizeof *sweep);
+    if (sweep == NULL)
+        abort();
+    limiter_foreach_queued(srv->limiter, collect_departed, sweep);
+    for (size_t i = 0; i < sweep->count; i++) {
+        limiter_withdraw(srv->limiter, sweep->gone[i]);
+        on_dropped(sweep->gone[i]);
+    }
+    free(sweep);
+    if (srv->cfg->finish_abandoned_calls)
+        return; /* paid for either way: let it finish, and cache it */
+    for (struct request *r = srv->live, *next; r != NULL; r = next) {
+        next = r->next;
+        if (r->transfer == NULL || (r->flight != NULL && r->flight->waiter_count > 0) ||
+            !request_client_gone(r))
+            continue;
+        upstream_cancel(r->transfer);
+        r->transfer = NULL;
+        limiter_release(srv->limiter, &r->ticket);
+        srv->stats.abandoned_in_flight++;
+        fail_flight(r, PROXY_ERROR_CLIENT_CLOSED, NULL, NULL, NULL);
+    }
+}
+
+/* Reads the concurrency limit the upstream advertises (both spellings,
+ * cloro-api.md section 2) and counts its 429s. */
+static void observe_limits(struct server *srv, const struct upstream_result *res)
+{
+    if (res->outcome != UPSTREAM_OK)
+        return;
+    if (res->status == 429)
+        srv->stats.upstream_429++;
+    for (size_t i = 0; i < res->header_count; i++) {
+        const char *name = res->headers[i].name;
+        if (strcasecmp(name, "X-Concurrency-Limit") != 0 &&
+            strcasecmp(name, "X-Concurrent-Limit") != 0)
+            continue;
+        long advertised = strtol(res->headers[i].value, NULL, 10);
+        int previous = limiter_learn_limit(srv->limiter, (int)advertised);
+        if (previous > 0)
+            log_info("limit_changed", "from=%d to=%ld max_concurrency=%lld source=upstream",
+                     previous,
+                     advertised < srv->cfg->max_concurrency ? advertised
+                                                            : (long)srv->cfg->max_concurrency,
+                     (long long)srv->cfg->max_concurrency);
+        return;
+    }
+}
+
+static const char *upstream_error_code(const struct upstream_result *res, char *out, size_t size)
+{
+    size_t len = evbuffer_get_length(res->body);
+    json_t *doc =
+        len > 0 ? json_loadb((const char *)evbuffer_pullup(res->body, -1), len, 0, NULL) : NULL;
+    const char *code = json_string_value(json_object_get(json_object_get(doc, "error"), "code"));
+    snprintf(out, size, "%s", code != NULL ? code : "");
+    json_decref(doc);
+    return out[0] != '\0' ? out : NULL;
+}
+
+/* The delay before the next attempt, or -1 when this answer stands. */
+static int64_t retry_delay(struct request *r, const struct upstream_result *res)
+{
+    const struct config *cfg = r->server->cfg;
+    struct retry_policy policy = {.max_retries = (int)cfg->max_retries,
+                                  .base_delay_ms = cfg->retry_base_delay_ms,
+                                  .max_delay_ms = cfg->retry_max_delay_ms};
+    char code[64];
+    struct retry_attempt a = {
+        .kind = !is_submission(r)          ? RETRY_CALL_SAFE
+                : submission_idempotent(r) ? RETRY_CALL_IDEMPOTENT_SUBMISSION
+                                           : RETRY_CALL_SUBMISSION,
+        .failure = res->outcome == UPSTREAM_OK            ? RETRY_FAILURE_NONE
+                   : res->outcome == UPSTREAM_UNREACHABLE ? RETRY_FAILURE_CONNECT
+                   : res->outcome == UPSTREAM_TIMEOUT     ? RETRY_FAILURE_TIMEOUT
+                                                          : RETRY_FAILURE_BROKEN,
+        .status = (int)res->status,
+        .error_code = NULL,
+        .retry_after_ms = -1,
+        .retries_done = r->retries,
+        .remaining_ms = (r->deadline_us - clock_mono_us()) / 1000,
+    };
+    if (res->outcome == UPSTREAM_TOO_LARGE)
+        return -1;
+    if (res->outcome == UPSTREAM_OK) {
+        if (res->status < 429 || (res->status > 429 && res->status < 502))
+            return -1; /* the common case: no parsing */
+        if (res->status == 429)
+            a.error_code = upstream_error_code(res, code, sizeof code);
+        for (size_t i = 0; i < res->header_count; i++)
+            if (strcasecmp(res->headers[i].name, "Retry-After") == 0)
+                a.retry_after_ms =
+                    retry_parse_retry_after_ms(res->headers[i].value, clock_wall_ms());
+    }
+    uint64_t bits = ids_random(&r->server->ids);
+    return retry_next_delay_ms(&policy, &a, (double)(bits >> 11) / 9007199254740992.0);
+}
+
+static void on_retry_timer(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct request *r = arg;
+    log_debug("retry", "rid=%s attempt=%d", r->id, r->retries + 1);
+    admit(r);
+}
+
+static void schedule_retry(struct request *r, int64_t delay_ms)
+{
+    if (r->retry_timer == NULL)
+        r->retry_timer = evtimer_new(r->server->base, on_retry_timer, r);
+    if (r->retry_timer == NULL)
+        abort();
+    struct timeval tv = {.tv_sec = delay_ms / 1000, .tv_usec = (delay_ms % 1000) * 1000};
+    evtimer_add(r->retry_timer, &tv);
 }
 
 /* Answers from the cache when it may; returns true when it did. */
@@ -515,9 +806,22 @@ void forward_request(struct request *r)
         reply_error(r, PROXY_ERROR_PAYLOAD_TOO_LARGE, NULL, details);
         return;
     }
+    r->deadline_us = r->started_us + cfg->upstream_timeout_ms * 1000;
+    const char *priority = request_header(r, "X-Priority");
+    if (priority != NULL) {
+        char *end;
+        long p = strtol(priority, &end, 10);
+        if (end == priority || *end != '\0' || p < 1 || p > 10) {
+            json_t *details = json_pack("[{s:s, s:s}]", "field", "X-Priority", "message",
+                                        "must be a whole number from 1 to 10");
+            reply_error(r, PROXY_ERROR_VALIDATION, NULL, details);
+            return;
+        }
+        r->priority = (int)p;
+    }
     if (srv->store == NULL) {
         r->cache_outcome = CACHE_OUTCOME_NONE;
-        start_upstream(r);
+        admit(r);
         return;
     }
     const void *bytes = body_len > 0 ? (const void *)evbuffer_pullup(body, -1) : "";
@@ -527,7 +831,7 @@ void forward_request(struct request *r)
         /* Not a cacheable call (or the client asked for no storing): pass it through. */
         r->keyed = false;
         r->cache_outcome = CACHE_OUTCOME_BYPASS;
-        start_upstream(r);
+        admit(r);
         return;
     }
     if (answer_from_cache(r))
@@ -547,5 +851,5 @@ void forward_request(struct request *r)
         return;
     }
     r->flight = coalescer_begin(srv->coalescer, r->key.bytes, r);
-    start_upstream(r);
+    admit(r);
 }

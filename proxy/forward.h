@@ -7,8 +7,18 @@
 
 struct request;
 
+struct server;
+struct limiter_callbacks;
+
 /* Handles a /v1/ request; ends r (now or when the upstream answers). */
 void forward_request(struct request *r);
+
+/* What the limiter calls back when a queued call may go, must not, or lost
+ * its client (struct limiter_callbacks). Static. */
+const struct limiter_callbacks *forward_limiter_callbacks(void);
+
+/* Drops queued calls whose clients left (called once a second). */
+void forward_sweep_departed(struct server *srv);
 
 /* True for response headers of the upstream that reach the client unchanged:
  * Content-Type, every X-* (but X-Proxy-*, which are the proxy's own),

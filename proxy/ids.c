@@ -25,6 +25,11 @@ static uint64_t next(struct id_source *src)
     return result;
 }
 
+uint64_t ids_random(struct id_source *src)
+{
+    return next(src);
+}
+
 void ids_init(struct id_source *src)
 {
     do {

@@ -16,6 +16,9 @@ struct id_source {
 /* Seeds src from RAND_bytes; aborts only if the system CSPRNG is unusable. */
 void ids_init(struct id_source *src);
 
+/* 64 random bits (not secret), e.g. for backoff jitter. */
+uint64_t ids_random(struct id_source *src);
+
 /* Writes a fresh lowercase UUID v4 and its terminating NUL into out. */
 void ids_uuid4(struct id_source *src, char out[IDS_UUID_LEN + 1]);
 

@@ -30,6 +30,10 @@ static const struct error_row error_table[] = {
                                       "The cloro API did not answer in time"},
     [PROXY_ERROR_CACHE_MISS] = {504, "CACHE_MISS",
                                 "No cached answer, and only-if-cached allows no upstream call"},
+    [PROXY_ERROR_CONCURRENCY_LIMIT] = {429, "CONCURRENCY_LIMIT_EXCEEDED",
+                                       "Concurrency limit exceeded"},
+    [PROXY_ERROR_RATE_LIMIT] = {429, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded"},
+    [PROXY_ERROR_CLIENT_CLOSED] = {499, "REQUEST_CANCELED", "Request was canceled by client"},
     [PROXY_ERROR_INTERNAL] = {500, "INTERNAL_SERVER_ERROR", "Internal proxy error"},
 };
 

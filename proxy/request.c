@@ -6,7 +6,11 @@
 #include "log.h"
 #include "server.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <sys/socket.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
@@ -84,9 +88,23 @@ struct request *request_new(struct server *srv, struct evhttp_request *evreq)
         evhttp_connection_get_peer(conn, &host, &port);
     snprintf(r->client_addr, sizeof r->client_addr, "%s:%u", host != NULL ? host : "-",
              (unsigned)port);
+    snprintf(r->client_ip, sizeof r->client_ip, "%s", host != NULL ? host : "-");
 
     server_request_started(srv, r);
     return r;
+}
+
+bool request_client_gone(const struct request *r)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(r->evreq);
+    struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+    if (fd < 0)
+        return true;
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    /* 0: the client shut its side; an error other than "nothing yet": gone. */
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 const char *request_header(const struct request *r, const char *name)
@@ -159,6 +177,8 @@ const char *request_cache_outcome_name(enum cache_outcome outcome)
 
 static void free_request(struct request *r)
 {
+    if (r->retry_timer != NULL)
+        event_free(r->retry_timer);
     free(r->path);
     free(r->query);
     free(r->client_request_id);

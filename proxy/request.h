@@ -7,6 +7,7 @@
 
 #include "ids.h"
 #include "key.h"
+#include "limiter.h"
 #include "policy.h"
 
 #include <stdbool.h>
@@ -18,6 +19,7 @@ struct evbuffer;
 struct server;
 struct upstream_transfer;
 struct flight;
+struct event;
 
 /* What the cache did for a request: X-Cache and the access log's cache=. */
 enum cache_outcome {
@@ -38,6 +40,7 @@ struct request {
     char *path;                /* owned, without the query string */
     char *query;               /* owned, NULL when absent */
     char client_addr[64];
+    char client_ip[48];        /* client_addr without the port: whose turn it is in the queue */
     char *client_request_id;   /* owned, the client's X-Request-ID (bounded), or NULL */
     char *upstream_request_id; /* owned, the upstream's X-Request-ID, or NULL */
     const char *error_code;    /* set when the proxy made the reply itself */
@@ -51,6 +54,13 @@ struct request {
     struct cache_directives directives;
     struct flight *flight;       /* the flight this request leads, if any */
     struct request *next_waiter; /* in a flight's waiting list */
+
+    /* Limits and retries (forward.c). */
+    struct limiter_ticket ticket;
+    int priority;        /* X-Priority, 0 when absent */
+    int retries;         /* upstream attempts after the first */
+    int64_t deadline_us; /* arrival + upstream_timeout: queue waits and retries included */
+    struct event *retry_timer;
     struct request *prev, *next; /* the server's live list */
 };
 
@@ -63,6 +73,9 @@ const char *request_header(const struct request *r, const char *name);
 typedef void (*request_header_cb)(const char *name, const char *value, void *arg);
 /* Calls cb for every header the client sent, in order. */
 void request_foreach_header(const struct request *r, request_header_cb cb, void *arg);
+
+/* True when the client's connection is closed (peeked without reading). */
+bool request_client_gone(const struct request *r);
 
 /* The request body; borrowed, alive until the reply. */
 struct evbuffer *request_body(const struct request *r);

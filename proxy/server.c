@@ -12,6 +12,7 @@
 #include "log.h"
 #include "reply.h"
 #include "request.h"
+#include "limiter.h"
 #include "router.h"
 #include "touches.h"
 #include "store.h"
@@ -118,6 +119,7 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     (void)fd;
     (void)events;
     struct server *srv = arg;
+    forward_sweep_departed(srv);
     if (srv->writer == NULL)
         return;
     touches_flush(srv->touches, srv->writer);
@@ -223,6 +225,9 @@ static char *make_authorization(const char *key)
 
 static void teardown(struct server *srv)
 {
+    /* Queued tickets live in their requests: the queue goes first. */
+    limiter_free(srv->limiter);
+    srv->limiter = NULL;
     while (srv->live != NULL) {
         struct request *r = srv->live;
         if (r->transfer != NULL)
@@ -343,6 +348,14 @@ int server_run(const struct config *cfg)
         goto out;
     }
     srv.authorization = make_authorization(cfg->api_key);
+    struct limiter_options lim = {
+        .max_concurrency = (int)cfg->max_concurrency,
+        .rate_per_endpoint = (double)cfg->rate_limit_per_endpoint,
+        .rate_global = (double)cfg->rate_limit_global,
+        .max_queue = (size_t)cfg->max_queue,
+        .queue_timeout_ms = cfg->queue_timeout_ms,
+    };
+    srv.limiter = limiter_new(srv.base, &lim, forward_limiter_callbacks());
     srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
     srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
     srv.drain_timer = evtimer_new(srv.base, on_drain_timeout, &srv);

@@ -19,6 +19,7 @@ struct request;
 struct cache_store;
 struct cache_writer;
 struct coalescer;
+struct limiter;
 struct touches;
 
 /* Counters shown by /_proxy/stats. Only the loop thread touches them. */
@@ -31,8 +32,13 @@ struct server_stats {
     uint64_t proxy_errors;        /* responses the proxy made itself with status >= 400 */
     uint64_t cache_by_outcome[7]; /* indexed by enum cache_outcome */
     uint64_t cache_credits_saved;
-    uint64_t cache_read_errors; /* lookups that failed or found a corrupt record */
-    uint64_t cache_not_stored;  /* answers that could not be queued for storing */
+    uint64_t cache_read_errors;   /* lookups that failed or found a corrupt record */
+    uint64_t cache_not_stored;    /* answers that could not be queued for storing */
+    uint64_t retries;             /* upstream attempts after a first */
+    uint64_t upstream_429;        /* 429s the upstream answered */
+    uint64_t limit_rejections;    /* 429s the proxy answered (queue full or timed out) */
+    uint64_t abandoned_in_queue;  /* queued calls dropped because their client left */
+    uint64_t abandoned_in_flight; /* calls cancelled because their client left */
 };
 
 struct server {
@@ -53,6 +59,7 @@ struct server {
     struct cache_store *store;   /* NULL when the cache is off */
     struct cache_writer *writer; /* the store's one write path */
     struct coalescer *coalescer;
+    struct limiter *limiter;
     struct touches *touches;      /* hits not yet handed to the writer */
     uint64_t cache_losses_logged; /* writer drops and failures already logged */
     int64_t upstream_warned_us;   /* last upstream_error warning, for rate limiting */

@@ -70,7 +70,7 @@ static int reset_fake(void **state)
 {
     (void)state;
     fake_reset(&fx->fake);
-    fake_configure(&fx->fake, "{\"concurrency_headers\":\"concurrency\"}");
+    fake_configure(&fx->fake, "{\"concurrency_headers\":\"concurrency\",\"retry_after_s\":0}");
     return 0;
 }
 

@@ -1,0 +1,110 @@
+/* limiter.h: client-side limits on upstream calls, and the queue of calls
+ * waiting for them. Two limits: concurrency slots for monitor calls (cloro
+ * counts those, cloro-api.md section 10.2; the limit in force follows what
+ * the upstream advertises, never above max_concurrency) and token buckets
+ * per endpoint plus an optional global one (section 10.1). A call that
+ * cannot go now waits: higher X-Priority first; at equal priority clients
+ * take turns (round robin), so a burst from one cannot starve another; FIFO
+ * within a client. Bounded by max_queue and queue_timeout, past which the
+ * caller is told to answer 429. Loop thread only; callbacks run on it. */
+#ifndef CLORO_LIMITER_H
+#define CLORO_LIMITER_H
+
+#include "histogram.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct event;
+struct limiter;
+struct limiter_client;
+
+enum limiter_wait {
+    LIMITER_WAIT_NONE,
+    LIMITER_WAIT_SLOT, /* all concurrency slots are busy */
+    LIMITER_WAIT_RATE, /* the endpoint's (or the global) bucket is empty */
+};
+
+enum limiter_refusal {
+    LIMITER_REFUSED_QUEUE_FULL,
+    LIMITER_REFUSED_TIMEOUT,
+};
+
+/* One upstream call's claim on the limits. Embedded in its owner (struct
+ * request); the limiter links it while queued or granted. */
+struct limiter_ticket {
+    bool needs_slot; /* a monitor call: takes a concurrency slot */
+    int endpoint;    /* bucket index, from limiter_endpoint() */
+    int priority;    /* 1..10 */
+    char client[48]; /* whose turn it is: the client's address */
+    void *owner;     /* handed back to the callbacks */
+    /* Limiter state: */
+    struct limiter *limiter;
+    bool queued, holds_slot;
+    enum limiter_wait waiting_for;
+    int64_t enqueued_us;
+    int64_t waited_ms; /* set when granted or refused */
+    struct event *timer;
+    struct limiter_client *client_queue;
+    struct limiter_ticket *next; /* in its client's FIFO */
+};
+
+struct limiter_options {
+    int max_concurrency;
+    double rate_per_endpoint; /* per second; 0: no per-endpoint limit */
+    double rate_global;       /* per second; 0: none */
+    size_t max_queue;
+    int64_t queue_timeout_ms;
+};
+
+/* granted: the call may go upstream now. refused: it must not (queue full
+ * or queue timeout); the ticket is no longer the limiter's. alive: asked
+ * before a queued ticket is granted; false drops it (its client left), and
+ * dropped is called instead of granted. */
+struct limiter_callbacks {
+    void (*granted)(struct limiter_ticket *t);
+    void (*refused)(struct limiter_ticket *t, enum limiter_refusal why);
+    bool (*alive)(struct limiter_ticket *t);
+    void (*dropped)(struct limiter_ticket *t);
+};
+
+struct limiter *limiter_new(struct event_base *base, const struct limiter_options *o,
+                            const struct limiter_callbacks *cb);
+/* Queued tickets are forgotten without callbacks (shutdown). */
+void limiter_free(struct limiter *l);
+
+/* The bucket index of an upstream route (its template: /v1/async/task/{id}
+ * is one endpoint whatever the id). */
+int limiter_endpoint(struct limiter *l, const char *path);
+
+/* Asks for the ticket's limits. Calls granted (possibly before returning) or
+ * refused, exactly once, unless withdrawn first. A queued ticket never jumps
+ * ahead of those already waiting. */
+void limiter_submit(struct limiter *l, struct limiter_ticket *t);
+/* A granted call ended: its slot (if any) goes to the next waiter. */
+void limiter_release(struct limiter *l, struct limiter_ticket *t);
+/* Takes a queued ticket out without any callback (its client left). */
+void limiter_withdraw(struct limiter *l, struct limiter_ticket *t);
+
+/* Calls visit for every queued ticket (for the sweep of departed clients);
+ * visit must not change the queue. */
+void limiter_foreach_queued(struct limiter *l, void (*visit)(struct limiter_ticket *, void *),
+                            void *arg);
+
+/* Adopts a concurrency limit advertised by the upstream, capped at
+ * max_concurrency. Returns the previous limit when it changed, else 0. */
+int limiter_learn_limit(struct limiter *l, int advertised);
+
+struct limiter_stats {
+    int max_concurrency;
+    int limit; /* in force */
+    int in_flight;
+    size_t queued;
+    uint64_t granted, overflows, timeouts, dropped;
+    const struct histogram *queue_wait; /* µs, of granted tickets that waited or not */
+};
+void limiter_stats(const struct limiter *l, struct limiter_stats *out);
+
+#endif
