@@ -234,10 +234,6 @@ static void send_answer(struct request *r, const struct cache_entry *e,
     }
     if (r->keyed)
         request_add_header(r, "X-Cache-Key", r->key.hex);
-    if (r->retries > 0) {
-        snprintf(number, sizeof number, "%d", r->retries);
-        request_add_header(r, "X-Proxy-Retries", number);
-    }
     if (ctx->outcome != CACHE_OUTCOME_NONE) {
         char status[160];
         format_cache_status(status, sizeof status, ctx, e, now);

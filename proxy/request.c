@@ -223,6 +223,11 @@ void request_send(struct request *r, int status, struct evbuffer *body)
 {
     struct server *srv = r->server;
     request_add_header(r, "X-Proxy-Request-ID", r->id);
+    if (r->retries > 0) {
+        char retries[16];
+        snprintf(retries, sizeof retries, "%d", r->retries);
+        request_add_header(r, "X-Proxy-Retries", retries);
+    }
     if (srv->draining)
         request_add_header(r, "Connection", "close");
     size_t bytes_in = evbuffer_get_length(evhttp_request_get_input_buffer(r->evreq));
