@@ -25,9 +25,12 @@
  * release does when many heads are blocked on different buckets. */
 #define SCAN_MAX 128
 
+/* One FIFO per (priority, client, endpoint): a client's calls to a
+ * rate-limited endpoint never hold back its calls to another. */
 struct limiter_client {
     char client[48];
     int priority;
+    int endpoint;
     struct limiter_ticket *head, *tail;
     struct limiter_client *ring_prev, *ring_next; /* its priority's ring */
     struct limiter_client *hash_next;
@@ -87,9 +90,9 @@ struct limiter *limiter_new(struct event_base *base, const struct limiter_option
     return l;
 }
 
-static size_t client_hash(const char *client, int priority)
+static size_t client_hash(const char *client, int priority, int endpoint)
 {
-    size_t h = (size_t)priority * 31u;
+    size_t h = (size_t)priority * 31u + (size_t)endpoint * 7919u;
     for (const unsigned char *p = (const unsigned char *)client; *p != '\0'; p++)
         h = h * 131u + *p;
     return h % CLIENT_BUCKETS;
@@ -191,7 +194,7 @@ static void ring_remove(struct limiter *l, struct limiter_client *c)
         if (*cursor == c)
             *cursor = c->ring_next;
     }
-    struct limiter_client **link = &l->clients[client_hash(c->client, c->priority)];
+    struct limiter_client **link = &l->clients[client_hash(c->client, c->priority, c->endpoint)];
     while (*link != c)
         link = &(*link)->hash_next;
     *link = c->hash_next;
@@ -225,13 +228,15 @@ static void unqueue(struct limiter *l, struct limiter_ticket *t)
 
 static struct limiter_client *client_queue_of(struct limiter *l, const struct limiter_ticket *t)
 {
-    size_t h = client_hash(t->client, t->priority);
+    size_t h = client_hash(t->client, t->priority, t->endpoint);
     for (struct limiter_client *c = l->clients[h]; c != NULL; c = c->hash_next)
-        if (c->priority == t->priority && strcmp(c->client, t->client) == 0)
+        if (c->priority == t->priority && c->endpoint == t->endpoint &&
+            strcmp(c->client, t->client) == 0)
             return c;
     struct limiter_client *c = zalloc(sizeof *c);
     snprintf(c->client, sizeof c->client, "%s", t->client);
     c->priority = t->priority;
+    c->endpoint = t->endpoint;
     c->hash_next = l->clients[h];
     l->clients[h] = c;
     struct limiter_client *cursor = l->rings[t->priority];
@@ -254,6 +259,14 @@ static void on_queue_timeout(evutil_socket_t fd, short events, void *arg)
     struct limiter_ticket *t = arg;
     struct limiter *l = t->limiter;
     int64_t now = clock_mono_us();
+    /* libevent counts timers from its cached loop time, which may lag the
+     * clock enqueued_us was read from: never refuse before the full wait. */
+    int64_t left_us = t->enqueued_us + l->opts.queue_timeout_ms * 1000 - now;
+    if (left_us > 0) {
+        struct timeval tv = {.tv_sec = left_us / 1000000, .tv_usec = left_us % 1000000};
+        evtimer_add(t->timer, &tv);
+        return;
+    }
     int64_t wait_us;
     enum limiter_wait why = blocked_by(l, t, now, &wait_us);
     if (why != LIMITER_WAIT_NONE)

@@ -5,7 +5,8 @@
  * per endpoint plus an optional global one (section 10.1). A call that
  * cannot go now waits: higher X-Priority first; at equal priority clients
  * take turns (round robin), so a burst from one cannot starve another; FIFO
- * within a client. Bounded by max_queue and queue_timeout, past which the
+ * within a client and endpoint (a client's calls to a rate-limited endpoint
+ * do not hold back its calls to another). Bounded by max_queue and queue_timeout, past which the
  * caller is told to answer 429. Loop thread only; callbacks run on it. */
 #ifndef CLORO_LIMITER_H
 #define CLORO_LIMITER_H

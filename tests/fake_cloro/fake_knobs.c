@@ -12,6 +12,8 @@ static const char *const fake_knobs_scopes[] = {"endpoint", "shared", NULL};
 static const char *const fake_knobs_hdrs[] = {"concurrency", "concurrent", "both", NULL};
 static const char *const fake_knobs_codes[] = {"CONCURRENCY_LIMIT_EXCEEDED",
                                                "CONCURRENT_LIMIT_EXCEEDED", NULL};
+static const char *const fake_knobs_429_codes[] = {
+    "RATE_LIMIT_EXCEEDED", "CONCURRENCY_LIMIT_EXCEEDED", "CONCURRENT_LIMIT_EXCEEDED", NULL};
 
 #define KI(n, f, field, lo, hi, h)                                                                 \
     {                                                                                              \
@@ -43,6 +45,9 @@ static const struct fake_knob_def fake_knobs_defs[] = {
     KF("fail_503", "fail-503", fail_503, "fraction answered 503 + Retry-After"),
     KI("retry_after_s", "retry-after", retry_after_s, 0, 86400, "Retry-After seconds on 503"),
     KF("reset", "reset", reset, "fraction whose connection is reset without a response"),
+    KF("fail_429", "fail-429", fail_429, "fraction answered 429 at once (no Retry-After)"),
+    KE("fail_429_code", "fail-429-code", fail_429_code, fake_knobs_429_codes,
+       "error code of the injected 429"),
     KI("slow_body_ms", "slow-body-ms", slow_body_ms, 0, 3600000,
        "send 200 bodies in chunks over this many ms"),
     KI("artifact_ttl_s", "artifact-ttl-s", artifact_ttl_s, 0, 100000000, "HTML artifact lifetime"),

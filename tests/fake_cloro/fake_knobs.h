@@ -19,6 +19,12 @@ enum fake_knobs_conc_headers {
     FAKE_CONC_HDR_BOTH
 };
 enum fake_knobs_conc_code { FAKE_CONC_CODE_CONCURRENCY, FAKE_CONC_CODE_CONCURRENT };
+/* error.code of an injected 429 (fail_429, [fake:429]); §9.2 and §9.3. */
+enum fake_knobs_429_code {
+    FAKE_429_RATE_LIMIT,  /* RATE_LIMIT_EXCEEDED, no details */
+    FAKE_429_CONCURRENCY, /* CONCURRENCY_LIMIT_EXCEEDED, details {limit} + X-Concurrency-* */
+    FAKE_429_CONCURRENT   /* CONCURRENT_LIMIT_EXCEEDED (legacy spelling), same shape */
+};
 
 struct fake_knobs {
     int64_t latency_ms;        /* delay of every monitor response */
@@ -29,6 +35,8 @@ struct fake_knobs {
     double fail_500;           /* fractions of monitor requests that fail ... */
     double fail_503;
     double reset;           /* ... or get their connection reset */
+    double fail_429;        /* ... or are answered 429 at once (never a Retry-After) */
+    int fail_429_code;      /* enum fake_knobs_429_code */
     int64_t retry_after_s;  /* Retry-After on 503 */
     int64_t slow_body_ms;   /* > 0: 200 bodies dribble out over this long */
     int64_t artifact_ttl_s; /* artifact lifetime (§12: 24 h) */

@@ -466,6 +466,12 @@ static json_t *fake_server_build_success(struct fake_call *c)
         c->credits_charged = charged;
         c->credits_remaining = srv->knobs.credits;
         c->emit_concurrency = true;
+        /* The plan's limit as it is now: a change through /_fake/config shows at
+         * once (and a lowered one leaves no more free slots than it allows). */
+        c->conc_limit = srv->knobs.concurrency_limit;
+        if (c->conc_remaining > c->conc_limit - c->conc_current)
+            c->conc_remaining =
+                c->conc_limit > c->conc_current ? c->conc_limit - c->conc_current : 0;
     }
     return body;
 }
@@ -540,6 +546,7 @@ static void fake_server_on_timer(evutil_socket_t fd, short what, void *arg)
     case FAKE_FAULT_SLOW:
         fake_server_start_partial(c, fake_server_build_success(c), true);
         return;
+    case FAKE_FAULT_429: /* answered at once, never pending */
     case FAKE_FAULT_NONE:
     case FAKE_FAULT_COUNT:
         break;
@@ -570,6 +577,8 @@ static enum fake_fault fake_server_pick_fault(struct fake_call *c, int64_t *late
         return FAKE_FAULT_RESET_MID_BODY;
     if (strstr(t, "[fake:slow]"))
         return FAKE_FAULT_SLOW;
+    if (strstr(t, "[fake:429]"))
+        return FAKE_FAULT_429;
     double u = fake_rng_unit(&srv->rng);
     if (u < k->fail_500)
         return FAKE_FAULT_500;
@@ -577,6 +586,8 @@ static enum fake_fault fake_server_pick_fault(struct fake_call *c, int64_t *late
         return FAKE_FAULT_503;
     if (u < k->fail_500 + k->fail_503 + k->reset)
         return FAKE_FAULT_RESET;
+    if (u < k->fail_500 + k->fail_503 + k->reset + k->fail_429)
+        return FAKE_FAULT_429;
     if (k->slow_body_ms > 0)
         return FAKE_FAULT_SLOW;
     return FAKE_FAULT_NONE;
@@ -601,6 +612,30 @@ static void fake_server_make_pending(struct fake_call *c, int64_t delay_ms)
 }
 
 /* ---- /v1 handlers ------------------------------------------------------- */
+
+/* An injected 429 (fail_429, [fake:429]) is answered at once like cloro's own
+ * (§10.2: not queued): no latency, no slot kept, never a Retry-After. The
+ * concurrency codes look like a real concurrency 429: details {limit} and the
+ * X-Concurrency-* headers with nothing remaining. goto takes no slot, so it
+ * always gets the rate-limit code. */
+static void fake_server_reply_injected_429(struct fake_call *c, const struct fake_route *r)
+{
+    struct fake_server *srv = c->srv;
+    srv->stats.faults[FAKE_FAULT_429]++;
+    fake_server_release_slot(c);
+    int code = srv->knobs.fail_429_code;
+    if (code == FAKE_429_RATE_LIMIT || r->endpoint == FAKE_EP_GOOGLE_GOTO) {
+        c->rl_remaining = 0;
+        fake_server_reply_error(c, 429, "RATE_LIMIT_EXCEEDED", NULL, NULL);
+        return;
+    }
+    c->emit_concurrency = true;
+    c->conc_remaining = 0;
+    fake_server_reply_error(c, 429,
+                            code == FAKE_429_CONCURRENT ? "CONCURRENT_LIMIT_EXCEEDED"
+                                                        : "CONCURRENCY_LIMIT_EXCEEDED",
+                            NULL, json_pack("{s:I}", "limit", (json_int_t)c->conc_limit));
+}
 
 static void fake_server_handle_monitor(struct fake_call *c, const struct fake_route *r)
 {
@@ -651,6 +686,10 @@ static void fake_server_handle_monitor(struct fake_call *c, const struct fake_ro
     }
     int64_t latency = -1;
     c->fault = fake_server_pick_fault(c, &latency);
+    if (c->fault == FAKE_FAULT_429) {
+        fake_server_reply_injected_429(c, r);
+        return;
+    }
     if (latency < 0) {
         latency = k->latency_ms;
         if (k->jitter_ms > 0)

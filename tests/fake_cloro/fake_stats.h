@@ -14,6 +14,7 @@ enum fake_fault {
     FAKE_FAULT_RESET,
     FAKE_FAULT_RESET_MID_BODY,
     FAKE_FAULT_SLOW,
+    FAKE_FAULT_429, /* injected 429 (fail_429, [fake:429]), not the real limits' */
     FAKE_FAULT_COUNT
 };
 
