@@ -559,6 +559,64 @@ static void test_eviction_bounds_the_store(void **state)
     proc_stop(&small);
 }
 
+/* A client that gives up after 200 ms on a call the upstream answers after
+ * 800 ms. Returns the curl result (a timeout). */
+static int give_up_early(const struct proc *p, const char *body)
+{
+    char *url = proc_url(p, "/v1/monitor/gemini");
+    CURL *easy = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 200L);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    int rc = (int)curl_easy_perform(easy);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(easy);
+    free(url);
+    return rc;
+}
+
+static void test_abandoned_calls_are_paid_for_and_kept(void **state)
+{
+    (void)state;
+    const char *q = "{\"prompt\":\"left early [fake:latency=800]\",\"country\":\"US\"}";
+    assert_int_equal(give_up_early(&proxy, q), CURLE_OPERATION_TIMEDOUT);
+    /* The call runs to its end upstream and its answer is kept. */
+    assert_true(fake_wait_stat(&fake, "status.200", 1, 10000));
+    assert_int_equal(fake_stat(&fake, "canceled"), 0);
+    struct http_reply r;
+    for (int i = 0; i < 200; i++) { /* until the writer has it, or the flight ended */
+        ask(&proxy, "/v1/monitor/gemini", q, "only-if-cached", &r);
+        if (r.status == 200)
+            break;
+        http_reply_free(&r);
+        sleep_ms(10);
+    }
+    assert_int_equal(r.status, 200);
+    assert_header(&r, "X-Cache", "HIT");
+    http_reply_free(&r);
+    assert_int_equal(upstream_calls(), 1);
+
+    /* finish_abandoned_calls = false: the call is cancelled (the fake sees
+     * its client, the proxy, leave) and nothing is stored. */
+    struct proc thrifty;
+    const char *args[] = {"--finish-abandoned-calls", "false", NULL};
+    assert_int_equal(proc_start_proxy(&thrifty, fake.url, args, proxy_env), 0);
+    const char *q2 = "{\"prompt\":\"left early, cancel [fake:latency=3000]\",\"country\":\"US\"}";
+    assert_int_equal(give_up_early(&thrifty, q2), CURLE_OPERATION_TIMEDOUT);
+    assert_true(fake_wait_stat(&fake, "canceled", 1, 5000));
+    http_get(&thrifty, "/_proxy/stats", &r);
+    json_t *stats = http_json(&r);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(stats, "limits"), "abandoned_in_flight")),
+                     1);
+    json_decref(stats);
+    http_reply_free(&r);
+    proc_stop(&thrifty);
+}
+
 static void test_admin_and_cli_share_the_store(void **state)
 {
     (void)state;
@@ -661,6 +719,7 @@ int main(void)
         cmocka_unit_test_setup(test_expiry_max_stale_and_stale_if_error, reset_fake),
         cmocka_unit_test_setup(test_entries_survive_restart_and_kill9, reset_fake),
         cmocka_unit_test_setup(test_eviction_bounds_the_store, reset_fake),
+        cmocka_unit_test_setup(test_abandoned_calls_are_paid_for_and_kept, reset_fake),
         cmocka_unit_test_setup(test_admin_and_cli_share_the_store, reset_fake),
     };
     return cmocka_run_group_tests_name("integration_cache", tests, group_setup, group_teardown);
