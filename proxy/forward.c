@@ -8,18 +8,17 @@
  * Authorization when the proxy holds one. Transport errors become the
  * proxy's own envelope (reply.c); the upstream's own answers pass unchanged. */
 #include "forward.h"
-#include "limiter.h"
-#include "retry.h"
-#include "coalescer.h"
-#include "entry.h"
-#include "store.h"
-#include "touches.h"
-#include "writer.h"
+#include "answer.h"
+#include "cache_io.h"
 #include "clock.h"
+#include "coalescer.h"
+#include "limiter.h"
 #include "log.h"
 #include "reply.h"
 #include "request.h"
+#include "retry.h"
 #include "server.h"
+#include "touches.h"
 #include "upstream.h"
 
 #include <event2/buffer.h>
@@ -131,211 +130,6 @@ static void observe_limits(struct server *srv, const struct upstream_result *res
 static int64_t retry_delay(struct request *r, const struct upstream_result *res);
 static void schedule_retry(struct request *r, int64_t delay_ms);
 
-/* Headers of the moment: true of the call that made them, not of a replay. */
-static bool volatile_header(const char *name)
-{
-    static const char *const prefixes[] = {"X-RateLimit-", "X-Concurrency-", "X-Concurrent-"};
-    static const char *const names[] = {"X-Credits-Remaining", "X-Latency-Ms", "Retry-After",
-                                        "X-Credits-Charged"};
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-        if (strncasecmp(name, prefixes[i], strlen(prefixes[i])) == 0)
-            return true;
-    return name_in(name, names, sizeof names / sizeof names[0]);
-}
-
-static bool replayed(enum cache_outcome o)
-{
-    return o == CACHE_OUTCOME_HIT || o == CACHE_OUTCOME_STALE || o == CACHE_OUTCOME_COALESCED;
-}
-
-/* How an answer reached the client, for Cache-Status (RFC 9211). */
-struct answer_context {
-    enum cache_outcome outcome;
-    bool stored;
-    bool after_error;    /* stale-if-error: the upstream failed */
-    int upstream_status; /* fwd-status, 0 when not forwarded */
-};
-
-static void format_cache_status(char *out, size_t size, const struct answer_context *ctx,
-                                const struct cache_entry *e, int64_t now_ms)
-{
-    int64_t ttl = cache_policy_ttl_s(e->expires_at_ms, now_ms);
-    char ttl_part[40] = "";
-    if (e->expires_at_ms != 0)
-        snprintf(ttl_part, sizeof ttl_part, "; ttl=%lld", (long long)ttl);
-    char fwd_status[32] = "";
-    if (ctx->upstream_status > 0)
-        snprintf(fwd_status, sizeof fwd_status, "; fwd-status=%d", ctx->upstream_status);
-    const char *stored = ctx->stored ? "; stored" : "";
-    switch (ctx->outcome) {
-    case CACHE_OUTCOME_HIT:
-    case CACHE_OUTCOME_STALE:
-        if (ctx->after_error)
-            snprintf(out, size, "cloro-proxy; fwd=miss%s%s; detail=stale-if-error", fwd_status,
-                     ttl_part);
-        else
-            snprintf(out, size, "cloro-proxy; hit%s", ttl_part);
-        return;
-    case CACHE_OUTCOME_COALESCED:
-        snprintf(out, size, "cloro-proxy; fwd=miss%s; collapsed", fwd_status);
-        return;
-    case CACHE_OUTCOME_REFRESH:
-        snprintf(out, size, "cloro-proxy; fwd=request%s%s", fwd_status, stored);
-        return;
-    case CACHE_OUTCOME_BYPASS:
-        snprintf(out, size, "cloro-proxy; fwd=bypass%s", fwd_status);
-        return;
-    case CACHE_OUTCOME_MISS:
-    case CACHE_OUTCOME_NONE:
-        snprintf(out, size, "cloro-proxy; fwd=miss%s%s", fwd_status, stored);
-        return;
-    }
-}
-
-/* Sends an answer (fresh from the upstream or replayed from the cache) with
- * the headers its outcome calls for. body, when not NULL, is moved out and
- * replaces e->body (the leader's own upstream buffer, saving a copy). */
-static void send_answer(struct request *r, const struct cache_entry *e,
-                        const struct answer_context *ctx, struct evbuffer *body)
-{
-    struct server *srv = r->server;
-    int64_t now = clock_wall_ms();
-    bool replay = replayed(ctx->outcome);
-    r->cache_outcome = ctx->outcome;
-    for (size_t i = 0; i < e->header_count; i++) {
-        const struct cache_header *h = &e->headers[i];
-        if (replay ? volatile_header(h->name) : strcasecmp(h->name, "X-Credits-Charged") == 0)
-            continue;
-        request_add_header(r, h->name, h->value);
-    }
-    if (e->request_id != NULL && e->request_id[0] != '\0' && r->upstream_request_id == NULL) {
-        r->upstream_request_id = strdup(e->request_id);
-        if (r->upstream_request_id == NULL)
-            abort();
-    }
-    char number[32];
-    if (replay) {
-        /* Nobody pays for a replay; what the stored answer cost is saved. */
-        request_add_header(r, "X-Credits-Charged", "0");
-        if (e->status >= 200 && e->status < 300) {
-            snprintf(number, sizeof number, "%lld", (long long)e->credits_charged);
-            request_add_header(r, "X-Credits-Saved", number);
-            srv->stats.cache_credits_saved += (uint64_t)e->credits_charged;
-        }
-        if (ctx->outcome != CACHE_OUTCOME_COALESCED) {
-            snprintf(number, sizeof number, "%lld",
-                     (long long)cache_policy_age_s(e->stored_at_ms, now));
-            request_add_header(r, "Age", number);
-        }
-    } else {
-        for (size_t i = 0; i < e->header_count; i++)
-            if (strcasecmp(e->headers[i].name, "X-Credits-Charged") == 0)
-                request_add_header(r, "X-Credits-Charged", e->headers[i].value);
-    }
-    if (r->keyed)
-        request_add_header(r, "X-Cache-Key", r->key.hex);
-    if (ctx->outcome != CACHE_OUTCOME_NONE) {
-        char status[160];
-        format_cache_status(status, sizeof status, ctx, e, now);
-        request_add_header(r, "X-Cache", request_cache_outcome_name(ctx->outcome));
-        request_add_header(r, "Cache-Status", status);
-    }
-    srv->stats.cache_by_outcome[ctx->outcome]++;
-    if (body != NULL) {
-        request_send(r, e->status, body);
-        return;
-    }
-    struct evbuffer *copy = evbuffer_new();
-    if (copy == NULL || evbuffer_add(copy, e->body, e->body_len) != 0)
-        abort();
-    request_send(r, e->status, copy);
-    evbuffer_free(copy);
-}
-
-/* Finds the stored answer of key: first among puts not yet committed, then
- * in LMDB. A failure to read is counted and reads as a miss. */
-static bool lookup(struct server *srv, const struct cache_key *key, struct cache_entry *out)
-{
-    unsigned char *record = NULL;
-    size_t record_len = 0;
-    if (cache_writer_pending(srv->writer, key->bytes, &record, &record_len)) {
-        int rc = cache_entry_decode(record, record_len, out);
-        free(record);
-        if (rc == 0)
-            return true;
-    }
-    switch (cache_store_get(srv->store, key->bytes, out, NULL)) {
-    case CACHE_GET_FOUND:
-        return true;
-    case CACHE_GET_ABSENT:
-        return false;
-    case CACHE_GET_CORRUPT:
-        srv->stats.cache_read_errors++;
-        log_warn("cache_corrupt", "key=%s action=deleted", key->hex);
-        cache_writer_delete(srv->writer, key->bytes);
-        return false;
-    case CACHE_GET_ERROR:
-        break;
-    }
-    srv->stats.cache_read_errors++;
-    return false;
-}
-
-/* True for an answer worth keeping: 2xx with "success": true (cloro-api.md
- * section 4), or goto's bare {"url": ...} (section 5.9). Never an error. */
-static bool storable(const struct cache_entry *e)
-{
-    if (e->status < 200 || e->status >= 300)
-        return false;
-    json_t *doc = json_loadb((const char *)e->body, e->body_len, 0, NULL);
-    bool ok =
-        json_is_true(json_object_get(doc, "success")) ||
-        (strcmp(e->provider, "google/goto") == 0 && json_is_string(json_object_get(doc, "url")));
-    json_decref(doc);
-    return ok;
-}
-
-static void store_answer(struct server *srv, const struct request *r, const struct cache_entry *e)
-{
-    unsigned char *record = NULL;
-    size_t record_len = 0;
-    if (cache_entry_encode(e, &record, &record_len) != 0) {
-        srv->stats.cache_not_stored++;
-        return;
-    }
-    cache_writer_put(srv->writer, r->key.bytes, record, record_len, e->stored_at_ms);
-}
-
-/* The answer the upstream just gave, as an entry (borrowing from res). */
-static void answer_from_result(const struct request *r, const struct upstream_result *res,
-                               struct cache_header *headers, struct cache_entry *e)
-{
-    const struct config *cfg = r->server->cfg;
-    memset(e, 0, sizeof *e);
-    e->status = (int)res->status;
-    e->stored_at_ms = clock_wall_ms();
-    int64_t ttl = config_cache_ttl_ms(cfg, r->keyed ? r->key.provider : NULL);
-    e->expires_at_ms = ttl == 0 ? 0 : e->stored_at_ms + ttl;
-    e->provider = (char *)(r->keyed ? r->key.provider : "");
-    e->request_id = (char *)"";
-    for (size_t i = 0; i < res->header_count && e->header_count < CACHE_ENTRY_MAX_HEADERS; i++) {
-        const struct upstream_header *h = &res->headers[i];
-        if (!forward_relays_response_header(h->name))
-            continue;
-        headers[e->header_count].name = (char *)h->name;
-        headers[e->header_count].value = (char *)h->value;
-        e->header_count++;
-        if (strcasecmp(h->name, "X-Request-ID") == 0)
-            e->request_id = (char *)h->value;
-        if (strcasecmp(h->name, "X-Credits-Charged") == 0)
-            e->credits_charged = strtoll(h->value, NULL, 10);
-    }
-    e->headers = headers;
-    e->body_len = evbuffer_get_length(res->body);
-    static unsigned char empty[1];
-    e->body = e->body_len > 0 ? evbuffer_pullup(res->body, -1) : empty;
-}
-
 static void reply_upstream_failure(struct request *r, const struct upstream_result *res)
 {
     struct server *srv = r->server;
@@ -363,7 +157,7 @@ static bool serve_stale_on_error(struct request *leader, struct flight *f, int u
     if (!leader->keyed || srv->cfg->stale_if_error_ms == 0)
         return false;
     struct cache_entry stale;
-    if (!lookup(srv, &leader->key, &stale))
+    if (!cache_io_lookup(srv, &leader->key, &stale))
         return false;
     bool ok = cache_policy_stale_if_error(stale.expires_at_ms, clock_wall_ms(),
                                           srv->cfg->stale_if_error_ms);
@@ -375,9 +169,9 @@ static bool serve_stale_on_error(struct request *leader, struct flight *f, int u
                  leader->key.hex, upstream_status, f != NULL ? f->waiter_count : 0);
         for (struct request *w = f != NULL ? f->waiters : NULL, *next; w != NULL; w = next) {
             next = w->next_waiter;
-            send_answer(w, &stale, &ctx, NULL);
+            answer_send(w, &stale, &ctx, NULL);
         }
-        send_answer(leader, &stale, &ctx, NULL);
+        answer_send(leader, &stale, &ctx, NULL);
     }
     cache_entry_free(&stale);
     return ok;
@@ -428,19 +222,19 @@ static void on_upstream_done(const struct upstream_result *res, void *arg)
 
     struct cache_header headers[CACHE_ENTRY_MAX_HEADERS];
     struct cache_entry answer;
-    answer_from_result(r, res, headers, &answer);
+    cache_io_entry_from_result(r, res, headers, &answer);
     struct answer_context ctx = {.outcome = r->cache_outcome, .upstream_status = (int)res->status};
-    if (r->keyed && storable(&answer)) {
-        store_answer(srv, r, &answer);
+    if (r->keyed && cache_io_storable(&answer)) {
+        cache_io_store(srv, r, &answer);
         ctx.stored = true;
     }
     struct answer_context waiter_ctx = ctx;
     waiter_ctx.outcome = CACHE_OUTCOME_COALESCED;
     for (struct request *w = f != NULL ? f->waiters : NULL, *next; w != NULL; w = next) {
         next = w->next_waiter;
-        send_answer(w, &answer, &waiter_ctx, NULL);
+        answer_send(w, &answer, &waiter_ctx, NULL);
     }
-    send_answer(r, &answer, &ctx, res->body);
+    answer_send(r, &answer, &ctx, res->body);
     coalescer_flight_free(f);
 }
 
@@ -773,7 +567,7 @@ static bool answer_from_cache(struct request *r)
     if (d->no_cache)
         return false;
     struct cache_entry e;
-    if (!lookup(srv, &r->key, &e))
+    if (!cache_io_lookup(srv, &r->key, &e))
         return false;
     int64_t now = clock_wall_ms();
     enum cache_verdict verdict = cache_policy_judge(d, e.stored_at_ms, e.expires_at_ms, now);
@@ -783,7 +577,7 @@ static bool answer_from_cache(struct request *r)
             .outcome = verdict == CACHE_VERDICT_FRESH ? CACHE_OUTCOME_HIT : CACHE_OUTCOME_STALE};
         if (touches_add(srv->touches, r->key.bytes, now))
             touches_flush(srv->touches, srv->writer);
-        send_answer(r, &e, &ctx, NULL);
+        answer_send(r, &e, &ctx, NULL);
     }
     cache_entry_free(&e);
     return served;

@@ -1,0 +1,101 @@
+/* cache_io.c: lookups, the storable test and stores, for forward.c. Reads
+ * run on the loop (LMDB reads never wait on the writer); writes are queued. */
+#include "cache_io.h"
+#include "clock.h"
+#include "forward.h"
+#include "log.h"
+#include "request.h"
+#include "server.h"
+#include "store.h"
+#include "upstream.h"
+#include "writer.h"
+
+#include <event2/buffer.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Finds the stored answer of key: first among puts not yet committed, then
+ * in LMDB. A failure to read is counted and reads as a miss. */
+bool cache_io_lookup(struct server *srv, const struct cache_key *key, struct cache_entry *out)
+{
+    unsigned char *record = NULL;
+    size_t record_len = 0;
+    if (cache_writer_pending(srv->writer, key->bytes, &record, &record_len)) {
+        int rc = cache_entry_decode(record, record_len, out);
+        free(record);
+        if (rc == 0)
+            return true;
+    }
+    switch (cache_store_get(srv->store, key->bytes, out, NULL)) {
+    case CACHE_GET_FOUND:
+        return true;
+    case CACHE_GET_ABSENT:
+        return false;
+    case CACHE_GET_CORRUPT:
+        srv->stats.cache_read_errors++;
+        log_warn("cache_corrupt", "key=%s action=deleted", key->hex);
+        cache_writer_delete(srv->writer, key->bytes);
+        return false;
+    case CACHE_GET_ERROR:
+        break;
+    }
+    srv->stats.cache_read_errors++;
+    return false;
+}
+
+/* True for an answer worth keeping: 2xx with "success": true (cloro-api.md
+ * section 4), or goto's bare {"url": ...} (section 5.9). Never an error. */
+bool cache_io_storable(const struct cache_entry *e)
+{
+    if (e->status < 200 || e->status >= 300)
+        return false;
+    json_t *doc = json_loadb((const char *)e->body, e->body_len, 0, NULL);
+    bool ok =
+        json_is_true(json_object_get(doc, "success")) ||
+        (strcmp(e->provider, "google/goto") == 0 && json_is_string(json_object_get(doc, "url")));
+    json_decref(doc);
+    return ok;
+}
+
+void cache_io_store(struct server *srv, const struct request *r, const struct cache_entry *e)
+{
+    unsigned char *record = NULL;
+    size_t record_len = 0;
+    if (cache_entry_encode(e, &record, &record_len) != 0) {
+        srv->stats.cache_not_stored++;
+        return;
+    }
+    cache_writer_put(srv->writer, r->key.bytes, record, record_len, e->stored_at_ms);
+}
+
+/* The answer the upstream just gave, as an entry (borrowing from res). */
+void cache_io_entry_from_result(const struct request *r, const struct upstream_result *res,
+                                struct cache_header *headers, struct cache_entry *e)
+{
+    const struct config *cfg = r->server->cfg;
+    memset(e, 0, sizeof *e);
+    e->status = (int)res->status;
+    e->stored_at_ms = clock_wall_ms();
+    int64_t ttl = config_cache_ttl_ms(cfg, r->keyed ? r->key.provider : NULL);
+    e->expires_at_ms = ttl == 0 ? 0 : e->stored_at_ms + ttl;
+    e->provider = (char *)(r->keyed ? r->key.provider : "");
+    e->request_id = (char *)"";
+    for (size_t i = 0; i < res->header_count && e->header_count < CACHE_ENTRY_MAX_HEADERS; i++) {
+        const struct upstream_header *h = &res->headers[i];
+        if (!forward_relays_response_header(h->name))
+            continue;
+        headers[e->header_count].name = (char *)h->name;
+        headers[e->header_count].value = (char *)h->value;
+        e->header_count++;
+        if (strcasecmp(h->name, "X-Request-ID") == 0)
+            e->request_id = (char *)h->value;
+        if (strcasecmp(h->name, "X-Credits-Charged") == 0)
+            e->credits_charged = strtoll(h->value, NULL, 10);
+    }
+    e->headers = headers;
+    e->body_len = evbuffer_get_length(res->body);
+    static unsigned char empty[1];
+    e->body = e->body_len > 0 ? evbuffer_pullup(res->body, -1) : empty;
+}

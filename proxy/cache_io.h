@@ -1,0 +1,28 @@
+/* cache_io.h: the proxy's side of the cache: looking an answer up (queued
+ * writes first, then LMDB), deciding whether an answer is worth keeping,
+ * and handing it to the writer thread. */
+#ifndef CLORO_CACHE_IO_H
+#define CLORO_CACHE_IO_H
+
+#include "entry.h"
+#include "key.h"
+
+#include <stdbool.h>
+
+struct server;
+struct request;
+struct upstream_result;
+
+/* Fills out (cache_entry_free) and returns true when key has an answer. A
+ * store failure is counted and reads as a miss; a corrupt record is deleted. */
+bool cache_io_lookup(struct server *srv, const struct cache_key *key, struct cache_entry *out);
+/* 2xx with "success": true (cloro-api.md section 4), or goto's {"url"}. */
+bool cache_io_storable(const struct cache_entry *e);
+/* Encodes e and queues it for the writer under r's key. */
+void cache_io_store(struct server *srv, const struct request *r, const struct cache_entry *e);
+/* The upstream's answer as an entry, borrowing from res; headers must hold
+ * CACHE_ENTRY_MAX_HEADERS. TTL from the provider's cache_ttl. */
+void cache_io_entry_from_result(const struct request *r, const struct upstream_result *res,
+                                struct cache_header *headers, struct cache_entry *e);
+
+#endif
