@@ -6,7 +6,7 @@ TEST_BUILD ?= build-test
 CONFIG     ?= conf/cloro-proxy.conf
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test demo bench bench-cache format format-check clean
+.PHONY: all deps build run test demo bench bench-cache bench-limits format format-check clean
 
 all: build
 
@@ -45,6 +45,12 @@ bench-cache:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	bench/cache_hit.sh $(BUILD)
+
+bench-limits:
+	@WITH_BENCH=1 scripts/install-deps.sh
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	bench/limits.sh $(BUILD)
 
 format:
 	@scripts/format.sh
