@@ -2,6 +2,7 @@
  * Processes are real (fork + exec of the built binaries), on loopback ports
  * they choose themselves (port 0); readiness is their own listening line. */
 #include "harness.h"
+#include "driver.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -209,58 +210,11 @@ void proc_stop(struct proc *p)
         nftw(p->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-struct reply_sink {
-    struct http_reply *r;
-    size_t cap;
-};
-
-static size_t on_body(char *data, size_t size, size_t count, void *userp)
-{
-    struct reply_sink *s = userp;
-    size_t len = size * count;
-    if (s->r->body_len + len + 1 > s->cap) {
-        s->cap = (s->r->body_len + len + 1) * 2;
-        s->r->body = realloc(s->r->body, s->cap);
-    }
-    memcpy(s->r->body + s->r->body_len, data, len);
-    s->r->body_len += len;
-    s->r->body[s->r->body_len] = '\0';
-    return len;
-}
-
-static size_t on_header(char *data, size_t size, size_t count, void *userp)
-{
-    struct http_reply *r = userp;
-    size_t len = size * count;
-    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-        for (size_t i = 0; i < r->header_count; i++) {
-            free(r->headers[i].name);
-            free(r->headers[i].value);
-        }
-        r->header_count = 0;
-        return len;
-    }
-    const char *colon = memchr(data, ':', len);
-    if (colon == NULL || r->header_count == 64)
-        return len;
-    const char *v = colon + 1;
-    const char *end = data + len;
-    while (v < end && *v == ' ')
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n'))
-        end--;
-    r->headers[r->header_count].name = strndup(data, (size_t)(colon - data));
-    r->headers[r->header_count].value = strndup(v, (size_t)(end - v));
-    r->header_count++;
-    return len;
-}
-
 int http_call(const char *method, const char *url, const char *body, const char *const headers[],
               struct http_reply *out)
 {
     memset(out, 0, sizeof *out);
     out->body = calloc(1, 1);
-    struct reply_sink sink = {.r = out, .cap = 1};
     CURL *easy = curl_easy_init();
     struct curl_slist *list = NULL;
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
@@ -270,9 +224,9 @@ int http_call(const char *method, const char *url, const char *body, const char 
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 60000L);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &sink);
-    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, reply_on_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, reply_on_header);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, out);
     if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);

@@ -4,6 +4,7 @@
  * behave, entries survive restarts and kill -9, eviction bounds the store,
  * and the admin endpoints and the CLI see the same store as the server.
  * Every "answered once" is asserted on what the fake upstream counted. */
+#include "driver.h"
 #include "harness.h"
 
 #include <setjmp.h>
@@ -182,100 +183,38 @@ static void test_errors_are_never_stored(void **state)
     assert_int_equal(upstream_calls(), 6);
 }
 
-struct burst {
-    CURL *easy[100];
-    struct http_reply replies[100];
-};
-
-static size_t burst_body(char *data, size_t size, size_t n, void *userp)
-{
-    struct http_reply *r = userp;
-    size_t len = size * n;
-    r->body = realloc(r->body, r->body_len + len + 1);
-    memcpy(r->body + r->body_len, data, len);
-    r->body_len += len;
-    r->body[r->body_len] = '\0';
-    return len;
-}
-
-static size_t burst_header(char *data, size_t size, size_t n, void *userp)
-{
-    struct http_reply *r = userp;
-    size_t len = size * n;
-    const char *colon = memchr(data, ':', len);
-    if (colon != NULL && r->header_count < 64) {
-        const char *v = colon + 1;
-        while (*v == ' ')
-            v++;
-        size_t vlen = len - (size_t)(v - data);
-        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'))
-            vlen--;
-        r->headers[r->header_count].name = strndup(data, (size_t)(colon - data));
-        r->headers[r->header_count].value = strndup(v, vlen);
-        r->header_count++;
-    }
-    return len;
-}
-
 /* Sends n identical requests at once on n connections; waits for all. */
-static void send_burst(struct burst *b, int n, const char *body)
+static void send_burst(struct driver *d, int n, const char *body)
 {
-    CURLM *multi = curl_multi_init();
-    char *url = proc_url(&proxy, "/v1/monitor/copilot");
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    for (int i = 0; i < n; i++) {
-        memset(&b->replies[i], 0, sizeof b->replies[i]);
-        CURL *e = curl_easy_init();
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, burst_body);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, &b->replies[i]);
-        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, burst_header);
-        curl_easy_setopt(e, CURLOPT_HEADERDATA, &b->replies[i]);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
-        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-        curl_multi_add_handle(multi, e);
-        b->easy[i] = e;
-    }
-    int running = 1;
-    while (running > 0) {
-        curl_multi_perform(multi, &running);
-        if (running > 0)
-            curl_multi_poll(multi, NULL, 0, 100, NULL);
-    }
-    for (int i = 0; i < n; i++) {
-        curl_easy_getinfo(b->easy[i], CURLINFO_RESPONSE_CODE, &b->replies[i].status);
-        curl_multi_remove_handle(multi, b->easy[i]);
-        curl_easy_cleanup(b->easy[i]);
-    }
-    curl_slist_free_all(h);
-    curl_multi_cleanup(multi);
-    free(url);
+    driver_init(d, n);
+    for (int i = 0; i < n; i++)
+        driver_add(d, &proxy, "/v1/monitor/copilot", body, 0, NULL, 30000L);
+    assert_true(driver_finish(d, 60000));
 }
 
 static void test_identical_calls_in_flight_share_one(void **state)
 {
     (void)state;
-    struct burst *b = calloc(1, sizeof *b);
-    send_burst(b, 100, "{\"prompt\":\"stampede [fake:latency=1500]\",\"country\":\"US\"}");
+    struct driver d;
+    send_burst(&d, 100, "{\"prompt\":\"stampede [fake:latency=1500]\",\"country\":\"US\"}");
+    const struct http_reply *first = &d.calls[0].reply;
     int miss = 0, coalesced = 0, hit = 0;
     for (int i = 0; i < 100; i++) {
-        assert_int_equal(b->replies[i].status, 200);
-        assert_int_equal(b->replies[i].body_len, b->replies[0].body_len);
-        assert_memory_equal(b->replies[i].body, b->replies[0].body, b->replies[0].body_len);
-        const char *x = http_header(&b->replies[i], "X-Cache");
+        const struct http_reply *r = &d.calls[i].reply;
+        assert_int_equal(r->status, 200);
+        assert_int_equal(r->body_len, first->body_len);
+        assert_memory_equal(r->body, first->body, first->body_len);
+        const char *x = http_header(r, "X-Cache");
         assert_non_null(x);
         miss += strcmp(x, "MISS") == 0;
         coalesced += strcmp(x, "COALESCED") == 0;
         hit += strcmp(x, "HIT") == 0;
         if (strcmp(x, "COALESCED") == 0) {
-            assert_non_null(strstr(http_header(&b->replies[i], "Cache-Status"), "collapsed"));
-            assert_string_equal(http_header(&b->replies[i], "X-Credits-Charged"), "0");
+            assert_non_null(strstr(http_header(r, "Cache-Status"), "collapsed"));
+            assert_string_equal(http_header(r, "X-Credits-Charged"), "0");
         }
     }
-    for (int i = 0; i < 100; i++)
-        http_reply_free(&b->replies[i]);
+    driver_free(&d);
     assert_int_equal(miss, 1);
     assert_int_equal(miss + coalesced + hit, 100);
     assert_true(coalesced > 0);
@@ -283,14 +222,13 @@ static void test_identical_calls_in_flight_share_one(void **state)
 
     /* A failing call fails every waiter the same way, and nothing is stored:
      * one call and its 3 retries (max_retries) for all 20. */
-    send_burst(b, 20, "{\"prompt\":\"stampede [fake:latency=800][fake:503]\",\"country\":\"US\"}");
+    send_burst(&d, 20, "{\"prompt\":\"stampede [fake:latency=800][fake:503]\",\"country\":\"US\"}");
     for (int i = 0; i < 20; i++) {
-        assert_int_equal(b->replies[i].status, 503);
-        assert_string_equal(http_error_code(&b->replies[i]), "SERVICE_UNAVAILABLE");
-        http_reply_free(&b->replies[i]);
+        assert_int_equal(d.calls[i].reply.status, 503);
+        assert_string_equal(http_error_code(&d.calls[i].reply), "SERVICE_UNAVAILABLE");
     }
+    driver_free(&d);
     assert_int_equal(upstream_calls(), 1 + 1 + 3);
-    free(b);
 }
 
 /* Waits until the entry behind key is at least age_s old (cache age, whole s). */
