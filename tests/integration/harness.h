@@ -90,6 +90,10 @@ struct cli_result {
  * unset, and waits up to 20 s (then kills it). */
 void cli_run(struct cli_result *out, const char *const args[]);
 
+/* CLOCK_MONOTONIC in ms, and a sleep, for polls with deadlines. */
+long long now_ms(void);
+void sleep_ms(int ms);
+
 /* Lowercase hex SHA-256 of text, for matching the fake's "auth" keys. */
 void sha256_hex(const char *text, char out[65]);
 bool is_uuid(const char *s);

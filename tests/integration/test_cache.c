@@ -76,12 +76,6 @@ static void assert_header(const struct http_reply *r, const char *name, const ch
                  v != NULL ? v : "(absent)", r->status, r->body);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void test_identical_questions_are_answered_once(void **state)
 {
     (void)state;

@@ -28,19 +28,6 @@ static struct proc fake;
 static struct proc proxy; /* each test starts its own, with its flags */
 static const char *const proxy_env[] = {"CLORO_API_KEY=" KEY, NULL};
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
