@@ -125,41 +125,7 @@ wait_listening "cloro-proxy" "${PIDS[-1]}" "$TMP/proxy.log"
 PROXY_ADDR=$LISTEN_ADDR
 
 # --- nginx ------------------------------------------------------------------
-NGINX_ADDR=
-NDIR=$TMP/nginx
-mkdir -p "$NDIR"
-# As root nginx's workers run as nobody: let them into the temp dirs (nginx's
-# master creates the cache and temp dirs for its worker's user itself).
-chmod 755 "$TMP" "$NDIR"
-for _ in $(seq 1 20); do
-    port=$((20000 + RANDOM % 40000))
-    port_open "$port" && continue
-    sed -e "s|@DIR@|$NDIR|g" -e "s|@PORT@|$port|g" -e "s|@UPSTREAM@|$FAKE_ADDR|g" \
-        "$NGINX_TEMPLATE" >"$NDIR/nginx.conf"
-    : >"$NDIR/nginx-error.log"
-    "$NGINX_BIN" -p "$NDIR/" -c "$NDIR/nginx.conf" -e "$NDIR/nginx-error.log" \
-        >"$NDIR/nginx.out" 2>&1 &
-    npid=$!
-    PIDS+=("$npid")
-    deadline=$((SECONDS + 5))
-    while kill -0 "$npid" 2>/dev/null && ! port_open "$port" && [ $SECONDS -lt $deadline ]; do
-        sleep 0.05
-    done
-    if kill -0 "$npid" 2>/dev/null && port_open "$port"; then
-        NGINX_ADDR=127.0.0.1:$port
-        break
-    fi
-    if kill -0 "$npid" 2>/dev/null; then
-        cat "$NDIR/nginx.out" "$NDIR/nginx-error.log" >&2 || true
-        die "nginx did not listen on 127.0.0.1:$port within 5 s (log above)"
-    fi
-    if grep -q 'Address already in use' "$NDIR/nginx.out" "$NDIR/nginx-error.log"; then
-        continue # lost a race for the port: try another
-    fi
-    cat "$NDIR/nginx.out" "$NDIR/nginx-error.log" >&2 || true
-    die "nginx failed to start (log above; config: $NDIR/nginx.conf)"
-done
-[ -n "$NGINX_ADDR" ] || die "nginx: found no free port in 20 tries"
+start_nginx "$NGINX_TEMPLATE"
 
 TARGETS=(cloro-proxy nginx)
 declare -A URL=([cloro-proxy]="http://$PROXY_ADDR" [nginx]="http://$NGINX_ADDR")

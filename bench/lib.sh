@@ -66,3 +66,48 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # shellcheck disable=SC2034 # used by the scripts that source this file
 NO_PROXY_ENV=(env -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY
     -u all_proxy -u ALL_PROXY NO_PROXY='*' no_proxy='*')
+
+# Starts nginx with the config TEMPLATE (@DIR@, @PORT@, @UPSTREAM@ filled in:
+# its temp dir, a free port, FAKE_ADDR) on a free loopback port; sets
+# NGINX_ADDR. Needs NGINX_BIN, TMP, FAKE_ADDR.
+start_nginx() {
+    local template=$1
+    [ -r "$template" ] || die "missing $template"
+    NDIR=$TMP/nginx
+    mkdir -p "$NDIR"
+    # As root nginx's workers run as nobody: let them into the temp dirs (nginx's
+    # master creates the cache and temp dirs for its worker's user itself).
+    chmod 755 "$TMP" "$NDIR"
+    NGINX_ADDR=
+    local port npid deadline
+    for _ in $(seq 1 20); do
+        port=$((20000 + RANDOM % 40000))
+        port_open "$port" && continue
+        sed -e "s|@DIR@|$NDIR|g" -e "s|@PORT@|$port|g" -e "s|@UPSTREAM@|$FAKE_ADDR|g" \
+            "$template" >"$NDIR/nginx.conf"
+        : >"$NDIR/nginx-error.log"
+        "$NGINX_BIN" -p "$NDIR/" -c "$NDIR/nginx.conf" -e "$NDIR/nginx-error.log" \
+            >"$NDIR/nginx.out" 2>&1 &
+        npid=$!
+        PIDS+=("$npid")
+        deadline=$((SECONDS + 5))
+        while kill -0 "$npid" 2>/dev/null && ! port_open "$port" && [ $SECONDS -lt $deadline ]; do
+            sleep 0.05
+        done
+        if kill -0 "$npid" 2>/dev/null && port_open "$port"; then
+            # shellcheck disable=SC2034 # read by the scripts that source this file
+            NGINX_ADDR=127.0.0.1:$port
+            return 0
+        fi
+        if kill -0 "$npid" 2>/dev/null; then
+            cat "$NDIR/nginx.out" "$NDIR/nginx-error.log" >&2 || true
+            die "nginx did not listen on 127.0.0.1:$port within 5 s (log above)"
+        fi
+        if grep -q 'Address already in use' "$NDIR/nginx.out" "$NDIR/nginx-error.log"; then
+            continue # lost a race for the port: try another
+        fi
+        cat "$NDIR/nginx.out" "$NDIR/nginx-error.log" >&2 || true
+        die "nginx failed to start (log above; config: $NDIR/nginx.conf)"
+    done
+    die "nginx: found no free port in 20 tries"
+}
