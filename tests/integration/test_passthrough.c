@@ -365,6 +365,26 @@ static void test_paths_outside_v1_are_not_found(void **state)
     assert_int_equal(fake_stat(&fx->fake, "requests_total"), 0);
 }
 
+static void test_bad_priority_is_400(void **state)
+{
+    (void)state;
+    const char *bad[] = {"X-Priority: 11", "X-Priority: 0", "X-Priority: high", "X-Priority: 5x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *headers[] = {"Content-Type: application/json", bad[i], NULL};
+        struct http_reply r;
+        http_post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"p\",\"country\":\"US\"}",
+                  headers, &r);
+        assert_proxy_error(&r, 400, "VALIDATION_ERROR");
+        http_reply_free(&r);
+    }
+    assert_int_equal(fake_stat(&fx->fake, "requests_total"), 0);
+    const char *good[] = {"Content-Type: application/json", "X-Priority: 10", NULL};
+    struct http_reply r;
+    http_post(&fx->proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"p\",\"country\":\"US\"}", good, &r);
+    assert_int_equal(r.status, 200);
+    http_reply_free(&r);
+}
+
 static void test_healthz(void **state)
 {
     (void)state;
@@ -615,6 +635,7 @@ int main(void)
         cmocka_unit_test_setup(test_upstream_errors_are_relayed_unchanged, reset_fake),
         cmocka_unit_test_setup(test_paths_outside_v1_are_not_found, reset_fake),
         cmocka_unit_test_setup(test_healthz, reset_fake),
+        cmocka_unit_test_setup(test_bad_priority_is_400, reset_fake),
         cmocka_unit_test_setup(test_body_over_limit_is_413, reset_fake),
         cmocka_unit_test_setup(test_upstream_unreachable_is_502, reset_fake),
         cmocka_unit_test_setup(test_upstream_timeout_is_504, reset_fake),
