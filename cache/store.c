@@ -9,7 +9,15 @@
  *
  * Counters live in "info" and are read and written inside each write txn,
  * never cached in memory, so the proxy and its CLI (another process) can
- * both write without losing each other's updates. */
+ * both write without losing each other's updates.
+ *
+ * Artifacts: "jobs" (id bytes, no NUL -> job record, below) and "blobs"
+ * (SHA-256 -> gzip bytes as given). A PUT creates its jobs only when absent
+ * (a captured or lost job is never reset by a later identical answer), JOB
+ * replaces one, CAPTURE stores the blob unless present, then replaces the
+ * job. "bytes" counts job records and blobs too; "jobs_pending",
+ * "jobs_captured", "jobs_lost" count jobs by state and "blob_bytes" the
+ * blobs. Eviction removes entries only: jobs and blobs stay. */
 #include "store.h"
 
 #include "cache_dir.h"
@@ -42,12 +50,35 @@
 #define META_BYTES    64
 #define LRU_KEY_BYTES (8 + CACHE_KEY_BYTES)
 
+/* The job value, little endian, version 1 (the id is the key):
+ *   0 u8 version  1 u8 state  2 u32 attempts  6 i64 created_ms
+ *  14 i64 expires_ms  22 i64 next_attempt_ms  30 u64 size  38 u8 blob[32]
+ *  70 u16 url length, url; u8 content_type length, content_type;
+ *     u8 note length, note (no NULs; each shorter than its field).
+ * A record of another version, or whose lengths do not add up, does not
+ * decode: it is skipped by foreach_job and reported CORRUPT by get_job. */
+#define JOB_VERSION     1
+#define JOB_FIXED_BYTES 70
+#define JOB_CT_MAX      64 /* sizeof cache_job.content_type */
+#define JOB_NOTE_MAX    64 /* sizeof cache_job.note */
+#define JOB_MAX_BYTES   (JOB_FIXED_BYTES + 2 + CACHE_ARTIFACT_URL_MAX - 1 + JOB_CT_MAX + JOB_NOTE_MAX)
+#define BLOB_KEY_BYTES  32
+#define JOB_STATES      3 /* CACHE_JOB_PENDING, CAPTURED, LOST */
+
+_Static_assert(sizeof(((struct cache_job *)0)->content_type) == JOB_CT_MAX, "content_type");
+_Static_assert(sizeof(((struct cache_job *)0)->note) == JOB_NOTE_MAX, "note");
+_Static_assert(CACHE_ARTIFACT_URL_MAX - 1 <= 0xFFFF, "a url length fits in a u16");
+_Static_assert(JOB_CT_MAX - 1 <= 0xFF && JOB_NOTE_MAX - 1 <= 0xFF, "lengths fit in a u8");
+_Static_assert(CACHE_JOB_LOST == JOB_STATES - 1, "job states");
+
 struct cache_store {
     MDB_env *env;
     MDB_dbi entries;
     MDB_dbi meta;
     MDB_dbi lru;
     MDB_dbi info;
+    MDB_dbi jobs;
+    MDB_dbi blobs;
     bool cli;           /* opened with max_bytes 0: adopts the file's map and bound */
     uint64_t max_bytes; /* configured, or (cli) the bound the file records; 0: none */
 };
@@ -59,14 +90,18 @@ struct wtxn {
     uint64_t bytes;
     uint64_t evictions;
     uint64_t dropped;
+    uint64_t jobs[JOB_STATES]; /* jobs by state */
+    uint64_t blob_bytes;
     bool counters_dirty;
     size_t applied;
     size_t evicted;
 };
 
-/* The meta of a put, decoded once per apply from its record. */
+/* The meta of a put, decoded once per apply from its record; for a JOB or a
+ * CAPTURE only valid is used. */
 struct put_meta {
-    bool valid; /* the record decoded; an invalid put is neither applied nor dropped */
+    bool valid; /* the record decoded (PUT), the op is well formed (JOB, CAPTURE); an
+                   invalid op is neither applied nor dropped */
     int64_t stored_at_ms;
     int64_t expires_at_ms;
     char provider[CACHE_PROVIDER_MAX];
@@ -124,6 +159,107 @@ static void lru_key(int64_t lru_ms, const unsigned char *key, unsigned char *out
     memcpy(out + 8, key, CACHE_KEY_BYTES);
 }
 
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A job's id as its key: the bytes before the NUL (at most the field less
+ * one). 0 when empty. */
+static size_t job_id_len(const struct cache_job *j)
+{
+    return strnlen(j->id, sizeof j->id - 1);
+}
+
+/* A job that can be stored: an id and a known state. */
+static bool job_valid(const struct cache_job *j)
+{
+    return job_id_len(j) > 0 && (unsigned)j->state < JOB_STATES;
+}
+
+/* Writes a string field as len (width 1 or 2 bytes) + bytes; returns the
+ * bytes written. */
+static size_t put_str(unsigned char *p, const char *s, size_t field, int width)
+{
+    size_t n = strnlen(s, field - 1);
+    p[0] = (unsigned char)n;
+    if (width == 2)
+        p[1] = (unsigned char)(n >> 8);
+    memcpy(p + width, s, n);
+    return (size_t)width + n;
+}
+
+/* Encodes a valid job (job_valid) into out (JOB_MAX_BYTES); returns the length. */
+static size_t job_encode(const struct cache_job *j, unsigned char *out)
+{
+    out[0] = JOB_VERSION;
+    out[1] = (unsigned char)j->state;
+    put_le32(out + 2, j->attempts);
+    put_le64(out + 6, (uint64_t)j->created_ms);
+    put_le64(out + 14, (uint64_t)j->expires_ms);
+    put_le64(out + 22, (uint64_t)j->next_attempt_ms);
+    put_le64(out + 30, j->size);
+    memcpy(out + 38, j->blob, sizeof j->blob);
+    size_t n = JOB_FIXED_BYTES;
+    n += put_str(out + n, j->url, sizeof j->url, 2);
+    n += put_str(out + n, j->content_type, sizeof j->content_type, 1);
+    n += put_str(out + n, j->note, sizeof j->note, 1);
+    return n;
+}
+
+/* Reads a string field written by put_str at *pos of p (len bytes); false
+ * when it runs past the end or does not fit the field. */
+static bool get_str(const unsigned char *p, size_t len, size_t *pos, int width, char *dst,
+                    size_t field)
+{
+    if (len - *pos < (size_t)width)
+        return false;
+    size_t n = p[*pos];
+    if (width == 2)
+        n |= (size_t)p[*pos + 1] << 8;
+    *pos += (size_t)width;
+    if (n >= field || len - *pos < n || memchr(p + *pos, '\0', n) != NULL)
+        return false;
+    memcpy(dst, p + *pos, n);
+    dst[n] = '\0';
+    *pos += n;
+    return true;
+}
+
+/* Decodes the job under key k (value v) into out. Returns 0, or -1 when it
+ * is not a record of this version. */
+static int job_decode(const MDB_val *k, const MDB_val *v, struct cache_job *out)
+{
+    memset(out, 0, sizeof *out);
+    const unsigned char *p = v->mv_data;
+    if (k->mv_size == 0 || k->mv_size >= sizeof out->id ||
+        memchr(k->mv_data, '\0', k->mv_size) != NULL || v->mv_size < JOB_FIXED_BYTES ||
+        p[0] != JOB_VERSION || p[1] >= JOB_STATES)
+        return -1;
+    memcpy(out->id, k->mv_data, k->mv_size);
+    out->state = (enum cache_job_state)p[1];
+    out->attempts = get_le32(p + 2);
+    out->created_ms = (int64_t)get_le64(p + 6);
+    out->expires_ms = (int64_t)get_le64(p + 14);
+    out->next_attempt_ms = (int64_t)get_le64(p + 22);
+    out->size = get_le64(p + 30);
+    memcpy(out->blob, p + 38, sizeof out->blob);
+    size_t pos = JOB_FIXED_BYTES;
+    if (!get_str(p, v->mv_size, &pos, 2, out->url, sizeof out->url) ||
+        !get_str(p, v->mv_size, &pos, 1, out->content_type, sizeof out->content_type) ||
+        !get_str(p, v->mv_size, &pos, 1, out->note, sizeof out->note) || pos != v->mv_size) {
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    return 0;
+}
+
 static MDB_val val(const void *data, size_t size)
 {
     MDB_val v = {size, (void *)data};
@@ -174,6 +310,9 @@ static int txn_begin(struct cache_store *s, unsigned flags, MDB_txn **txn)
     return rc;
 }
 
+/* The names of the job counters in "info", by state. */
+static const char *const job_counter[JOB_STATES] = {"jobs_pending", "jobs_captured", "jobs_lost"};
+
 static int wtxn_begin(struct cache_store *s, struct wtxn *w)
 {
     memset(w, 0, sizeof *w);
@@ -183,7 +322,15 @@ static int wtxn_begin(struct cache_store *s, struct wtxn *w)
         return rc;
     if ((rc = info_get_u64(w->txn, s->info, "bytes", &w->bytes)) != 0 ||
         (rc = info_get_u64(w->txn, s->info, "evictions", &w->evictions)) != 0 ||
-        (rc = info_get_u64(w->txn, s->info, "dropped", &w->dropped)) != 0) {
+        (rc = info_get_u64(w->txn, s->info, "dropped", &w->dropped)) != 0 ||
+        (rc = info_get_u64(w->txn, s->info, "blob_bytes", &w->blob_bytes)) != 0) {
+        mdb_txn_abort(w->txn);
+        w->txn = NULL;
+        return rc;
+    }
+    for (int i = 0; i < JOB_STATES && rc == 0; i++)
+        rc = info_get_u64(w->txn, s->info, job_counter[i], &w->jobs[i]);
+    if (rc != 0) {
         mdb_txn_abort(w->txn);
         w->txn = NULL;
     }
@@ -197,7 +344,15 @@ static int wtxn_commit(struct wtxn *w)
     if (w->counters_dirty) {
         if ((rc = info_put_u64(w->txn, w->s->info, "bytes", w->bytes)) != 0 ||
             (rc = info_put_u64(w->txn, w->s->info, "evictions", w->evictions)) != 0 ||
-            (rc = info_put_u64(w->txn, w->s->info, "dropped", w->dropped)) != 0) {
+            (rc = info_put_u64(w->txn, w->s->info, "dropped", w->dropped)) != 0 ||
+            (rc = info_put_u64(w->txn, w->s->info, "blob_bytes", w->blob_bytes)) != 0) {
+            mdb_txn_abort(w->txn);
+            w->txn = NULL;
+            return rc;
+        }
+        for (int i = 0; i < JOB_STATES && rc == 0; i++)
+            rc = info_put_u64(w->txn, w->s->info, job_counter[i], w->jobs[i]);
+        if (rc != 0) {
             mdb_txn_abort(w->txn);
             w->txn = NULL;
             return rc;
@@ -280,6 +435,75 @@ static int apply_put(struct wtxn *w, const struct cache_op *op, const struct put
     w->bytes += op->record_len;
     w->counters_dirty = true;
     return 0;
+}
+
+static uint64_t sub_floor(uint64_t a, uint64_t b)
+{
+    return a >= b ? a - b : 0;
+}
+
+/* Stores job (valid): when absent only (create), or replacing what is there.
+ * Keeps the state counters and bytes: the old record's state and size, if
+ * it decodes, leave them; the new one's join. */
+static int put_job(struct wtxn *w, const struct cache_job *job, bool create)
+{
+    unsigned char buf[JOB_MAX_BYTES];
+    size_t len = job_encode(job, buf);
+    MDB_val k = val(job->id, job_id_len(job)), v;
+    bool had_old = false;
+    struct cache_job old;
+    size_t old_len = 0;
+    int rc;
+    if (!create) {
+        rc = mdb_get(w->txn, w->s->jobs, &k, &v);
+        if (rc == 0) {
+            old_len = v.mv_size;
+            had_old = job_decode(&k, &v, &old) == 0;
+        } else if (rc != MDB_NOTFOUND) {
+            return rc;
+        }
+    }
+    v = val(buf, len);
+    rc = mdb_put(w->txn, w->s->jobs, &k, &v, create ? MDB_NOOVERWRITE : 0);
+    if (rc == MDB_KEYEXIST && create)
+        return 0; /* there already: left as it is */
+    if (rc != 0)
+        return rc;
+    if (had_old)
+        w->jobs[old.state] = sub_floor(w->jobs[old.state], 1);
+    w->jobs[job->state]++;
+    w->bytes = sub_floor(w->bytes, old_len) + len;
+    w->counters_dirty = true;
+    return 0;
+}
+
+/* A PUT's jobs, after its entry; an invalid one is skipped. */
+static int put_jobs(struct wtxn *w, const struct cache_op *op)
+{
+    for (size_t i = 0; op->jobs != NULL && i < op->job_count; i++) {
+        if (!job_valid(&op->jobs[i]))
+            continue;
+        int rc = put_job(w, &op->jobs[i], true);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The blob (unless one with its hash exists), then the job. */
+static int apply_capture(struct wtxn *w, const struct cache_op *op)
+{
+    const struct cache_job *job = &op->jobs[0];
+    MDB_val k = val(job->blob, BLOB_KEY_BYTES), v = val(op->record, op->record_len);
+    int rc = mdb_put(w->txn, w->s->blobs, &k, &v, MDB_NOOVERWRITE);
+    if (rc == 0) {
+        w->bytes += op->record_len;
+        w->blob_bytes += op->record_len;
+        w->counters_dirty = true;
+    } else if (rc != MDB_KEYEXIST) {
+        return rc;
+    }
+    return put_job(w, job, false);
 }
 
 static int apply_touch(struct wtxn *w, const struct cache_op *op)
@@ -395,12 +619,24 @@ static int run_txn(struct cache_store *s, const struct cache_op *ops, const stru
             if (!pms[i].valid)
                 continue; /* refused: not applied, not dropped (the caller counts it failed) */
             rc = apply_put(&w, op, &pms[i]);
+            if (rc == 0)
+                rc = put_jobs(&w, op);
             break;
         case CACHE_OP_TOUCH:
             rc = apply_touch(&w, op);
             break;
         case CACHE_OP_DELETE:
             rc = apply_delete(&w, op);
+            break;
+        case CACHE_OP_JOB:
+            if (!pms[i].valid)
+                continue;
+            rc = put_job(&w, &op->jobs[0], false);
+            break;
+        case CACHE_OP_CAPTURE:
+            if (!pms[i].valid)
+                continue;
+            rc = apply_capture(&w, op);
             break;
         default:
             continue; /* an unknown kind is not applied */
@@ -516,6 +752,14 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
         return -1;
     uint64_t largest = 0;
     for (size_t i = 0; i < count; i++) {
+        if (ops[i].kind == CACHE_OP_JOB || ops[i].kind == CACHE_OP_CAPTURE) {
+            pms[i].valid = ops[i].jobs != NULL && ops[i].job_count >= 1 &&
+                           job_valid(&ops[i].jobs[0]) &&
+                           (ops[i].kind == CACHE_OP_JOB || ops[i].record != NULL);
+            if (pms[i].valid && ops[i].kind == CACHE_OP_CAPTURE && ops[i].record_len > largest)
+                largest = ops[i].record_len;
+            continue;
+        }
         if (ops[i].kind != CACHE_OP_PUT || ops[i].record == NULL)
             continue;
         struct cache_entry e;
@@ -549,12 +793,13 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
                 unrecorded = 0;
             } else if (rc == MDB_MAP_FULL) {
                 rc = 0;
-                if (ops[i].kind == CACHE_OP_PUT && pms[i].valid) {
+                if ((ops[i].kind == CACHE_OP_PUT || ops[i].kind == CACHE_OP_CAPTURE) &&
+                    pms[i].valid) {
                     res.dropped++;
                     unrecorded++;
                 }
-                /* A touch or delete that does not fit is lost: the caller
-                 * sees it as neither applied nor dropped. */
+                /* A touch, delete or job that does not fit is lost: the
+                 * caller sees it as neither applied nor dropped. */
             }
         }
         if (rc == 0 && unrecorded > 0)
@@ -593,7 +838,9 @@ static int first_txn(struct cache_store *s, const char *dir, char *err, size_t e
     if ((rc = mdb_dbi_open(txn, "entries", MDB_CREATE, &s->entries)) != 0 ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
         (rc = mdb_dbi_open(txn, "lru", MDB_CREATE, &s->lru)) != 0 ||
-        (rc = mdb_dbi_open(txn, "info", MDB_CREATE, &s->info)) != 0) {
+        (rc = mdb_dbi_open(txn, "info", MDB_CREATE, &s->info)) != 0 ||
+        (rc = mdb_dbi_open(txn, "jobs", MDB_CREATE, &s->jobs)) != 0 ||
+        (rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &s->blobs)) != 0) {
         set_err(err, err_size, "cache store '%s': cannot open its databases: %s", dir,
                 mdb_strerror(rc));
         goto fail;
@@ -872,6 +1119,10 @@ int cache_store_stats(struct cache_store *s, struct cache_store_stats *out)
         (rc = info_get_u64(txn, s->info, "bytes", &out->bytes)) != 0 ||
         (rc = info_get_u64(txn, s->info, "evictions", &out->evictions)) != 0 ||
         (rc = info_get_u64(txn, s->info, "dropped", &out->dropped)) != 0 ||
+        (rc = info_get_u64(txn, s->info, "jobs_pending", &out->jobs_pending)) != 0 ||
+        (rc = info_get_u64(txn, s->info, "jobs_captured", &out->jobs_captured)) != 0 ||
+        (rc = info_get_u64(txn, s->info, "jobs_lost", &out->jobs_lost)) != 0 ||
+        (rc = info_get_u64(txn, s->info, "blob_bytes", &out->blob_bytes)) != 0 ||
         (rc = info_get_u64(txn, s->info, "max_bytes", &recorded_max)) != 0 ||
         (rc = mdb_env_info(s->env, &info)) != 0) {
         mdb_txn_abort(txn);
@@ -900,6 +1151,82 @@ int cache_store_foreach(struct cache_store *s, cache_store_visit_cb visit, void 
         struct cache_meta m;
         if (k.mv_size == CACHE_KEY_BYTES && meta_decode(&v, &m, NULL) == 0 &&
             visit(k.mv_data, &m, arg) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+enum cache_get_result cache_store_get_job(struct cache_store *s, const char *id,
+                                          struct cache_job *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = strnlen(id, CACHE_ARTIFACT_ID_MAX - 1);
+    if (n == 0)
+        return CACHE_GET_ABSENT;
+    MDB_txn *txn;
+    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return CACHE_GET_ERROR;
+    enum cache_get_result result;
+    MDB_val k = val(id, n), v;
+    int rc = mdb_get(txn, s->jobs, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        result = CACHE_GET_ABSENT;
+    else if (rc != 0)
+        result = CACHE_GET_ERROR;
+    else if (job_decode(&k, &v, out) != 0)
+        result = CACHE_GET_CORRUPT;
+    else
+        result = CACHE_GET_FOUND;
+    mdb_txn_abort(txn);
+    return result;
+}
+
+enum cache_get_result cache_store_get_blob(struct cache_store *s, const unsigned char *hash,
+                                           unsigned char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    MDB_txn *txn;
+    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return CACHE_GET_ERROR;
+    enum cache_get_result result;
+    MDB_val k = val(hash, BLOB_KEY_BYTES), v;
+    int rc = mdb_get(txn, s->blobs, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        result = CACHE_GET_ABSENT;
+    } else if (rc != 0) {
+        result = CACHE_GET_ERROR;
+    } else if ((*data = malloc(v.mv_size ? v.mv_size : 1)) == NULL) {
+        result = CACHE_GET_ERROR;
+    } else {
+        if (v.mv_size > 0)
+            memcpy(*data, v.mv_data, v.mv_size);
+        *len = v.mv_size;
+        result = CACHE_GET_FOUND;
+    }
+    mdb_txn_abort(txn);
+    return result;
+}
+
+int cache_store_foreach_job(struct cache_store *s,
+                            int (*visit)(const struct cache_job *job, void *arg), void *arg)
+{
+    MDB_txn *txn;
+    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return -1;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->jobs, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        struct cache_job job;
+        if (job_decode(&k, &v, &job) == 0 && visit(&job, arg) != 0)
             break;
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }

@@ -56,10 +56,38 @@ enum cache_get_result {
 enum cache_get_result cache_store_get(struct cache_store *s, const unsigned char *key,
                                       struct cache_entry *entry, struct cache_meta *meta);
 
+/* --- HTML artifacts (cloro-api.md section 12) ------------------------------
+ * "jobs": artifact id -> one record per artifact URL found in a stored
+ * answer, created in the same txn as the answer (a PUT's jobs, created only
+ * when absent), so none is lost to a crash or restart. "blobs": SHA-256 of
+ * the content -> the content gzip-compressed, stored once however many jobs
+ * name it. Both count towards the byte total. */
+#define CACHE_ARTIFACT_ID_MAX  80  /* "<uuid>/page-<n>" and its NUL */
+#define CACHE_ARTIFACT_URL_MAX 512 /* longer URLs are not captured */
+
+enum cache_job_state { CACHE_JOB_PENDING, CACHE_JOB_CAPTURED, CACHE_JOB_LOST };
+
+struct cache_job {
+    char id[CACHE_ARTIFACT_ID_MAX];
+    char url[CACHE_ARTIFACT_URL_MAX];
+    enum cache_job_state state;
+    int64_t created_ms;      /* when the answer naming it was stored */
+    int64_t expires_ms;      /* the upstream copy is gone after this */
+    int64_t next_attempt_ms; /* PENDING: not before */
+    uint32_t attempts;
+    unsigned char blob[32]; /* CAPTURED: SHA-256 of the (uncompressed) content */
+    uint64_t size;          /* CAPTURED: bytes of the content, uncompressed */
+    char content_type[64];  /* CAPTURED */
+    char note[64];          /* the last failure, or why it was lost */
+};
+
 enum cache_op_kind {
-    CACHE_OP_PUT,    /* store record under key (replacing), hits 0, last hit = now_ms */
-    CACHE_OP_TOUCH,  /* hits at now_ms (the last of them): hits + count, last hit, LRU */
-    CACHE_OP_DELETE, /* remove key if present */
+    CACHE_OP_PUT,     /* store record under key (replacing), hits 0, last hit = now_ms */
+    CACHE_OP_TOUCH,   /* hits at now_ms (the last of them): hits + count, last hit, LRU */
+    CACHE_OP_DELETE,  /* remove key if present */
+    CACHE_OP_JOB,     /* replace the job jobs[0] (key unused) */
+    CACHE_OP_CAPTURE, /* jobs[0], now CAPTURED, and its blob: record holds the gzip bytes,
+                         stored under jobs[0].blob unless that blob exists */
 };
 
 struct cache_op {
@@ -68,7 +96,9 @@ struct cache_op {
     const unsigned char *record; /* PUT: an encoded entry (borrowed) */
     size_t record_len;
     int64_t now_ms;
-    uint32_t hits; /* TOUCH: how many hits the op stands for; 0 counts as 1 */
+    uint32_t hits;                /* TOUCH: how many hits the op stands for; 0 counts as 1 */
+    const struct cache_job *jobs; /* PUT: jobs to create when absent; JOB, CAPTURE: one */
+    size_t job_count;
 };
 
 struct cache_apply_result {
@@ -90,13 +120,27 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
  * any time). Returns how many, or -1 on error. */
 int64_t cache_store_purge(struct cache_store *s, const char *provider, int64_t stored_before_ms);
 
+/* A job by id; FOUND fills out. */
+enum cache_get_result cache_store_get_job(struct cache_store *s, const char *id,
+                                          struct cache_job *out);
+/* A blob's gzip bytes (new copy in *data, the caller frees it). */
+enum cache_get_result cache_store_get_blob(struct cache_store *s, const unsigned char *hash,
+                                           unsigned char **data, size_t *len);
+/* Every job, in id order; visit returns 0 to go on. Returns 0, or -1. */
+int cache_store_foreach_job(struct cache_store *s,
+                            int (*visit)(const struct cache_job *job, void *arg), void *arg);
+
 struct cache_store_stats {
     uint64_t entries;
     uint64_t bytes; /* sum of record sizes */
     uint64_t max_bytes;
-    uint64_t map_bytes; /* the LMDB map size */
-    uint64_t evictions; /* since the store was created */
-    uint64_t dropped;   /* puts dropped for lack of room, since created */
+    uint64_t map_bytes;    /* the LMDB map size */
+    uint64_t evictions;    /* since the store was created */
+    uint64_t dropped;      /* puts dropped for lack of room, since created */
+    uint64_t jobs_pending; /* artifact jobs by state */
+    uint64_t jobs_captured;
+    uint64_t jobs_lost;
+    uint64_t blob_bytes; /* gzip bytes of the stored blobs (also in bytes) */
 };
 
 int cache_store_stats(struct cache_store *s, struct cache_store_stats *out);

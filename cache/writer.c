@@ -1,12 +1,14 @@
 /* writer.c: the writer thread of the cache (writer.h): a bounded op queue,
  * the pending map of puts not yet committed, and the counters. It owns the
- * queued records; it does not own the store (the caller opens and closes it)
- * and never logs: the proxy reads cache_writer_stats.
+ * queued records, job arrays and captured blobs; it does not own the store
+ * (the caller opens and closes it) and never logs: the proxy reads
+ * cache_writer_stats.
  *
  * DESIGN
  *
  *   loop thread                        writer thread
  *   put/touch/delete --lock--> queue --(swap all)--> batches of <= 1024 ops
+ *   (and job/capture)
  *        |                                             |  cache_store_apply:
  *        +--put: pending[key] = (record, seq)          |  one durable txn each
  *   pending() --lock--> copy of the record             v
@@ -21,7 +23,10 @@
  * entry borrows the record of its queued op (same seq); the thread removes
  * the entry before it frees the record, so a pending record is always
  * alive. It is removed only after its txn committed, so a lookup that tries
- * the pending map and then the store never misses a stored answer. */
+ * the pending map and then the store never misses a stored answer. Only
+ * PUTs enter the pending map: a CAPTURE's record is a blob, and jobs are
+ * read from the store. Each op takes one queue slot, however many jobs a
+ * PUT carries. */
 #include "writer.h"
 
 #include <pthread.h>
@@ -34,11 +39,14 @@
 #define PENDING_MIN_SLOTS 64
 
 /* A queue of ops in parallel arrays, so ops can go to cache_store_apply as
- * they are. records[i] is the owned record of a put (NULL otherwise),
- * ops[i].record points into it; seqs[i] is the put's sequence number. */
+ * they are. records[i] is the owned record of a put or blob of a capture
+ * (NULL otherwise), ops[i].record points into it; jobs[i] is the owned job
+ * array (a put's, or the one job of a job or capture op; NULL otherwise),
+ * ops[i].jobs points to it; seqs[i] is a put's sequence number. */
 struct op_queue {
     struct cache_op *ops;
     unsigned char **records;
+    struct cache_job **jobs;
     uint64_t *seqs;
     size_t len;
     size_t cap;
@@ -87,26 +95,31 @@ static void *xrealloc(void *p, size_t n)
 }
 
 static void queue_push(struct op_queue *q, const struct cache_op *op, unsigned char *record,
-                       uint64_t seq)
+                       struct cache_job *jobs, uint64_t seq)
 {
     if (q->len == q->cap) {
         q->cap = q->cap ? 2 * q->cap : 64;
         q->ops = xrealloc(q->ops, q->cap * sizeof *q->ops);
         q->records = xrealloc(q->records, q->cap * sizeof *q->records);
+        q->jobs = xrealloc(q->jobs, q->cap * sizeof *q->jobs);
         q->seqs = xrealloc(q->seqs, q->cap * sizeof *q->seqs);
     }
     q->ops[q->len] = *op;
     q->records[q->len] = record;
+    q->jobs[q->len] = jobs;
     q->seqs[q->len] = seq;
     q->len++;
 }
 
 static void queue_free(struct op_queue *q)
 {
-    for (size_t i = 0; i < q->len; i++)
+    for (size_t i = 0; i < q->len; i++) {
         free(q->records[i]);
+        free(q->jobs[i]);
+    }
     free(q->ops);
     free(q->records);
+    free(q->jobs);
     free(q->seqs);
     memset(q, 0, sizeof *q);
 }
@@ -197,16 +210,16 @@ static void pending_remove(struct pending_map *m, const unsigned char *key, uint
         pending_remove_at(m, i);
 }
 
-/* Appends one op; called with mu held. Returns false (counted dropped) when
- * the queue is full. */
+/* Appends one op, taking record and jobs; called with mu held. Returns false
+ * (counted dropped) when the queue is full: the caller still owns them. */
 static bool enqueue_locked(struct cache_writer *w, const struct cache_op *op, unsigned char *record,
-                           uint64_t seq)
+                           struct cache_job *jobs, uint64_t seq)
 {
     if (w->queue.len >= w->max_queue) {
         w->stats.dropped++;
         return false;
     }
-    queue_push(&w->queue, op, record, seq);
+    queue_push(&w->queue, op, record, jobs, seq);
     w->stats.queued++;
     if (w->queue.len == 1)
         pthread_cond_signal(&w->wake); /* the thread sleeps only on an empty queue */
@@ -214,19 +227,53 @@ static bool enqueue_locked(struct cache_writer *w, const struct cache_op *op, un
 }
 
 void cache_writer_put(struct cache_writer *w, const unsigned char *key, unsigned char *record,
-                      size_t record_len, int64_t now_ms)
+                      size_t record_len, int64_t now_ms, struct cache_job *jobs, size_t job_count)
 {
-    struct cache_op op = {
-        .kind = CACHE_OP_PUT, .record = record, .record_len = record_len, .now_ms = now_ms};
+    struct cache_op op = {.kind = CACHE_OP_PUT,
+                          .record = record,
+                          .record_len = record_len,
+                          .now_ms = now_ms,
+                          .jobs = jobs,
+                          .job_count = jobs != NULL ? job_count : 0};
     memcpy(op.key, key, CACHE_KEY_BYTES);
     pthread_mutex_lock(&w->mu);
     uint64_t seq = ++w->next_seq;
-    bool queued = enqueue_locked(w, &op, record, seq);
+    bool queued = enqueue_locked(w, &op, record, jobs, seq);
     if (queued)
         pending_set(&w->pending, key, record, record_len, seq);
     pthread_mutex_unlock(&w->mu);
-    if (!queued)
+    if (!queued) {
         free(record);
+        free(jobs);
+    }
+}
+
+/* Queues a JOB or CAPTURE of a copy of job, taking gzip (CAPTURE). */
+static void enqueue_job(struct cache_writer *w, enum cache_op_kind kind,
+                        const struct cache_job *job, unsigned char *gzip, size_t gzip_len)
+{
+    struct cache_job *copy = xrealloc(NULL, sizeof *copy);
+    *copy = *job;
+    struct cache_op op = {
+        .kind = kind, .record = gzip, .record_len = gzip_len, .jobs = copy, .job_count = 1};
+    pthread_mutex_lock(&w->mu);
+    bool queued = enqueue_locked(w, &op, gzip, copy, 0);
+    pthread_mutex_unlock(&w->mu);
+    if (!queued) {
+        free(gzip);
+        free(copy);
+    }
+}
+
+void cache_writer_job(struct cache_writer *w, const struct cache_job *job)
+{
+    enqueue_job(w, CACHE_OP_JOB, job, NULL, 0);
+}
+
+void cache_writer_capture(struct cache_writer *w, const struct cache_job *job, unsigned char *gzip,
+                          size_t gzip_len)
+{
+    enqueue_job(w, CACHE_OP_CAPTURE, job, gzip, gzip_len);
 }
 
 void cache_writer_touch(struct cache_writer *w, const unsigned char *key, int64_t now_ms,
@@ -235,7 +282,7 @@ void cache_writer_touch(struct cache_writer *w, const unsigned char *key, int64_
     struct cache_op op = {.kind = CACHE_OP_TOUCH, .now_ms = now_ms, .hits = hits};
     memcpy(op.key, key, CACHE_KEY_BYTES);
     pthread_mutex_lock(&w->mu);
-    enqueue_locked(w, &op, NULL, 0);
+    enqueue_locked(w, &op, NULL, NULL, 0);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -247,7 +294,7 @@ void cache_writer_delete(struct cache_writer *w, const unsigned char *key)
     /* A delete that is dropped leaves the pending put alone: that put is
      * still queued and will be stored, so lookups keep agreeing with the
      * store to be. */
-    if (enqueue_locked(w, &op, NULL, 0))
+    if (enqueue_locked(w, &op, NULL, NULL, 0))
         pending_remove(&w->pending, key, 0);
     pthread_mutex_unlock(&w->mu);
 }
@@ -279,7 +326,7 @@ void cache_writer_stats(struct cache_writer *w, struct cache_writer_stats *out)
 }
 
 /* Applies ops [off, off + n) of work and settles them: counters, pending
- * entries of its puts (still the same put only), records freed. */
+ * entries of its puts (still the same put only), records and jobs freed. */
 static void apply_batch(struct cache_writer *w, struct op_queue *work, size_t off, size_t n)
 {
     struct cache_apply_result r = {0, 0, 0};
@@ -297,13 +344,15 @@ static void apply_batch(struct cache_writer *w, struct op_queue *work, size_t of
     if (rc == 0)
         w->stats.batches++;
     for (size_t i = off; i < off + n; i++)
-        if (work->records[i] != NULL)
+        if (work->ops[i].kind == CACHE_OP_PUT && work->records[i] != NULL)
             pending_remove(&w->pending, work->ops[i].key, work->seqs[i]);
     pthread_mutex_unlock(&w->mu);
 
     for (size_t i = off; i < off + n; i++) {
         free(work->records[i]);
         work->records[i] = NULL;
+        free(work->jobs[i]);
+        work->jobs[i] = NULL;
     }
 }
 

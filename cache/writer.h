@@ -24,9 +24,15 @@ struct cache_writer;
  * dropped and counted). Returns NULL if the thread cannot start. */
 struct cache_writer *cache_writer_start(struct cache_store *store, size_t max_queue);
 
-/* Takes ownership of record (malloc'd). */
+/* Takes ownership of record (malloc'd) and of jobs (malloc'd array, may be
+ * NULL): the answer and its artifact jobs are committed in one txn. */
 void cache_writer_put(struct cache_writer *w, const unsigned char *key, unsigned char *record,
-                      size_t record_len, int64_t now_ms);
+                      size_t record_len, int64_t now_ms, struct cache_job *jobs, size_t job_count);
+/* Replaces a job (a failed attempt, or lost). */
+void cache_writer_job(struct cache_writer *w, const struct cache_job *job);
+/* A captured artifact: the job (CAPTURED) and its gzip content, taken over. */
+void cache_writer_capture(struct cache_writer *w, const struct cache_job *job, unsigned char *gzip,
+                          size_t gzip_len);
 /* Records hits of key, the last at now_ms. Callers should gather hits and
  * touch once in a while (each batch is a durable txn). */
 void cache_writer_touch(struct cache_writer *w, const unsigned char *key, int64_t now_ms,

@@ -5,6 +5,7 @@
 #include "reply.h"
 #include "request.h"
 #include "server.h"
+#include "artifacts.h"
 #include "limiter.h"
 #include "upstream.h"
 
@@ -65,5 +66,7 @@ void admin_stats(struct request *r)
     if (body == NULL)
         abort();
     json_object_set_new(body, "limits", limits_view(srv));
+    if (srv->artifacts != NULL)
+        json_object_set_new(body, "artifacts", artifacts_stats(srv->artifacts));
     reply_json(r, 200, body);
 }

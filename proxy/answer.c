@@ -3,6 +3,7 @@
  * carries the billed call's X-Request-ID, and drops the headers of the moment
  * the original call carried (rate-limit and concurrency counters, balance). */
 #include "answer.h"
+#include "artifacts.h"
 #include "clock.h"
 #include "policy.h"
 #include "server.h"
@@ -69,6 +70,32 @@ static void format_cache_status(char *out, size_t size, const struct answer_cont
     }
 }
 
+/* Sends e's body with its artifact URLs pointing at the proxy's copies
+ * (cloro-api.md section 12: the originals expire in 24 h). Returns false,
+ * sending nothing, when the body names no artifact of an allowed host. */
+static bool send_rewritten(struct request *r, const struct cache_entry *e)
+{
+    /* Most answers have no html: a byte search keeps them off the JSON parser. */
+    if (e->body_len < 8 || memmem(e->body, e->body_len, "\"html\"", 6) == NULL)
+        return false;
+    struct artifact_url urls[16];
+    size_t n = artifact_urls_find((const char *)e->body, e->body_len,
+                                  artifacts_hosts(r->server->artifacts), urls, 16);
+    size_t len = 0;
+    char *rewritten = n > 0 ? artifact_urls_rewrite((const char *)e->body, e->body_len, urls, n,
+                                                    r->server->cfg->public_url, &len)
+                            : NULL;
+    if (rewritten == NULL)
+        return false;
+    struct evbuffer *buf = evbuffer_new();
+    if (buf == NULL || evbuffer_add(buf, rewritten, len) != 0)
+        abort();
+    free(rewritten);
+    request_send(r, e->status, buf);
+    evbuffer_free(buf);
+    return true;
+}
+
 /* Sends an answer (fresh from the upstream or replayed from the cache) with
  * the headers its outcome calls for. body, when not NULL, is moved out and
  * replaces e->body (the leader's own upstream buffer, saving a copy). */
@@ -118,6 +145,8 @@ void answer_send(struct request *r, const struct cache_entry *e, const struct an
         request_add_header(r, "Cache-Status", status);
     }
     srv->stats.cache_by_outcome[ctx->outcome]++;
+    if (srv->artifacts != NULL && srv->cfg->rewrite_artifact_urls && send_rewritten(r, e))
+        return;
     if (body != NULL) {
         request_send(r, e->status, body);
         return;

@@ -1,6 +1,7 @@
 /* cache_io.c: lookups, the storable test and stores, for forward.c. Reads
  * run on the loop (LMDB reads never wait on the writer); writes are queued. */
 #include "cache_io.h"
+#include "artifacts.h"
 #include "clock.h"
 #include "forward.h"
 #include "log.h"
@@ -59,6 +60,35 @@ bool cache_io_storable(const struct cache_entry *e)
     return ok;
 }
 
+#define ARTIFACTS_PER_ANSWER 16 /* Google: up to 10 pages */
+
+/* Download jobs for the artifact URLs of an allowed host in an answer. */
+static size_t artifact_jobs_of(struct server *srv, const struct cache_entry *e,
+                               struct cache_job **out)
+{
+    struct artifact_url urls[ARTIFACTS_PER_ANSWER];
+    size_t n = artifact_urls_find((const char *)e->body, e->body_len,
+                                  artifacts_hosts(srv->artifacts), urls, ARTIFACTS_PER_ANSWER);
+    struct cache_job *jobs = n > 0 ? calloc(n, sizeof *jobs) : NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!urls[i].allowed)
+            continue;
+        struct cache_job *j = &jobs[count++];
+        snprintf(j->id, sizeof j->id, "%s", urls[i].id);
+        snprintf(j->url, sizeof j->url, "%s", urls[i].url);
+        j->state = CACHE_JOB_PENDING;
+        j->created_ms = e->stored_at_ms;
+        j->expires_ms = e->stored_at_ms + srv->cfg->artifact_ttl_ms;
+    }
+    if (count == 0) {
+        free(jobs);
+        jobs = NULL;
+    }
+    *out = jobs;
+    return count;
+}
+
 void cache_io_store(struct server *srv, const struct request *r, const struct cache_entry *e)
 {
     unsigned char *record = NULL;
@@ -67,7 +97,15 @@ void cache_io_store(struct server *srv, const struct request *r, const struct ca
         srv->stats.cache_not_stored++;
         return;
     }
-    cache_writer_put(srv->writer, r->key.bytes, record, record_len, e->stored_at_ms);
+    /* The answer and the download jobs of its artifacts go in one txn: no
+     * job is lost to a crash. The downloader starts at once; its captures are
+     * queued after this put, so they land after the jobs exist. */
+    struct cache_job *jobs = NULL;
+    size_t job_count = srv->artifacts != NULL ? artifact_jobs_of(srv, e, &jobs) : 0;
+    if (job_count > 0)
+        artifacts_add(srv->artifacts, jobs, job_count);
+    cache_writer_put(srv->writer, r->key.bytes, record, record_len, e->stored_at_ms, jobs,
+                     job_count);
 }
 
 /* The answer the upstream just gave, as an entry (borrowing from res). */

@@ -3,6 +3,7 @@
  * no line number and reads at most INI_MAX_LINE bytes a line, so the reader
  * handed to ini_parse_stream counts lines and reports over-long ones. */
 #include "config.h"
+#include "artifact_urls.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -77,6 +78,19 @@ static const struct config_key keys[] = {
     KEY_MS(retry_base_delay, "200ms", 1, 60 * SEC,
            "first retry backoff (doubling, full jitter); Retry-After wins when given"),
     KEY_MS(retry_max_delay, "5s", 1, 600 * SEC, "longest backoff between two attempts"),
+    KEY(artifact_hosts, CONFIG_HOST_LIST, "cdn.cloro.dev, storage.cloro.dev", 0, 0,
+        "hosts whose HTML artifact URLs are captured and rewritten; no other URL is fetched"),
+    KEY(artifact_concurrency, CONFIG_COUNT, "4", 1, 256, "artifact downloads at once"),
+    KEY(max_artifact_bytes, CONFIG_BYTES, "20MiB", 1 * KIB, 1 * GIB,
+        "largest artifact stored; larger ones are counted and not kept"),
+    KEY_MS(artifact_ttl, "24h", 1, 3650 * 24 * HOUR,
+           "how long an artifact URL lives after its answer (cloro: 24 h from generation)"),
+    KEY(rewrite_artifact_urls, CONFIG_BOOL, "true", 0, 0,
+        "point every html URL in answers at the proxy's stored copy"),
+    KEY(public_url, CONFIG_URL, "http://127.0.0.1:8787", 0, 0,
+        "base of the rewritten artifact URLs: how clients reach this proxy"),
+    KEY_MS(artifact_wait, "10s", 1, 10 * 60 * SEC,
+           "how long a request for an artifact not yet captured waits for it"),
     KEY(finish_abandoned_calls, CONFIG_BOOL, "true", 0, 0,
         "a call whose client left runs to its end and is cached (it is paid for); false cancels "
         "it"),
@@ -304,6 +318,14 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
     void *slot = (char *)cfg + k->offset;
     int64_t n;
     switch (k->type) {
+    case CONFIG_HOST_LIST: {
+        struct artifact_hosts hosts;
+        if (artifact_hosts_parse(value, &hosts, err, err_size) != 0)
+            return -1;
+        artifact_hosts_free(&hosts);
+        set_string(cfg, k, value);
+        return 0;
+    }
     case CONFIG_STRING:
     case CONFIG_PATH:
         set_string(cfg, k, value);
@@ -336,9 +358,10 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
             return -1;
         }
         set_string(cfg, k, value);
-        size_t len = strlen(cfg->upstream);
-        while (len > 0 && cfg->upstream[len - 1] == '/')
-            cfg->upstream[--len] = '\0';
+        char *url = *(char **)slot;
+        size_t len = strlen(url);
+        while (len > 0 && url[len - 1] == '/')
+            url[--len] = '\0';
         return 0;
     }
     case CONFIG_BOOL:
@@ -412,7 +435,8 @@ void config_deinit(struct config *cfg)
 {
     for (size_t i = 0; i < KEY_COUNT; i++) {
         enum config_type t = keys[i].type;
-        if (t == CONFIG_STRING || t == CONFIG_PATH || t == CONFIG_LISTEN || t == CONFIG_URL) {
+        if (t == CONFIG_STRING || t == CONFIG_PATH || t == CONFIG_LISTEN || t == CONFIG_URL ||
+            t == CONFIG_HOST_LIST) {
             char **slot = (char **)((char *)cfg + keys[i].offset);
             free(*slot);
             *slot = NULL;
@@ -655,6 +679,7 @@ void config_dump(const struct config *cfg, FILE *out)
         case CONFIG_PATH:
         case CONFIG_LISTEN:
         case CONFIG_URL:
+        case CONFIG_HOST_LIST:
             fprintf(out, "%s\n", *(char *const *)slot);
             break;
         case CONFIG_BOOL:

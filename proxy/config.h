@@ -45,6 +45,13 @@ struct config {
     int64_t retry_base_delay_ms;
     int64_t retry_max_delay_ms;
     bool finish_abandoned_calls;
+    char *artifact_hosts; /* validated list: "cdn.cloro.dev, storage.cloro.dev" */
+    int64_t artifact_concurrency;
+    size_t max_artifact_bytes;
+    int64_t artifact_ttl_ms;
+    bool rewrite_artifact_urls;
+    char *public_url; /* no trailing slash */
+    int64_t artifact_wait_ms;
 
     /* [provider NAME] sections: per-provider overrides. */
     struct config_provider {
@@ -71,6 +78,7 @@ enum config_type {
     CONFIG_BYTES,
     CONFIG_DURATION,
     CONFIG_LOG_LEVEL,
+    CONFIG_HOST_LIST,
 };
 
 struct config_key {

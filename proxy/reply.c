@@ -34,6 +34,10 @@ static const struct error_row error_table[] = {
                                        "Concurrency limit exceeded"},
     [PROXY_ERROR_RATE_LIMIT] = {429, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded"},
     [PROXY_ERROR_CLIENT_CLOSED] = {499, "REQUEST_CANCELED", "Request was canceled by client"},
+    [PROXY_ERROR_ARTIFACT_EXPIRED] = {410, "ARTIFACT_EXPIRED",
+                                      "The artifact expired upstream before it was captured"},
+    [PROXY_ERROR_ARTIFACT_PENDING] = {504, "ARTIFACT_PENDING",
+                                      "The artifact is not captured yet; try again shortly"},
     [PROXY_ERROR_INTERNAL] = {500, "INTERNAL_SERVER_ERROR", "Internal proxy error"},
 };
 

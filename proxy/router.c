@@ -83,6 +83,8 @@ static const struct admin_route *find_admin(const char *path)
 
 const char *router_allowed_methods(const char *path)
 {
+    if (strncmp(path, "/_proxy/artifacts/", 18) == 0)
+        return "GET, HEAD";
     const struct admin_route *a = find_admin(path);
     return a != NULL ? a->allow : "";
 }
@@ -93,6 +95,10 @@ enum route router_match(const char *method, const char *path)
         return ROUTE_NOT_FOUND;
     if (strncmp(path, "/v1/", 4) == 0 && path[4] != '\0')
         return ROUTE_UPSTREAM;
+    static const char artifacts[] = "/_proxy/artifacts/";
+    if (strncmp(path, artifacts, sizeof artifacts - 1) == 0 && path[sizeof artifacts - 1] != '\0')
+        return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? ROUTE_ARTIFACT
+                                                                         : ROUTE_METHOD_NOT_ALLOWED;
     const struct admin_route *a = find_admin(path);
     if (a == NULL)
         return ROUTE_NOT_FOUND;

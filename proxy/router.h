@@ -12,6 +12,7 @@ enum route {
     ROUTE_CACHE_STATS,        /* GET|HEAD /_proxy/cache/stats */
     ROUTE_CACHE_ENTRY,        /* GET|HEAD|DELETE /_proxy/cache/entries/{key} */
     ROUTE_CACHE_PURGE,        /* POST /_proxy/cache/purge */
+    ROUTE_ARTIFACT,           /* GET|HEAD /_proxy/artifacts/<uuid>/page-<n>.html */
 };
 
 /* The methods a /_proxy/ route takes, for the Allow header of a 405. */

@@ -5,6 +5,7 @@
 #include "server.h"
 #include "admin.h"
 #include "admin_cache.h"
+#include "artifacts.h"
 #include "cache_dir.h"
 #include "clock.h"
 #include "coalescer.h"
@@ -87,6 +88,9 @@ static void on_request(struct evhttp_request *evreq, void *arg)
         return;
     case ROUTE_CACHE_PURGE:
         admin_cache_purge(r);
+        return;
+    case ROUTE_ARTIFACT:
+        artifacts_serve(r);
         return;
     case ROUTE_METHOD_NOT_ALLOWED:
         request_add_header(r, "Allow", router_allowed_methods(r->path));
@@ -236,6 +240,7 @@ static void teardown(struct server *srv)
     }
     if (srv->http != NULL)
         evhttp_free(srv->http);
+    artifacts_free(srv->artifacts); /* its downloads go before the upstream */
     upstream_free(srv->upstream);
     coalescer_free(srv->coalescer);
     /* Commits every answer and hit still queued before the store closes. */
@@ -356,6 +361,11 @@ int server_run(const struct config *cfg)
         .queue_timeout_ms = cfg->queue_timeout_ms,
     };
     srv.limiter = limiter_new(srv.base, &lim, forward_limiter_callbacks());
+    if (srv.store != NULL) {
+        srv.artifacts = artifacts_new(&srv);
+        if (srv.artifacts == NULL)
+            goto out;
+    }
     srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
     srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
     srv.drain_timer = evtimer_new(srv.base, on_drain_timeout, &srv);

@@ -20,6 +20,7 @@ struct cache_store;
 struct cache_writer;
 struct coalescer;
 struct limiter;
+struct artifacts;
 struct touches;
 
 /* Counters shown by /_proxy/stats. Only the loop thread touches them. */
@@ -60,6 +61,7 @@ struct server {
     struct cache_writer *writer; /* the store's one write path */
     struct coalescer *coalescer;
     struct limiter *limiter;
+    struct artifacts *artifacts;  /* NULL when the cache is off */
     struct touches *touches;      /* hits not yet handed to the writer */
     uint64_t cache_losses_logged; /* writer drops and failures already logged */
     int64_t upstream_warned_us;   /* last upstream_error warning, for rate limiting */

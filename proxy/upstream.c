@@ -45,6 +45,7 @@ struct upstream_transfer {
     struct upstream_header resp_headers[RESPONSE_HEADERS_MAX];
     size_t resp_header_count;
     bool too_large;
+    size_t max_bytes;
     upstream_done_cb done;
     void *arg;
     char error[CURL_ERROR_SIZE];
@@ -225,7 +226,7 @@ static size_t on_body(char *data, size_t size, size_t count, void *userp)
 {
     struct upstream_transfer *t = userp;
     size_t len = size * count;
-    if (evbuffer_get_length(t->body) + len > t->up->opts.max_response_bytes) {
+    if (evbuffer_get_length(t->body) + len > t->max_bytes) {
         t->too_large = true;
         return 0;
     }
@@ -269,6 +270,7 @@ struct upstream_transfer *upstream_start(struct upstream *up, const struct upstr
     t->easy = easy;
     t->done = done;
     t->arg = arg;
+    t->max_bytes = call->max_bytes > 0 ? call->max_bytes : up->opts.max_response_bytes;
     t->body = evbuffer_new();
     if (t->body == NULL)
         abort();

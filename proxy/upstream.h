@@ -38,6 +38,7 @@ struct upstream_call {
     const void *body;
     size_t body_len;
     int64_t timeout_ms; /* the whole call */
+    size_t max_bytes;   /* response body bound; 0: max_response_bytes */
 };
 
 enum upstream_outcome {

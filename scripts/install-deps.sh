@@ -5,11 +5,13 @@
 set -euo pipefail
 
 # Build and run: libevent (evhttp), libcurl (upstream), LMDB (cache),
-# jansson (JSON), OpenSSL (hashing), libinih (config), cmocka (unit tests).
+# jansson (JSON), OpenSSL (hashing), libinih (config), cmocka (unit tests),
+# zlib (captured HTML artifacts are stored and served gzip-compressed).
 packages=(
   build-essential cmake pkg-config
   libevent-dev libcurl4-openssl-dev liblmdb-dev libjansson-dev
   libssl-dev libinih-dev libcmocka-dev uuid-dev
+  zlib1g-dev
   curl
 )
 # bench/ compares the proxy side by side with nginx under wrk.

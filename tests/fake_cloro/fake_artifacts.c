@@ -81,7 +81,23 @@ static void fake_artifacts_escape(FILE *f, const char *s)
     }
 }
 
-static char *fake_artifacts_render(const struct fake_artifacts_entry *e, int page)
+/* Writes "<!-- pad ... -->\n" of exactly n bytes (n >= FAKE_ARTIFACTS_PAD_MIN) with
+ * alphanumerics from a generator seeded by uuid and page. */
+#define FAKE_ARTIFACTS_PAD_MIN 14
+static void fake_artifacts_pad(FILE *f, const struct fake_artifacts_entry *e, int page, size_t n)
+{
+    static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    char key[48];
+    snprintf(key, sizeof(key), "%s/%d", e->uuid, page);
+    struct fake_rng rng;
+    fake_rng_seed(&rng, fake_util_sha256_u64(key, strlen(key)));
+    fputs("<!-- pad ", f);
+    for (size_t i = 0; i < n - FAKE_ARTIFACTS_PAD_MIN; i++)
+        fputc(alnum[fake_rng_below(&rng, sizeof(alnum) - 1)], f);
+    fputs(" -->\n", f);
+}
+
+static char *fake_artifacts_render(const struct fake_artifacts_entry *e, int page, size_t min_bytes)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -97,13 +113,22 @@ static char *fake_artifacts_render(const struct fake_artifacts_entry *e, int pag
     fake_artifacts_escape(f, e->title);
     fputs("</h1>\n<p>", f);
     fake_artifacts_escape(f, e->text);
-    fprintf(f, "</p>\n<p>Page %d of %d.</p>\n</main>\n</body>\n</html>\n", page, e->pages);
+    fprintf(f, "</p>\n<p>Page %d of %d.</p>\n</main>\n", page, e->pages);
+    static const char tail[] = "</body>\n</html>\n";
+    fflush(f);
+    size_t total = len + sizeof(tail) - 1;
+    if (min_bytes > total)
+        fake_artifacts_pad(f, e, page,
+                           min_bytes - total < FAKE_ARTIFACTS_PAD_MIN ? FAKE_ARTIFACTS_PAD_MIN
+                                                                      : min_bytes - total);
+    fputs(tail, f);
     fclose(f);
     return buf;
 }
 
 enum fake_artifacts_status fake_artifacts_lookup(struct fake_artifacts *a, const char *path,
-                                                 int64_t now_ms, int64_t ttl_ms, char **html_out)
+                                                 int64_t now_ms, int64_t ttl_ms, size_t min_bytes,
+                                                 char **html_out)
 {
     *html_out = NULL;
     static const char prefix[] = "/results/";
@@ -125,7 +150,7 @@ enum fake_artifacts_status fake_artifacts_lookup(struct fake_artifacts *a, const
             return FAKE_ARTIFACT_UNKNOWN;
         if (now_ms - e->generated_ms >= ttl_ms)
             return FAKE_ARTIFACT_EXPIRED;
-        *html_out = fake_artifacts_render(e, page);
+        *html_out = fake_artifacts_render(e, page, min_bytes);
         return FAKE_ARTIFACT_FOUND;
     }
     return FAKE_ARTIFACT_UNKNOWN;

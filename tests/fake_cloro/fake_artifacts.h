@@ -22,9 +22,14 @@ void fake_artifacts_free(struct fake_artifacts *a);
 void fake_artifacts_add(struct fake_artifacts *a, const char *uuid, int pages, const char *title,
                         const char *text, int64_t now_ms);
 
-/* Looks up an artifact path. On FOUND, *html_out is a new malloc'd page. An
- * artifact is expired once now_ms - generated_at >= ttl_ms. */
+/* Looks up an artifact path. On FOUND, *html_out is a new malloc'd page, padded
+ * with an HTML comment before </body> to at least min_bytes (0: no padding); the
+ * padding is pseudo-random (so it does not compress away) but deterministic per
+ * uuid and page, so every fetch of a page returns the same bytes. An artifact is
+ * expired once now_ms - generated_at >= ttl_ms: the ttl is the caller's current
+ * one, so changing it moves the expiry of artifacts already minted as well. */
 enum fake_artifacts_status fake_artifacts_lookup(struct fake_artifacts *a, const char *path,
-                                                 int64_t now_ms, int64_t ttl_ms, char **html_out);
+                                                 int64_t now_ms, int64_t ttl_ms, size_t min_bytes,
+                                                 char **html_out);
 
 #endif

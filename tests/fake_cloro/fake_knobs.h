@@ -39,8 +39,11 @@ struct fake_knobs {
     int fail_429_code;      /* enum fake_knobs_429_code */
     int64_t retry_after_s;  /* Retry-After on 503 */
     int64_t slow_body_ms;   /* > 0: 200 bodies dribble out over this long */
-    int64_t artifact_ttl_s; /* artifact lifetime (§12: 24 h) */
+    int64_t artifact_ttl_s; /* artifact lifetime (§12: 24 h), read at each fetch: a
+                             * change applies to artifacts already minted too */
     int64_t artifact_expired_status;
+    double artifact_fail;    /* fraction of artifact GETs of a live page answered 500 */
+    int64_t artifact_bytes;  /* > 0: served pages are padded to at least this size */
     int concurrency_headers; /* enum fake_knobs_conc_headers */
     int concurrency_code;    /* enum fake_knobs_conc_code */
     bool country_default_us; /* §14 item 5 */

@@ -922,9 +922,18 @@ static void fake_server_handle_artifact(struct fake_call *c)
     srv->stats.artifact_fetches++;
     char *html = NULL;
     enum fake_artifacts_status st = fake_artifacts_lookup(
-        srv->artifacts, c->path, fake_util_mono_ms(), srv->knobs.artifact_ttl_s * 1000, &html);
+        srv->artifacts, c->path, fake_util_mono_ms(), srv->knobs.artifact_ttl_s * 1000,
+        (size_t)srv->knobs.artifact_bytes, &html);
     switch (st) {
     case FAKE_ARTIFACT_FOUND:
+        /* artifact_fail: only a page that would be served fails (expired and
+         * unknown ones keep their own answers). */
+        if (srv->knobs.artifact_fail > 0 && fake_rng_unit(&srv->rng) < srv->knobs.artifact_fail) {
+            free(html);
+            srv->stats.artifact_failures++;
+            fake_server_reply_error(c, 500, "INTERNAL_SERVER_ERROR", "Internal server error", NULL);
+            return;
+        }
         fake_server_reply_raw(c, 200, "text/html; charset=utf-8", html, strlen(html), "artifact");
         free(html);
         return;

@@ -31,6 +31,7 @@ struct fake_stats {
     uint64_t connections_total; /* TCP connections accepted: keep-alive reuse shows here */
     uint64_t artifact_fetches;
     uint64_t artifact_expired;
+    uint64_t artifact_failures; /* injected 500s (artifact_fail) */
     int64_t credits_charged_total;
     json_t *last; /* snapshot of the last /v1/ request, or NULL */
 };

@@ -4,7 +4,12 @@
  * eviction is least recently used first at the watermarks; a full map
  * (MDB_MAP_FULL) evicts or drops, never fails; a corrupt record is reported
  * and removed; another process (fork) reads what this one committed, and a
- * process killed inside a read leaves a store that opens. Each test works in
+ * process killed inside a read leaves a store that opens. Artifact jobs: a
+ * PUT creates its jobs only when absent, JOB replaces one and moves the
+ * state counts, CAPTURE stores a blob once per content, every field of a
+ * job survives the round trip, foreach_job walks in id order, jobs and
+ * blobs survive reopening, a store without their databases opens, and a
+ * capture that cannot fit is dropped. Each test works in
  * a fresh directory under /tmp, removed at the end; tampering goes through
  * the data file's bytes, since only store.c includes lmdb.h. */
 #include <setjmp.h>
@@ -678,6 +683,523 @@ static void test_map_full(void **state)
     cache_store_close(s);
 }
 
+/* --- Artifact jobs and blobs ------------------------------------------------ */
+
+static struct cache_job make_job(const char *id, enum cache_job_state state)
+{
+    struct cache_job j;
+    memset(&j, 0, sizeof j);
+    snprintf(j.id, sizeof j.id, "%s", id);
+    snprintf(j.url, sizeof j.url, "https://storage.cloro.dev/artifacts/%s.html", id);
+    j.state = state;
+    j.created_ms = 1767225600000;
+    j.expires_ms = 1767225600000 + 86400000;
+    j.next_attempt_ms = 1767225600000;
+    return j;
+}
+
+/* A content hash: fill in all 32 bytes. */
+static void make_hash(unsigned char fill, unsigned char *hash)
+{
+    memset(hash, fill, 32);
+}
+
+/* Applies a PUT of key n (a record of total bytes) with jobs. */
+static struct cache_apply_result put_with_jobs(struct cache_store *s, unsigned n, size_t total,
+                                               const struct cache_job *jobs, size_t job_count)
+{
+    size_t len;
+    unsigned char *rec = make_record("chatgpt", 1000, total, 'r', &len);
+    struct cache_op op = {.kind = CACHE_OP_PUT,
+                          .record = rec,
+                          .record_len = len,
+                          .now_ms = 1000,
+                          .jobs = jobs,
+                          .job_count = job_count};
+    make_key(n, op.key);
+    struct cache_apply_result r;
+    assert_int_equal(cache_store_apply(s, &op, 1, &r), 0);
+    free(rec);
+    return r;
+}
+
+/* A JOB (gzip NULL) or CAPTURE of job. */
+static struct cache_apply_result apply_job(struct cache_store *s, enum cache_op_kind kind,
+                                           const struct cache_job *job, const unsigned char *gzip,
+                                           size_t gzip_len)
+{
+    struct cache_op op = {
+        .kind = kind, .record = gzip, .record_len = gzip_len, .jobs = job, .job_count = 1};
+    struct cache_apply_result r;
+    assert_int_equal(cache_store_apply(s, &op, 1, &r), 0);
+    return r;
+}
+
+struct job_tally {
+    unsigned count;
+    unsigned stop_after;
+    uint64_t by_state[3];
+    char last[CACHE_ARTIFACT_ID_MAX];
+    char ids[8][CACHE_ARTIFACT_ID_MAX]; /* the first eight visited */
+};
+
+static int on_job(const struct cache_job *job, void *arg)
+{
+    struct job_tally *t = arg;
+    if (t->count > 0 && strcmp(t->last, job->id) >= 0)
+        fail_msg("foreach_job is not in id order: '%s' after '%s'", job->id, t->last);
+    snprintf(t->last, sizeof t->last, "%s", job->id);
+    if (t->count < 8)
+        snprintf(t->ids[t->count], sizeof t->ids[0], "%s", job->id);
+    assert_true((unsigned)job->state < 3);
+    t->by_state[job->state]++;
+    t->count++;
+    return t->stop_after != 0 && t->count == t->stop_after;
+}
+
+/* The jobs by state, as foreach_job finds them and as the counters say. */
+static void assert_jobs(struct cache_store *s, uint64_t pending, uint64_t captured, uint64_t lost)
+{
+    struct job_tally t = {0};
+    assert_int_equal(cache_store_foreach_job(s, on_job, &t), 0);
+    assert_int_equal(t.by_state[CACHE_JOB_PENDING], pending);
+    assert_int_equal(t.by_state[CACHE_JOB_CAPTURED], captured);
+    assert_int_equal(t.by_state[CACHE_JOB_LOST], lost);
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.jobs_pending, pending);
+    assert_int_equal(st.jobs_captured, captured);
+    assert_int_equal(st.jobs_lost, lost);
+}
+
+static enum cache_job_state job_state(struct cache_store *s, const char *id)
+{
+    struct cache_job j;
+    assert_int_equal(cache_store_get_job(s, id, &j), CACHE_GET_FOUND);
+    assert_string_equal(j.id, id);
+    return j.state;
+}
+
+static void test_put_creates_jobs_once(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    struct cache_job jobs[2] = {make_job("u1/page-1", CACHE_JOB_PENDING),
+                                make_job("u1/page-2", CACHE_JOB_PENDING)};
+    uint64_t empty = stats_of(s).bytes;
+    struct cache_apply_result r = put_with_jobs(s, 1, 600, jobs, 2);
+    assert_int_equal(r.applied, 1);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
+    assert_jobs(s, 2, 0, 0);
+    struct cache_job got;
+    assert_int_equal(cache_store_get_job(s, "u1/page-2", &got), CACHE_GET_FOUND);
+    assert_string_equal(got.url, jobs[1].url);
+    assert_int_equal(got.state, CACHE_JOB_PENDING);
+    assert_int_equal(cache_store_get_job(s, "u1/page-3", &got), CACHE_GET_ABSENT);
+    assert_int_equal(cache_store_get_job(s, "", &got), CACHE_GET_ABSENT);
+    /* Job records count in bytes. */
+    uint64_t with_jobs = stats_of(s).bytes;
+    assert_true(with_jobs > empty + 600);
+
+    /* page-1 is captured; page-2 failed once. */
+    struct cache_job cap = jobs[0];
+    cap.state = CACHE_JOB_CAPTURED;
+    make_hash(0x11, cap.blob);
+    cap.size = 5000;
+    snprintf(cap.content_type, sizeof cap.content_type, "text/html");
+    const unsigned char gzip[] = {0x1f, 0x8b, 8, 0, 'g', 'z'};
+    assert_int_equal(apply_job(s, CACHE_OP_CAPTURE, &cap, gzip, sizeof gzip).applied, 1);
+    struct cache_job failed = jobs[1];
+    failed.attempts = 1;
+    snprintf(failed.note, sizeof failed.note, "HTTP 503");
+    assert_int_equal(apply_job(s, CACHE_OP_JOB, &failed, NULL, 0).applied, 1);
+    assert_jobs(s, 1, 1, 0);
+    assert_int_equal(stats_of(s).blob_bytes, sizeof gzip);
+    uint64_t before = stats_of(s).bytes;
+
+    /* The same answer again, naming the same ids as new pending jobs, and a
+     * third: the existing two stay as they are, the third is created. */
+    struct cache_job again[3] = {make_job("u1/page-1", CACHE_JOB_PENDING),
+                                 make_job("u1/page-2", CACHE_JOB_PENDING),
+                                 make_job("u1/page-3", CACHE_JOB_PENDING)};
+    r = put_with_jobs(s, 1, 600, again, 2);
+    assert_int_equal(r.applied, 1);
+    assert_int_equal(stats_of(s).bytes, before); /* same record, nothing new */
+    assert_int_equal(job_state(s, "u1/page-1"), CACHE_JOB_CAPTURED);
+    assert_int_equal(cache_store_get_job(s, "u1/page-2", &got), CACHE_GET_FOUND);
+    assert_int_equal(got.attempts, 1);
+    assert_string_equal(got.note, "HTTP 503");
+    assert_jobs(s, 1, 1, 0);
+    r = put_with_jobs(s, 2, 600, again, 3);
+    assert_int_equal(r.applied, 1);
+    assert_int_equal(job_state(s, "u1/page-1"), CACHE_JOB_CAPTURED);
+    assert_jobs(s, 2, 1, 0);
+
+    /* A job without an id is skipped; the entry is stored all the same. */
+    struct cache_job no_id = make_job("", CACHE_JOB_PENDING);
+    assert_int_equal(put_with_jobs(s, 3, 600, &no_id, 1).applied, 1);
+    assert_int_equal(get_n(s, 3, NULL), CACHE_GET_FOUND);
+    assert_jobs(s, 2, 1, 0);
+
+    /* Deleting the entries leaves the jobs and the blob. */
+    for (unsigned n = 1; n <= 3; n++) {
+        unsigned char key[CACHE_KEY_BYTES];
+        make_key(n, key);
+        apply1(s, CACHE_OP_DELETE, key, NULL, 0, 2000);
+    }
+    assert_int_equal(stats_of(s).entries, 0);
+    assert_jobs(s, 2, 1, 0);
+    unsigned char *data;
+    size_t len;
+    assert_int_equal(cache_store_get_blob(s, cap.blob, &data, &len), CACHE_GET_FOUND);
+    free(data);
+    cache_store_close(s);
+}
+
+static void test_job_replace_moves_counts(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    struct cache_job jobs[2] = {make_job("u2/page-1", CACHE_JOB_PENDING),
+                                make_job("u2/page-2", CACHE_JOB_PENDING)};
+    put_with_jobs(s, 1, 500, jobs, 2);
+    assert_jobs(s, 2, 0, 0);
+
+    /* A failed attempt: still pending, later. */
+    struct cache_job j = jobs[0];
+    j.attempts = 1;
+    j.next_attempt_ms = j.created_ms + 60000;
+    snprintf(j.note, sizeof j.note, "timeout");
+    uint64_t b0 = stats_of(s).bytes;
+    assert_int_equal(apply_job(s, CACHE_OP_JOB, &j, NULL, 0).applied, 1);
+    assert_jobs(s, 2, 0, 0);
+    uint64_t b1 = stats_of(s).bytes;
+    assert_int_equal(b1, b0 + strlen("timeout")); /* the record grew by its note */
+
+    /* Lost: pending -> lost. */
+    j.attempts = 5;
+    j.state = CACHE_JOB_LOST;
+    snprintf(j.note, sizeof j.note, "expired");
+    assert_int_equal(apply_job(s, CACHE_OP_JOB, &j, NULL, 0).applied, 1);
+    assert_jobs(s, 1, 0, 1);
+    assert_int_equal(stats_of(s).bytes, b1); /* same lengths: same bytes */
+    struct cache_job got;
+    assert_int_equal(cache_store_get_job(s, "u2/page-1", &got), CACHE_GET_FOUND);
+    assert_int_equal(got.state, CACHE_JOB_LOST);
+    assert_int_equal(got.attempts, 5);
+    assert_string_equal(got.note, "expired");
+
+    /* A JOB of an id not there creates it. */
+    struct cache_job other = make_job("u9/page-1", CACHE_JOB_LOST);
+    assert_int_equal(apply_job(s, CACHE_OP_JOB, &other, NULL, 0).applied, 1);
+    assert_jobs(s, 1, 0, 2);
+    jobs[1].state = CACHE_JOB_LOST;
+    assert_int_equal(apply_job(s, CACHE_OP_JOB, &jobs[1], NULL, 0).applied, 1);
+    assert_jobs(s, 0, 0, 3);
+
+    /* Malformed ops are not applied: no id, an unknown state, no job. */
+    struct cache_job bad = make_job("", CACHE_JOB_PENDING);
+    assert_int_equal(apply_job(s, CACHE_OP_JOB, &bad, NULL, 0).applied, 0);
+    bad = make_job("u2/page-1", CACHE_JOB_PENDING);
+    bad.state = (enum cache_job_state)7;
+    assert_int_equal(apply_job(s, CACHE_OP_JOB, &bad, NULL, 0).applied, 0);
+    struct cache_op none = {.kind = CACHE_OP_JOB};
+    struct cache_apply_result r;
+    assert_int_equal(cache_store_apply(s, &none, 1, &r), 0);
+    assert_int_equal(r.applied, 0);
+    assert_int_equal(r.dropped, 0);
+    assert_int_equal(job_state(s, "u2/page-1"), CACHE_JOB_LOST);
+    assert_jobs(s, 0, 0, 3);
+    cache_store_close(s);
+}
+
+static void test_capture_stores_blob_once(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    struct cache_job jobs[2] = {make_job("u3/page-1", CACHE_JOB_PENDING),
+                                make_job("u3/page-2", CACHE_JOB_PENDING)};
+    put_with_jobs(s, 1, 500, jobs, 2);
+    unsigned char hash[32];
+    make_hash(0x42, hash);
+    unsigned char other[32];
+    make_hash(0x43, other);
+
+    /* Two jobs, the same content; the second's gzip bytes differ (another
+     * compressor run) and are not stored. */
+    unsigned char gz1[3000], gz2[2900];
+    for (size_t i = 0; i < sizeof gz1; i++)
+        gz1[i] = (unsigned char)(i * 7);
+    memset(gz2, 0xEE, sizeof gz2);
+    struct cache_job c1 = jobs[0], c2 = jobs[1];
+    c1.state = c2.state = CACHE_JOB_CAPTURED;
+    memcpy(c1.blob, hash, 32);
+    memcpy(c2.blob, hash, 32);
+    c1.size = c2.size = 20000;
+    snprintf(c1.content_type, sizeof c1.content_type, "text/html; charset=utf-8");
+    snprintf(c2.content_type, sizeof c2.content_type, "text/html; charset=utf-8");
+
+    uint64_t b0 = stats_of(s).bytes;
+    struct cache_apply_result r = apply_job(s, CACHE_OP_CAPTURE, &c1, gz1, sizeof gz1);
+    assert_int_equal(r.applied, 1);
+    uint64_t b1 = stats_of(s).bytes;
+    r = apply_job(s, CACHE_OP_CAPTURE, &c2, gz2, sizeof gz2);
+    assert_int_equal(r.applied, 1);
+    uint64_t b2 = stats_of(s).bytes;
+    /* Each capture grew its job record alike; only the first added a blob. */
+    assert_int_equal((b1 - b0) - (b2 - b1), sizeof gz1);
+    assert_jobs(s, 0, 2, 0);
+    assert_int_equal(stats_of(s).blob_bytes, sizeof gz1);
+
+    unsigned char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(cache_store_get_blob(s, hash, &data, &len), CACHE_GET_FOUND);
+    assert_int_equal(len, sizeof gz1);
+    assert_memory_equal(data, gz1, sizeof gz1);
+    free(data);
+    assert_int_equal(cache_store_get_blob(s, other, &data, &len), CACHE_GET_ABSENT);
+    assert_null(data);
+    assert_int_equal(len, 0);
+
+    struct cache_job got;
+    assert_int_equal(cache_store_get_job(s, "u3/page-2", &got), CACHE_GET_FOUND);
+    assert_int_equal(got.state, CACHE_JOB_CAPTURED);
+    assert_memory_equal(got.blob, hash, 32);
+    assert_int_equal(got.size, 20000);
+    assert_string_equal(got.content_type, "text/html; charset=utf-8");
+
+    /* A capture and a JOB in one batch, in order; a capture without its
+     * bytes is not applied. */
+    struct cache_job c3 = make_job("u3/page-3", CACHE_JOB_CAPTURED);
+    memcpy(c3.blob, other, 32);
+    struct cache_job l3 = make_job("u3/page-3", CACHE_JOB_LOST);
+    unsigned char gz3[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    struct cache_op ops[3] = {
+        {.kind = CACHE_OP_CAPTURE,
+         .record = gz3,
+         .record_len = sizeof gz3,
+         .jobs = &c3,
+         .job_count = 1},
+        {.kind = CACHE_OP_JOB, .jobs = &l3, .job_count = 1},
+        {.kind = CACHE_OP_CAPTURE, .record = NULL, .record_len = 0, .jobs = &c3, .job_count = 1},
+    };
+    assert_int_equal(cache_store_apply(s, ops, 3, &r), 0);
+    assert_int_equal(r.applied, 2);
+    assert_int_equal(job_state(s, "u3/page-3"), CACHE_JOB_LOST);
+    assert_int_equal(cache_store_get_blob(s, other, &data, &len), CACHE_GET_FOUND);
+    assert_int_equal(len, sizeof gz3);
+    free(data);
+    assert_jobs(s, 0, 2, 1);
+    assert_int_equal(stats_of(s).blob_bytes, sizeof gz1 + sizeof gz3);
+    cache_store_close(s);
+}
+
+static void test_job_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    struct cache_job j;
+    memset(&j, 0, sizeof j);
+    memset(j.id, 'i', sizeof j.id - 1);
+    memset(j.url, 'u', sizeof j.url - 1);
+    memset(j.content_type, 'c', sizeof j.content_type - 1);
+    memset(j.note, 'n', sizeof j.note - 1);
+    j.id[0] = '0';
+    j.url[sizeof j.url - 2] = '$';
+    j.state = CACHE_JOB_CAPTURED;
+    j.created_ms = INT64_MIN;
+    j.expires_ms = INT64_MAX;
+    j.next_attempt_ms = -1;
+    j.attempts = UINT32_MAX;
+    for (unsigned i = 0; i < sizeof j.blob; i++)
+        j.blob[i] = (unsigned char)(0xF0 ^ i);
+    j.size = UINT64_MAX;
+    assert_int_equal(apply_job(s, CACHE_OP_JOB, &j, NULL, 0).applied, 1);
+
+    struct cache_job got;
+    memset(&got, 0x5C, sizeof got);
+    assert_int_equal(cache_store_get_job(s, j.id, &got), CACHE_GET_FOUND);
+    assert_string_equal(got.id, j.id);
+    assert_string_equal(got.url, j.url);
+    assert_int_equal(got.state, CACHE_JOB_CAPTURED);
+    assert_true(got.created_ms == INT64_MIN);
+    assert_true(got.expires_ms == INT64_MAX);
+    assert_true(got.next_attempt_ms == -1);
+    assert_true(got.attempts == UINT32_MAX);
+    assert_memory_equal(got.blob, j.blob, sizeof j.blob);
+    assert_true(got.size == UINT64_MAX);
+    assert_string_equal(got.content_type, j.content_type);
+    assert_string_equal(got.note, j.note);
+    assert_int_equal(strlen(got.id), CACHE_ARTIFACT_ID_MAX - 1);
+    assert_int_equal(strlen(got.url), CACHE_ARTIFACT_URL_MAX - 1);
+
+    /* Fields without their NUL are cut to the field less one; the empty
+     * strings and zeroes of a new job read back as such. */
+    struct cache_job full;
+    memset(&full, 'z', sizeof full);
+    full.state = CACHE_JOB_PENDING;
+    full.attempts = 0;
+    assert_int_equal(apply_job(s, CACHE_OP_JOB, &full, NULL, 0).applied, 1);
+    char id[CACHE_ARTIFACT_ID_MAX];
+    memset(id, 'z', sizeof id - 1);
+    id[sizeof id - 1] = '\0';
+    assert_int_equal(cache_store_get_job(s, id, &got), CACHE_GET_FOUND);
+    assert_int_equal(strlen(got.url), CACHE_ARTIFACT_URL_MAX - 1);
+    assert_int_equal(strlen(got.content_type), sizeof got.content_type - 1);
+    assert_int_equal(strlen(got.note), sizeof got.note - 1);
+
+    struct cache_job small = make_job("u4/page-1", CACHE_JOB_PENDING);
+    assert_int_equal(apply_job(s, CACHE_OP_JOB, &small, NULL, 0).applied, 1);
+    assert_int_equal(cache_store_get_job(s, "u4/page-1", &got), CACHE_GET_FOUND);
+    assert_string_equal(got.url, small.url);
+    assert_string_equal(got.content_type, "");
+    assert_string_equal(got.note, "");
+    assert_int_equal(got.attempts, 0);
+    assert_int_equal(got.size, 0);
+    assert_true(got.expires_ms == small.expires_ms);
+    cache_store_close(s);
+}
+
+static void test_foreach_job(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    struct job_tally t = {0};
+    assert_int_equal(cache_store_foreach_job(s, on_job, &t), 0);
+    assert_int_equal(t.count, 0);
+    const char *ids[] = {"c/page-1", "a/page-2", "b/page-1", "a/page-10", "a/page-1"};
+    struct cache_job jobs[5];
+    for (unsigned i = 0; i < 5; i++)
+        jobs[i] = make_job(ids[i], i == 2 ? CACHE_JOB_LOST : CACHE_JOB_PENDING);
+    put_with_jobs(s, 1, 400, jobs, 5);
+    put_n(s, 2, "chatgpt", 1000, 400); /* entries do not show up */
+
+    t = (struct job_tally){0};
+    assert_int_equal(cache_store_foreach_job(s, on_job, &t), 0);
+    assert_int_equal(t.count, 5);
+    const char *sorted[] = {"a/page-1", "a/page-10", "a/page-2", "b/page-1", "c/page-1"};
+    for (unsigned i = 0; i < 5; i++)
+        assert_string_equal(t.ids[i], sorted[i]);
+    assert_int_equal(t.by_state[CACHE_JOB_LOST], 1);
+
+    t = (struct job_tally){.stop_after = 2};
+    assert_int_equal(cache_store_foreach_job(s, on_job, &t), 0);
+    assert_int_equal(t.count, 2);
+    cache_store_close(s);
+}
+
+static void test_reopen_keeps_jobs_and_blobs(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    struct cache_job jobs[3] = {make_job("u5/page-1", CACHE_JOB_PENDING),
+                                make_job("u5/page-2", CACHE_JOB_PENDING),
+                                make_job("u5/page-3", CACHE_JOB_PENDING)};
+    put_with_jobs(s, 1, 700, jobs, 3);
+    struct cache_job c = jobs[0];
+    c.state = CACHE_JOB_CAPTURED;
+    make_hash(0x77, c.blob);
+    unsigned char gz[777];
+    memset(gz, 0x77, sizeof gz);
+    apply_job(s, CACHE_OP_CAPTURE, &c, gz, sizeof gz);
+    jobs[2].state = CACHE_JOB_LOST;
+    apply_job(s, CACHE_OP_JOB, &jobs[2], NULL, 0);
+    struct cache_store_stats before = stats_of(s);
+    cache_store_close(s);
+
+    for (int cli = 0; cli < 2; cli++) {
+        s = open_store(f->dir, cli ? 0 : 16 * MIB);
+        assert_jobs(s, 1, 1, 1);
+        assert_int_equal(job_state(s, "u5/page-1"), CACHE_JOB_CAPTURED);
+        unsigned char *data;
+        size_t len;
+        assert_int_equal(cache_store_get_blob(s, c.blob, &data, &len), CACHE_GET_FOUND);
+        assert_int_equal(len, sizeof gz);
+        assert_memory_equal(data, gz, sizeof gz);
+        free(data);
+        struct cache_store_stats st = stats_of(s);
+        assert_int_equal(st.bytes, before.bytes);
+        assert_int_equal(st.blob_bytes, sizeof gz);
+        assert_int_equal(st.entries, 1);
+        cache_store_close(s);
+    }
+}
+
+/* A store made before jobs and blobs existed has neither database: the
+ * data file's names "jobs" and "blobs" (and the job counters' names in
+ * "info") are renamed away, same length and same order, and the store must
+ * open, keep its entries and take jobs. */
+static void test_store_without_job_databases(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    struct cache_job old = make_job("old/page-1", CACHE_JOB_PENDING);
+    put_with_jobs(s, 1, 500, &old, 1);
+    cache_store_close(s);
+    assert_true(patch_data_file(f->dir, "jobs", "jobz", 4) >= 2);
+    assert_true(patch_data_file(f->dir, "blobs", "blobz", 5) >= 1);
+
+    s = open_store(f->dir, 16 * MIB);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
+    assert_jobs(s, 0, 0, 0); /* a new, empty "jobs" */
+    struct cache_job got;
+    assert_int_equal(cache_store_get_job(s, "old/page-1", &got), CACHE_GET_ABSENT);
+    assert_int_equal(cache_store_get_job(s, "u6/page-1", &got), CACHE_GET_ABSENT);
+    struct cache_job j = make_job("u6/page-1", CACHE_JOB_PENDING);
+    assert_int_equal(put_with_jobs(s, 2, 500, &j, 1).applied, 1);
+    j.state = CACHE_JOB_CAPTURED;
+    make_hash(0x66, j.blob);
+    unsigned char gz[100];
+    memset(gz, 0x66, sizeof gz);
+    assert_int_equal(apply_job(s, CACHE_OP_CAPTURE, &j, gz, sizeof gz).applied, 1);
+    cache_store_close(s);
+
+    s = open_store(f->dir, 0);
+    assert_jobs(s, 0, 1, 0);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
+    assert_int_equal(get_n(s, 2, NULL), CACHE_GET_FOUND);
+    cache_store_close(s);
+}
+
+static void test_capture_too_big_dropped(void **state)
+{
+    struct fixture *f = *state;
+    /* The CLI's 1 MiB map (see test_map_full). */
+    struct cache_store *s = open_store(f->dir, 0);
+    struct cache_job j = make_job("u7/page-1", CACHE_JOB_PENDING);
+    assert_int_equal(put_with_jobs(s, 1, 4 * KIB, &j, 1).applied, 1);
+    uint64_t bytes = stats_of(s).bytes;
+
+    struct cache_job c = j;
+    c.state = CACHE_JOB_CAPTURED;
+    make_hash(0x99, c.blob);
+    size_t big_len = 2 * MIB;
+    unsigned char *big = malloc(big_len);
+    assert_non_null(big);
+    memset(big, 0x99, big_len);
+    struct cache_apply_result r = apply_job(s, CACHE_OP_CAPTURE, &c, big, big_len);
+    free(big);
+    assert_int_equal(r.applied, 0);
+    assert_int_equal(r.dropped, 1);
+    /* Neither the blob nor the job's change: it stays pending. */
+    assert_int_equal(job_state(s, "u7/page-1"), CACHE_JOB_PENDING);
+    unsigned char *data;
+    size_t len;
+    assert_int_equal(cache_store_get_blob(s, c.blob, &data, &len), CACHE_GET_ABSENT);
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.dropped, 1);
+    assert_int_equal(st.blob_bytes, 0);
+    assert_true(st.bytes <= bytes); /* the entry may have been evicted for room */
+
+    /* A capture that fits goes in. */
+    unsigned char small[64];
+    memset(small, 0x99, sizeof small);
+    assert_int_equal(apply_job(s, CACHE_OP_CAPTURE, &c, small, sizeof small).applied, 1);
+    assert_int_equal(job_state(s, "u7/page-1"), CACHE_JOB_CAPTURED);
+    assert_jobs(s, 0, 1, 0);
+    assert_int_equal(stats_of(s).blob_bytes, sizeof small);
+    cache_store_close(s);
+}
+
 /* The CLI is another process: a forked child opens the same directory (the
  * parent keeps its store open), reads what the parent committed, and writes
  * one entry the parent then reads. */
@@ -819,6 +1341,22 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_reader_process, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_timing, store_fixture_setup, store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_put_creates_jobs_once, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_job_replace_moves_counts, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_capture_stores_blob_once, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_job_round_trip, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_foreach_job, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_jobs_and_blobs, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_store_without_job_databases, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_capture_too_big_dropped, store_fixture_setup,
+                                        store_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,10 @@
  * everything; readers on another thread race the writer cleanly (ASan, TSan);
  * and a writer process killed with SIGKILL at a random moment leaves a store
  * whose every entry verifies and holds at least what it reported committed.
- * Each test works in a fresh directory under /tmp, removed at the end. */
+ * Artifact jobs go through the queue too: a put's jobs are committed with
+ * it, a job update and a capture (with its blob) reach the store, and ops
+ * refused by a full queue free what they carried (ASan). Each test works in a fresh directory under
+ * /tmp, removed at the end. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -82,7 +85,7 @@ static void put_version(struct cache_writer *w, unsigned n, unsigned version, si
     size_t len;
     unsigned char *rec = make_record(version, body_len, &len);
     assert_non_null(rec);
-    cache_writer_put(w, key, rec, len, 1000 + version);
+    cache_writer_put(w, key, rec, len, 1000 + version, NULL, 0);
 }
 
 /* Where key n can be found: the pending map first, then the store (that
@@ -284,7 +287,7 @@ static void test_stats_counters(void **state)
     unsigned char *junk = malloc(50);
     assert_non_null(junk);
     memset(junk, 'J', 50);
-    cache_writer_put(w, key, junk, 50, 1); /* does not decode: failed */
+    cache_writer_put(w, key, junk, 50, 1, NULL, 0); /* does not decode: failed */
     make_key(1, key);
     cache_writer_touch(w, key, 10, 1);
     /* Wait (bounded) until all three are settled. */
@@ -403,7 +406,7 @@ static void crash_child(const char *dir, unsigned first, int fd)
         unsigned char *rec = make_record(i, 256 + i % 3000, &len);
         if (rec == NULL)
             _exit(22);
-        cache_writer_put(w, key, rec, len, 1000 + i);
+        cache_writer_put(w, key, rec, len, 1000 + i, NULL, 0);
         struct cache_writer_stats ws;
         cache_writer_stats(w, &ws);
         if (ws.dropped != 0 || ws.failed != 0)
@@ -485,6 +488,129 @@ static void test_kill9_keeps_committed(void **state)
     }
 }
 
+/* A malloc'd array of count pending jobs "<prefix>/page-<i>". */
+static struct cache_job *make_jobs(const char *prefix, size_t count)
+{
+    struct cache_job *jobs = calloc(count, sizeof *jobs);
+    assert_non_null(jobs);
+    for (size_t i = 0; i < count; i++) {
+        snprintf(jobs[i].id, sizeof jobs[i].id, "%s/page-%zu", prefix, i + 1);
+        snprintf(jobs[i].url, sizeof jobs[i].url, "https://storage.cloro.dev/%s/%zu.html", prefix,
+                 i + 1);
+        jobs[i].state = CACHE_JOB_PENDING;
+        jobs[i].created_ms = 1000;
+        jobs[i].expires_ms = 1000 + 86400000;
+    }
+    return jobs;
+}
+
+static enum cache_job_state job_state(struct cache_store *s, const char *id)
+{
+    struct cache_job j;
+    assert_int_equal(cache_store_get_job(s, id, &j), CACHE_GET_FOUND);
+    return j.state;
+}
+
+static void test_put_with_jobs(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 10000);
+    assert_non_null(w);
+    for (unsigned i = 0; i < 20; i++) {
+        unsigned char key[CACHE_KEY_BYTES];
+        make_key(i, key);
+        size_t len;
+        unsigned char *rec = make_record(1, 500, &len);
+        assert_non_null(rec);
+        char prefix[16];
+        snprintf(prefix, sizeof prefix, "k%02u", i);
+        cache_writer_put(w, key, rec, len, 1000, make_jobs(prefix, 1 + i % 3), 1 + i % 3);
+    }
+    cache_writer_stop(w);
+    for (unsigned i = 0; i < 20; i++) {
+        assert_int_equal(lookup(NULL, s, i), 1);
+        for (unsigned p = 1; p <= 1 + i % 3; p++) {
+            char id[32];
+            snprintf(id, sizeof id, "k%02u/page-%u", i, p);
+            assert_int_equal(job_state(s, id), CACHE_JOB_PENDING);
+        }
+        char id[32];
+        snprintf(id, sizeof id, "k%02u/page-%u", i, 2 + i % 3);
+        struct cache_job j;
+        assert_int_equal(cache_store_get_job(s, id, &j), CACHE_GET_ABSENT);
+    }
+    cache_store_close(s);
+}
+
+static void test_job_and_capture(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 10000);
+    assert_non_null(w);
+    unsigned char key[CACHE_KEY_BYTES];
+    make_key(1, key);
+    size_t len;
+    unsigned char *rec = make_record(1, 500, &len);
+    assert_non_null(rec);
+    struct cache_job *jobs = make_jobs("cap", 3);
+    struct cache_job captured = jobs[0], lost = jobs[1];
+    cache_writer_put(w, key, rec, len, 1000, jobs, 3);
+
+    /* Queued after the put: applied after it, whatever the batching. */
+    captured.state = CACHE_JOB_CAPTURED;
+    memset(captured.blob, 0xAB, sizeof captured.blob);
+    captured.size = 12345;
+    snprintf(captured.content_type, sizeof captured.content_type, "text/html");
+    unsigned char *gzip = malloc(4096);
+    assert_non_null(gzip);
+    memset(gzip, 0xAB, 4096);
+    cache_writer_capture(w, &captured, gzip, 4096);
+    lost.state = CACHE_JOB_LOST;
+    snprintf(lost.note, sizeof lost.note, "HTTP 404");
+    cache_writer_job(w, &lost);
+    /* The pending map holds puts only. */
+    assert_int_equal(lookup(w, s, 1), 1);
+    cache_writer_stop(w);
+
+    assert_int_equal(job_state(s, "cap/page-1"), CACHE_JOB_CAPTURED);
+    assert_int_equal(job_state(s, "cap/page-2"), CACHE_JOB_LOST);
+    assert_int_equal(job_state(s, "cap/page-3"), CACHE_JOB_PENDING);
+    struct cache_job j;
+    assert_int_equal(cache_store_get_job(s, "cap/page-2", &j), CACHE_GET_FOUND);
+    assert_string_equal(j.note, "HTTP 404");
+    unsigned char *data;
+    size_t data_len;
+    assert_int_equal(cache_store_get_blob(s, captured.blob, &data, &data_len), CACHE_GET_FOUND);
+    assert_int_equal(data_len, 4096);
+    assert_int_equal(data[0], 0xAB);
+    assert_int_equal(data[4095], 0xAB);
+    free(data);
+
+    /* A full queue refuses jobs and captures too, freeing what they carry. */
+    w = cache_writer_start(s, 0);
+    assert_non_null(w);
+    rec = make_record(2, 500, &len);
+    assert_non_null(rec);
+    cache_writer_put(w, key, rec, len, 2000, make_jobs("drop", 2), 2);
+    lost.state = CACHE_JOB_PENDING;
+    cache_writer_job(w, &lost);
+    gzip = malloc(100);
+    assert_non_null(gzip);
+    memset(gzip, 1, 100);
+    cache_writer_capture(w, &captured, gzip, 100);
+    struct cache_writer_stats ws;
+    cache_writer_stats(w, &ws);
+    assert_int_equal(ws.queued, 0);
+    assert_int_equal(ws.dropped, 3);
+    cache_writer_stop(w);
+    assert_int_equal(cache_store_get_job(s, "drop/page-1", &j), CACHE_GET_ABSENT);
+    assert_int_equal(job_state(s, "cap/page-2"), CACHE_JOB_LOST);
+    assert_int_equal(lookup(NULL, s, 1), 1);
+    cache_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +629,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_readers, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_kill9_keeps_committed, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_put_with_jobs, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_job_and_capture, store_fixture_setup,
                                         store_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -299,6 +299,7 @@ static void test_init_defaults_match_table(void **state)
         case CONFIG_PATH:
         case CONFIG_LISTEN:
         case CONFIG_URL:
+        case CONFIG_HOST_LIST:
             assert_non_null(*(char *const *)slot);
             assert_string_equal(*(char *const *)slot, k->default_value);
             break;

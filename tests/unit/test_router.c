@@ -34,6 +34,8 @@ static const char *route_name(enum route r)
         return "ROUTE_CACHE_ENTRY";
     case ROUTE_CACHE_PURGE:
         return "ROUTE_CACHE_PURGE";
+    case ROUTE_ARTIFACT:
+        return "ROUTE_ARTIFACT";
     }
     return "?";
 }
@@ -151,6 +153,12 @@ static void test_cache_routes(void **state)
     expect("GET", "/_proxy/cache/purge", ROUTE_METHOD_NOT_ALLOWED);
     assert_string_equal(router_allowed_methods("/_proxy/cache/purge"), "POST");
     assert_string_equal(router_allowed_methods(key), "GET, HEAD, DELETE");
+    const char *artifact = "/_proxy/artifacts/c45a5081-808d-4ed3-9c86-e4baf16c8ab8/page-1.html";
+    expect("GET", artifact, ROUTE_ARTIFACT);
+    expect("HEAD", artifact, ROUTE_ARTIFACT);
+    expect("POST", artifact, ROUTE_METHOD_NOT_ALLOWED);
+    expect("GET", "/_proxy/artifacts/", ROUTE_NOT_FOUND);
+    expect("GET", "/_proxy/artifacts/../stats", ROUTE_NOT_FOUND);
 }
 
 int main(void)
