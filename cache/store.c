@@ -452,12 +452,10 @@ static int put_job(struct wtxn *w, const struct cache_job *job, bool create)
     MDB_val k = val(job->id, job_id_len(job)), v;
     bool had_old = false;
     struct cache_job old;
-    size_t old_len = 0;
     int rc;
     if (!create) {
         rc = mdb_get(w->txn, w->s->jobs, &k, &v);
         if (rc == 0) {
-            old_len = v.mv_size;
             had_old = job_decode(&k, &v, &old) == 0;
         } else if (rc != MDB_NOTFOUND) {
             return rc;
@@ -472,7 +470,6 @@ static int put_job(struct wtxn *w, const struct cache_job *job, bool create)
     if (had_old)
         w->jobs[old.state] = sub_floor(w->jobs[old.state], 1);
     w->jobs[job->state]++;
-    w->bytes = sub_floor(w->bytes, old_len) + len;
     w->counters_dirty = true;
     return 0;
 }
@@ -497,7 +494,6 @@ static int apply_capture(struct wtxn *w, const struct cache_op *op)
     MDB_val k = val(job->blob, BLOB_KEY_BYTES), v = val(op->record, op->record_len);
     int rc = mdb_put(w->txn, w->s->blobs, &k, &v, MDB_NOOVERWRITE);
     if (rc == 0) {
-        w->bytes += op->record_len;
         w->blob_bytes += op->record_len;
         w->counters_dirty = true;
     } else if (rc != MDB_KEYEXIST) {

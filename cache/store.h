@@ -61,7 +61,9 @@ enum cache_get_result cache_store_get(struct cache_store *s, const unsigned char
  * answer, created in the same txn as the answer (a PUT's jobs, created only
  * when absent), so none is lost to a crash or restart. "blobs": SHA-256 of
  * the content -> the content gzip-compressed, stored once however many jobs
- * name it. Both count towards the byte total. */
+ * name it. Neither counts in the answers' byte total that max_bytes bounds
+ * and eviction keeps (blob_bytes counts the blobs): a captured artifact is
+ * kept for good, and only MDB_MAP_FULL stops new ones (dropped, counted). */
 #define CACHE_ARTIFACT_ID_MAX  80  /* "<uuid>/page-<n>" and its NUL */
 #define CACHE_ARTIFACT_URL_MAX 512 /* longer URLs are not captured */
 

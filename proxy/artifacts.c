@@ -54,6 +54,7 @@ struct artifacts {
     int in_flight;
     struct event *timer;
     uint64_t downloads, failures, retries, oversized;
+    int64_t rescanned_ms;
 };
 
 static void dispatch(struct artifacts *a);
@@ -131,6 +132,7 @@ struct artifacts *artifacts_new(struct server *srv)
         log_warn("artifacts", "error=\"could not read the pending jobs\"");
     if (a->count > 0)
         log_info("artifacts", "pending=%zu resumed=true", a->count);
+    a->rescanned_ms = clock_wall_ms();
     dispatch(a);
     return a;
 }
@@ -512,6 +514,21 @@ static void dispatch(struct artifacts *a)
         int64_t in = wake - now > 0 ? wake - now : 1;
         struct timeval tv = {.tv_sec = in / 1000, .tv_usec = (in % 1000) * 1000};
         evtimer_add(a->timer, &tv);
+    }
+}
+
+void artifacts_tick(struct artifacts *a)
+{
+    int64_t now = clock_wall_ms();
+    if (now - a->rescanned_ms < 30000)
+        return;
+    a->rescanned_ms = now;
+    size_t before = a->count;
+    if (cache_store_foreach_job(a->srv->store, load_pending, a) != 0)
+        return;
+    if (a->count > before) {
+        log_info("artifacts", "requeued=%zu", a->count - before);
+        dispatch(a);
     }
 }
 

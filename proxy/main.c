@@ -2,6 +2,7 @@
  * show-config, --help, --version. Flags are generated from the config key
  * table, so every key X can be given as --X (underscores as dashes) and a
  * flag always beats the file. No logic of its own beyond that. */
+#include "cli_artifacts.h"
 #include "cli_cache.h"
 #include "config.h"
 #include "log.h"
@@ -30,6 +31,8 @@ static void print_usage(FILE *out)
             "  cloro-proxy cache stats|ls|show KEY|purge ... [--cache-dir DIR]\n"
             "                                   look at or purge the cache, server running or "
             "not\n"
+            "  cloro-proxy artifacts ls|get ID|retry ... [--cache-dir DIR]\n"
+            "                                   the captured HTML artifacts\n"
             "  cloro-proxy --help | --version\n\n"
             "Options:\n"
             "  -c, --config FILE                INI configuration file\n",
@@ -195,6 +198,8 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "cache") == 0)
         return cli_cache_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "artifacts") == 0)
+        return cli_artifacts_main(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "help") == 0)) {
         print_usage(stdout);
         return 0;

@@ -124,6 +124,8 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     (void)events;
     struct server *srv = arg;
     forward_sweep_departed(srv);
+    if (srv->artifacts != NULL)
+        artifacts_tick(srv->artifacts);
     if (srv->writer == NULL)
         return;
     touches_flush(srv->touches, srv->writer);

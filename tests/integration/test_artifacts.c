@@ -66,6 +66,27 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* A test's own proxies (and the restart test's cache directory): stopped and
+ * removed after the test, also when it fails half-way. */
+static struct proc own[2];
+static char own_dir[64];
+
+static void remove_tree(const char *dir);
+
+static int stop_own(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        if (own[i].pid > 0 || own[i].dir[0] != '\0')
+            proc_stop(&own[i]);
+        memset(&own[i], 0, sizeof own[i]);
+    }
+    if (own_dir[0] != '\0')
+        remove_tree(own_dir);
+    own_dir[0] = '\0';
+    return 0;
+}
+
 static int reset_fake(void **state)
 {
     (void)state;
@@ -462,6 +483,29 @@ static void test_copy_served_gzip_with_etag(void **state)
     assert_int_equal(again.status, 200);
     http_reply_free(&again);
 
+    /* The CLI, on the running server's store: listed, and the same page. */
+    char dir[400], id[PATH_MAX_LEN];
+    snprintf(dir, sizeof dir, "%s/cache", proxy.dir);
+    const char *prefix = "/_proxy/artifacts/";
+    snprintf(id, sizeof id, "%.*s", (int)(strlen(paths[0]) - strlen(prefix) - 5),
+             paths[0] + strlen(prefix));
+    struct cli_result cli;
+    cli_run(&cli, (const char *[]){"artifacts", "ls", "--cache-dir", dir, NULL});
+    assert_int_equal(cli.status, 0);
+    assert_non_null(strstr(cli.output, id));
+    assert_non_null(strstr(cli.output, "captured"));
+    free(cli.output);
+    cli_run(&cli, (const char *[]){"artifacts", "get", id, "--cache-dir", dir, NULL});
+    assert_int_equal(cli.status, 0);
+    assert_non_null(strstr(cli.output, orig.body));
+    free(cli.output);
+    cli_run(&cli, (const char *[]){"artifacts", "get", "no-such/page-1", "--cache-dir", dir, NULL});
+    assert_int_equal(cli.status, 1);
+    free(cli.output);
+    cli_run(&cli, (const char *[]){"artifacts", "retry", "--cache-dir", dir, NULL});
+    assert_int_equal(cli.status, 2); /* says what to retry */
+    free(cli.output);
+
     http_reply_free(&orig);
     http_reply_free(&plain);
     http_reply_free(&zipped);
@@ -473,54 +517,56 @@ static void test_copy_served_gzip_with_etag(void **state)
 static void test_pending_jobs_resume_after_restart(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/cloro-it-artifacts-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    snprintf(own_dir, sizeof own_dir, "/tmp/cloro-it-artifacts-XXXXXX");
+    assert_non_null(mkdtemp(own_dir));
     char cache_dir[96];
-    snprintf(cache_dir, sizeof cache_dir, "%s/cache", dir);
+    snprintf(cache_dir, sizeof cache_dir, "%s/cache", own_dir);
     /* A longer window than the others: a stop and a start fit in it. */
     const char *args[] = {"--cache-dir", cache_dir, "--artifact-hosts", fake.addr, "--artifact-ttl",
                           "10s",         NULL};
     const long long window_ms = 10000;
 
     fake_configure(&fake, "{\"artifact_fail\":1.0,\"artifact_ttl_s\":10}");
-    struct proc first;
-    start_proxy(&first, args);
+    struct proc *first = &own[0];
+    start_proxy(first, args);
     char paths[16][PATH_MAX_LEN];
     int n = 0;
     for (int i = 0; i < 6; i++)
-        n = ask_and_collect(&first, "resume", i, i % 3 == 2, paths, n, "MISS");
+        n = ask_and_collect(first, "resume", i, i % 3 == 2, paths, n, "MISS");
     long long t_last = now_ms();
     assert_int_equal(n, 8);
     /* Every job tried (and failed) at least once, none done. */
-    if (proxy_wait_stat(&first, "artifacts.failures", n, 2000) < n)
-        dump_artifact_stats(&first, "jobs not all attempted");
-    assert_true(proxy_stat(&first, "artifacts.failures") >= n);
-    assert_int_equal(proxy_stat(&first, "artifacts.captured"), 0);
-    assert_int_equal(proxy_stat(&first, "artifacts.pending"), n);
-    proc_stop(&first);
-    assert_int_equal(first.exit_status, 0);
+    if (proxy_wait_stat(first, "artifacts.failures", n, 2000) < n)
+        dump_artifact_stats(first, "jobs not all attempted");
+    assert_true(proxy_stat(first, "artifacts.failures") >= n);
+    assert_int_equal(proxy_stat(first, "artifacts.captured"), 0);
+    /* The job counters are the store's: committed by the writer a moment later. */
+    long long pending = proxy_wait_stat(first, "artifacts.pending", n, 2000);
+    if (pending != n)
+        dump_artifact_stats(first, "jobs not all pending");
+    assert_int_equal(pending, n);
+    proc_stop(first);
+    assert_int_equal(first->exit_status, 0);
 
     fake_configure(&fake, "{\"artifact_fail\":0}");
     long long failures_at_fake = fake_stat(&fake, "artifact_failures");
-    struct proc second;
-    start_proxy(&second, args);
+    struct proc *second = &own[1];
+    start_proxy(second, args);
     long long captured =
-        proxy_wait_stat(&second, "artifacts.captured", n, t_last + window_ms - now_ms());
+        proxy_wait_stat(second, "artifacts.captured", n, t_last + window_ms - now_ms());
     if (captured != n)
-        dump_artifact_stats(&second, "pending jobs did not resume");
+        dump_artifact_stats(second, "pending jobs did not resume");
     assert_int_equal(captured, n);
-    assert_int_equal(proxy_stat(&second, "artifacts.pending"), 0);
-    assert_int_equal(proxy_stat(&second, "artifacts.lost"), 0);
+    assert_int_equal(proxy_stat(second, "artifacts.pending"), 0);
+    assert_int_equal(proxy_stat(second, "artifacts.lost"), 0);
     assert_int_equal(fake_stat(&fake, "artifact_failures"), failures_at_fake);
     /* The successful fetches: one per artifact. */
     assert_int_equal(fake_stat(&fake, "artifact_fetches") - failures_at_fake, n);
     struct http_reply r;
-    get_proxy(&second, paths[n - 1], NULL, &r);
+    get_proxy(second, paths[n - 1], NULL, &r);
     assert_int_equal(r.status, 200);
     assert_is_page(&r, paths[n - 1]);
     http_reply_free(&r);
-    proc_stop(&second);
-    remove_tree(dir);
 }
 
 /* Half of the artifact host's answers are 500s: retries still capture all
@@ -563,15 +609,15 @@ static void test_other_hosts_never_fetched_nor_rewritten(void **state)
 {
     (void)state;
     const char *args[] = {"--artifact-hosts", "cdn.cloro.dev", "--artifact-ttl", ttl_arg, NULL};
-    struct proc strict;
-    start_proxy(&strict, args);
+    struct proc *strict = &own[0];
+    start_proxy(strict, args);
     char prefix[128];
     snprintf(prefix, sizeof prefix, "%s/results/", fake.url);
     for (int i = 0; i < 2; i++) {
         char body[256];
         question(body, sizeof body, "elsewhere", i, i == 1);
         struct http_reply r;
-        ask(&strict, i == 1 ? "/v1/monitor/google" : "/v1/monitor/chatgpt", body, &r);
+        ask(strict, i == 1 ? "/v1/monitor/google" : "/v1/monitor/chatgpt", body, &r);
         assert_int_equal(r.status, 200);
         char links[4][PATH_MAX_LEN * 2];
         int got = answer_links(&r, links, 4);
@@ -583,7 +629,7 @@ static void test_other_hosts_never_fetched_nor_rewritten(void **state)
             char path[PATH_MAX_LEN];
             snprintf(path, sizeof path, "/_proxy/artifacts/%s", links[k] + strlen(prefix));
             struct http_reply a;
-            get_proxy(&strict, path, NULL, &a);
+            get_proxy(strict, path, NULL, &a);
             assert_int_equal(a.status, 404);
             assert_string_equal(http_error_code(&a), "NOT_FOUND");
             http_reply_free(&a);
@@ -592,10 +638,9 @@ static void test_other_hosts_never_fetched_nor_rewritten(void **state)
     }
     sleep_ms(1000);
     assert_int_equal(fake_stat(&fake, "artifact_fetches"), 0);
-    assert_int_equal(proxy_stat(&strict, "artifacts.pending"), 0);
-    assert_int_equal(proxy_stat(&strict, "artifacts.captured"), 0);
-    assert_int_equal(proxy_stat(&strict, "artifacts.downloads"), 0);
-    proc_stop(&strict);
+    assert_int_equal(proxy_stat(strict, "artifacts.pending"), 0);
+    assert_int_equal(proxy_stat(strict, "artifacts.captured"), 0);
+    assert_int_equal(proxy_stat(strict, "artifacts.downloads"), 0);
 }
 
 /* rewrite_artifact_urls off: answers keep cloro's URLs, the copies are
@@ -610,8 +655,8 @@ static void test_rewrite_off_still_captures(void **state)
                           "--rewrite-artifact-urls",
                           "false",
                           NULL};
-    struct proc plain;
-    start_proxy(&plain, args);
+    struct proc *plain = &own[0];
+    start_proxy(plain, args);
     char prefix[128];
     snprintf(prefix, sizeof prefix, "%s/results/", fake.url);
     char body[256];
@@ -619,7 +664,7 @@ static void test_rewrite_off_still_captures(void **state)
     struct http_reply r;
     char links[4][PATH_MAX_LEN * 2];
     for (int round = 0; round < 2; round++) {
-        ask(&plain, "/v1/monitor/chatgpt", body, &r);
+        ask(plain, "/v1/monitor/chatgpt", body, &r);
         assert_int_equal(r.status, 200);
         assert_header(&r, "X-Cache", round == 0 ? "MISS" : "HIT");
         assert_int_equal(answer_links(&r, links, 4), 1);
@@ -627,15 +672,14 @@ static void test_rewrite_off_still_captures(void **state)
             fail_msg("rewritten although rewrite_artifact_urls is false: %s", links[0]);
         http_reply_free(&r);
     }
-    assert_int_equal(proxy_wait_stat(&plain, "artifacts.captured", 1, TTL_MS - 500), 1);
+    assert_int_equal(proxy_wait_stat(plain, "artifacts.captured", 1, TTL_MS - 500), 1);
     char path[PATH_MAX_LEN];
     snprintf(path, sizeof path, "/_proxy/artifacts/%s", links[0] + strlen(prefix));
-    get_proxy(&plain, path, NULL, &r);
+    get_proxy(plain, path, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_is_page(&r, path);
     http_reply_free(&r);
     assert_int_equal(fake_stat(&fake, "artifact_fetches"), 1);
-    proc_stop(&plain);
 }
 
 /* A cached answer replayed after the upstream copies expired links to
@@ -686,13 +730,13 @@ static void test_oversized_lost_and_unknown(void **state)
                           "--max-artifact-bytes",
                           "1KiB",
                           NULL};
-    struct proc small;
-    start_proxy(&small, args);
+    struct proc *small = &own[0];
+    start_proxy(small, args);
     fake_configure(&fake, "{\"artifact_bytes\":4096}");
     char body[256];
     question(body, sizeof body, "oversized", 0, false);
     struct http_reply r;
-    ask(&small, "/v1/monitor/chatgpt", body, &r);
+    ask(small, "/v1/monitor/chatgpt", body, &r);
     assert_int_equal(r.status, 200);
     assert_header(&r, "X-Cache", "MISS");
     json_t *answer = http_json(&r);
@@ -704,16 +748,16 @@ static void test_oversized_lost_and_unknown(void **state)
     char big[PATH_MAX_LEN];
     snprintf(big, sizeof big, "%s", proxy_path_of(links[0], 1));
     http_reply_free(&r);
-    long long oversized = proxy_wait_stat(&small, "artifacts.oversized", 1, TTL_MS - 500);
+    long long oversized = proxy_wait_stat(small, "artifacts.oversized", 1, TTL_MS - 500);
     if (oversized < 1)
-        dump_artifact_stats(&small, "oversized not counted");
+        dump_artifact_stats(small, "oversized not counted");
     assert_true(oversized >= 1);
-    assert_int_equal(proxy_stat(&small, "artifacts.captured"), 0);
+    assert_int_equal(proxy_stat(small, "artifacts.captured"), 0);
 
     /* A page whose every fetch fails. */
     fake_configure(&fake, "{\"artifact_bytes\":0,\"artifact_fail\":1.0}");
     question(body, sizeof body, "never captured", 0, false);
-    ask(&small, "/v1/monitor/chatgpt", body, &r);
+    ask(small, "/v1/monitor/chatgpt", body, &r);
     assert_int_equal(r.status, 200);
     assert_int_equal(answer_links(&r, links, 4), 1);
     char never[PATH_MAX_LEN];
@@ -723,30 +767,43 @@ static void test_oversized_lost_and_unknown(void **state)
     assert_true(fake_wait_stat(&fake, "artifact_failures", 1, 3000));
 
     sleep_until(t_last + TTL_MS + 300);
-    get_proxy(&small, big, NULL, &r);
+    get_proxy(small, big, NULL, &r);
     if (r.status == 200)
         fail_msg("an oversized artifact was served: %zu bytes", r.body_len);
     fprintf(stderr, "test_artifacts: oversized page after expiry: %ld %s\n", r.status,
             http_error_code(&r));
     assert_int_equal(r.status, 410);
     http_reply_free(&r);
-    get_proxy(&small, never, NULL, &r);
+    get_proxy(small, never, NULL, &r);
     assert_int_equal(r.status, 410);
     assert_string_equal(http_error_code(&r), "ARTIFACT_EXPIRED");
     json_t *env = http_json(&r);
     assert_true(json_is_false(json_object_get(env, "success")));
     json_decref(env);
     http_reply_free(&r);
-    assert_true(proxy_stat(&small, "artifacts.lost") >= 1);
-    assert_int_equal(proxy_stat(&small, "artifacts.pending"), 0);
-    assert_int_equal(proxy_stat(&small, "artifacts.captured"), 0);
+    assert_true(proxy_stat(small, "artifacts.lost") >= 1);
+    assert_int_equal(proxy_stat(small, "artifacts.pending"), 0);
+    assert_int_equal(proxy_stat(small, "artifacts.captured"), 0);
 
-    get_proxy(&small, "/_proxy/artifacts/0b6e1c52-3f4a-4d7e-9c1b-2a5f6e7d8c9b/page-1.html", NULL,
+    get_proxy(small, "/_proxy/artifacts/0b6e1c52-3f4a-4d7e-9c1b-2a5f6e7d8c9b/page-1.html", NULL,
               &r);
     assert_int_equal(r.status, 404);
     assert_string_equal(http_error_code(&r), "NOT_FOUND");
     http_reply_free(&r);
-    proc_stop(&small);
+
+    /* The CLI puts lost jobs back in the queue. */
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/cache", small.dir);
+    struct cli_result cli;
+    cli_run(&cli, (const char *[]){"artifacts", "retry", "--all-lost", "--cache-dir", dir, NULL});
+    assert_int_equal(cli.status, 0);
+    assert_non_null(strstr(cli.output, "requeued 2 artifacts"));
+    free(cli.output);
+    cli_run(&cli,
+            (const char *[]){"artifacts", "ls", "--state", "pending", "--cache-dir", dir, NULL});
+    assert_int_equal(cli.status, 0);
+    assert_non_null(strstr(cli.output, "pending"));
+    free(cli.output);
 }
 
 /* A request for a page still pending fetches it at once and waits for it. */
@@ -775,15 +832,20 @@ static void test_pending_page_fetched_on_request(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_every_artifact_captured_once_before_expiry, reset_fake),
-        cmocka_unit_test_setup(test_copy_served_gzip_with_etag, reset_fake),
-        cmocka_unit_test_setup(test_pending_jobs_resume_after_restart, reset_fake),
-        cmocka_unit_test_setup(test_flaky_artifact_host_still_captured, reset_fake),
-        cmocka_unit_test_setup(test_other_hosts_never_fetched_nor_rewritten, reset_fake),
-        cmocka_unit_test_setup(test_rewrite_off_still_captures, reset_fake),
-        cmocka_unit_test_setup(test_cached_answer_links_to_local_copy, reset_fake),
-        cmocka_unit_test_setup(test_oversized_lost_and_unknown, reset_fake),
-        cmocka_unit_test_setup(test_pending_page_fetched_on_request, reset_fake),
+        cmocka_unit_test_setup_teardown(test_every_artifact_captured_once_before_expiry, reset_fake,
+                                        stop_own),
+        cmocka_unit_test_setup_teardown(test_copy_served_gzip_with_etag, reset_fake, stop_own),
+        cmocka_unit_test_setup_teardown(test_pending_jobs_resume_after_restart, reset_fake,
+                                        stop_own),
+        cmocka_unit_test_setup_teardown(test_flaky_artifact_host_still_captured, reset_fake,
+                                        stop_own),
+        cmocka_unit_test_setup_teardown(test_other_hosts_never_fetched_nor_rewritten, reset_fake,
+                                        stop_own),
+        cmocka_unit_test_setup_teardown(test_rewrite_off_still_captures, reset_fake, stop_own),
+        cmocka_unit_test_setup_teardown(test_cached_answer_links_to_local_copy, reset_fake,
+                                        stop_own),
+        cmocka_unit_test_setup_teardown(test_oversized_lost_and_unknown, reset_fake, stop_own),
+        cmocka_unit_test_setup_teardown(test_pending_page_fetched_on_request, reset_fake, stop_own),
     };
     return cmocka_run_group_tests_name("integration_artifacts", tests, group_setup, group_teardown);
 }

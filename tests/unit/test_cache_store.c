@@ -796,9 +796,8 @@ static void test_put_creates_jobs_once(void **state)
     assert_int_equal(got.state, CACHE_JOB_PENDING);
     assert_int_equal(cache_store_get_job(s, "u1/page-3", &got), CACHE_GET_ABSENT);
     assert_int_equal(cache_store_get_job(s, "", &got), CACHE_GET_ABSENT);
-    /* Job records count in bytes. */
-    uint64_t with_jobs = stats_of(s).bytes;
-    assert_true(with_jobs > empty + 600);
+    /* Only the answer counts in bytes (the bound eviction keeps), not its jobs. */
+    assert_int_equal(stats_of(s).bytes, empty + 600);
 
     /* page-1 is captured; page-2 failed once. */
     struct cache_job cap = jobs[0];
@@ -873,7 +872,7 @@ static void test_job_replace_moves_counts(void **state)
     assert_int_equal(apply_job(s, CACHE_OP_JOB, &j, NULL, 0).applied, 1);
     assert_jobs(s, 2, 0, 0);
     uint64_t b1 = stats_of(s).bytes;
-    assert_int_equal(b1, b0 + strlen("timeout")); /* the record grew by its note */
+    assert_int_equal(b1, b0); /* job records are not answer bytes */
 
     /* Lost: pending -> lost. */
     j.attempts = 5;
@@ -945,8 +944,9 @@ static void test_capture_stores_blob_once(void **state)
     r = apply_job(s, CACHE_OP_CAPTURE, &c2, gz2, sizeof gz2);
     assert_int_equal(r.applied, 1);
     uint64_t b2 = stats_of(s).bytes;
-    /* Each capture grew its job record alike; only the first added a blob. */
-    assert_int_equal((b1 - b0) - (b2 - b1), sizeof gz1);
+    /* Blobs are counted apart (blob_bytes), once: not in the answers' bytes. */
+    assert_int_equal(b1, b0);
+    assert_int_equal(b2, b1);
     assert_jobs(s, 0, 2, 0);
     assert_int_equal(stats_of(s).blob_bytes, sizeof gz1);
 
