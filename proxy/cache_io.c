@@ -75,8 +75,11 @@ static size_t artifact_jobs_of(struct server *srv, const struct cache_entry *e,
         if (!urls[i].allowed)
             continue;
         struct cache_job *j = &jobs[count++];
-        snprintf(j->id, sizeof j->id, "%s", urls[i].id);
-        snprintf(j->url, sizeof j->url, "%s", urls[i].url);
+        /* Same sizes on both sides (store.h): plain bounded copies. */
+        memcpy(j->id, urls[i].id, sizeof j->id);
+        memcpy(j->url, urls[i].url, sizeof j->url);
+        j->id[sizeof j->id - 1] = '\0';
+        j->url[sizeof j->url - 1] = '\0';
         j->state = CACHE_JOB_PENDING;
         j->created_ms = e->stored_at_ms;
         j->expires_ms = e->stored_at_ms + srv->cfg->artifact_ttl_ms;

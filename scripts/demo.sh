@@ -111,7 +111,8 @@ fake_pid=$!
 fake_addr=$(wait_listening fake_cloro "$fake_pid" "$fake_log")
 
 CLORO_API_KEY=$api_key setsid "$proxy_bin" serve --listen "$listen" \
-  --upstream "http://$fake_addr" --cache-dir ./var/demo-cache >"$proxy_log" 2>&1 &
+  --upstream "http://$fake_addr" --cache-dir ./var/demo-cache \
+  --artifact-hosts "$fake_addr" --public-url "http://$listen" >"$proxy_log" 2>&1 &
 proxy_pid=$!
 proxy_addr=$(wait_listening cloro-proxy "$proxy_pid" "$proxy_log")
 

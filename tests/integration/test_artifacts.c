@@ -793,7 +793,7 @@ static void test_oversized_lost_and_unknown(void **state)
 
     /* The CLI puts lost jobs back in the queue. */
     char dir[400];
-    snprintf(dir, sizeof dir, "%s/cache", small.dir);
+    snprintf(dir, sizeof dir, "%s/cache", small->dir);
     struct cli_result cli;
     cli_run(&cli, (const char *[]){"artifacts", "retry", "--all-lost", "--cache-dir", dir, NULL});
     assert_int_equal(cli.status, 0);
