@@ -261,6 +261,20 @@ static void test_tokens_pace_calls(void **state)
     world_free(w);
 }
 
+/* A bucket holds 10 ms of its rate: at 1,000/s ten calls go at once, the
+ * rest are paced. Slack for a late timer, so the rate is actually reached. */
+static void test_bucket_holds_ten_ms(void **state)
+{
+    (void)state;
+    struct world *w = world_new(100, 100, 60000, 1000.0);
+    for (int i = 0; i < 15; i++)
+        submit(w, i, "a", 1, true);
+    assert_int_equal(seen.count, 10);
+    event_base_dispatch(w->base);
+    assert_int_equal(seen.count, 15);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_withdraw_and_departed_clients),
         cmocka_unit_test(test_learned_limit),
         cmocka_unit_test(test_tokens_pace_calls),
+        cmocka_unit_test(test_bucket_holds_ten_ms),
     };
     return cmocka_run_group_tests_name("unit_limiter", tests, NULL, NULL);
 }
