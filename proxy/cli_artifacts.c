@@ -4,14 +4,13 @@
  * next rescan, at most 30 s). The store is opened like `cache` does. */
 #include "cli_artifacts.h"
 #include "clock.h"
-#include "config.h"
+#include "cli_store.h"
 #include "store.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <zlib.h>
 
 #define EXIT_USAGE 2
@@ -205,31 +204,9 @@ int cli_artifacts_main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
-    struct config cfg;
-    config_init(&cfg);
-    struct config_errors errs = {0};
-    if (config_path != NULL)
-        config_load_file(&cfg, config_path, &errs);
-    for (size_t i = 0; i < errs.count; i++)
-        fprintf(stderr, "cloro-proxy: %s\n", errs.lines[i]);
-    int status = errs.count > 0 ? EXIT_USAGE : 0;
-    config_errors_free(&errs);
-    const char *dir = cache_dir != NULL ? cache_dir : cfg.cache_dir;
-    struct stat st;
-    if (status == 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        fprintf(stderr, "cloro-proxy: no cache at '%s' (see --cache-dir or cache_dir)\n", dir);
-        status = 1;
-    }
-    struct cache_store *store = NULL;
-    if (status == 0) {
-        char err[512];
-        struct cache_store_options so = {.dir = dir, .max_bytes = 0};
-        store = cache_store_open(&so, err, sizeof err);
-        if (store == NULL) {
-            fprintf(stderr, "cloro-proxy: %s\n", err);
-            status = 1;
-        }
-    }
+    char dir[4096];
+    int status;
+    struct cache_store *store = cli_store_open(config_path, cache_dir, dir, sizeof dir, &status);
     if (store != NULL) {
         if (strcmp(sub, "ls") == 0) {
             struct ls_ctx ctx = {.state = state_filter};
@@ -244,6 +221,5 @@ int cli_artifacts_main(int argc, char **argv)
         }
         cache_store_close(store);
     }
-    config_deinit(&cfg);
     return status;
 }

@@ -4,6 +4,7 @@
  * the server's writer). Output is for people: aligned columns, ISO times. */
 #include "cli_cache.h"
 #include "clock.h"
+#include "cli_store.h"
 #include "config.h"
 #include "entry.h"
 #include "key.h"
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define EXIT_USAGE 2
 
@@ -233,31 +233,9 @@ int cli_cache_main(int argc, char **argv)
         }
     }
 
-    struct config cfg;
-    config_init(&cfg);
-    struct config_errors errs = {0};
-    if (config_path != NULL)
-        config_load_file(&cfg, config_path, &errs);
-    for (size_t i = 0; i < errs.count; i++)
-        fprintf(stderr, "cloro-proxy: %s\n", errs.lines[i]);
-    int status = errs.count > 0 ? EXIT_USAGE : 0;
-    config_errors_free(&errs);
-    const char *dir = cache_dir != NULL ? cache_dir : cfg.cache_dir;
-    struct stat st;
-    if (status == 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        fprintf(stderr, "cloro-proxy: no cache at '%s' (see --cache-dir or cache_dir)\n", dir);
-        status = 1;
-    }
-    struct cache_store *store = NULL;
-    if (status == 0) {
-        char err[512];
-        struct cache_store_options so = {.dir = dir, .max_bytes = 0};
-        store = cache_store_open(&so, err, sizeof err);
-        if (store == NULL) {
-            fprintf(stderr, "cloro-proxy: %s\n", err);
-            status = 1;
-        }
-    }
+    char dir[4096];
+    int status;
+    struct cache_store *store = cli_store_open(config_path, cache_dir, dir, sizeof dir, &status);
     if (store != NULL) {
         if (strcmp(sub, "stats") == 0)
             status = cmd_stats(store, dir);
@@ -269,6 +247,5 @@ int cli_cache_main(int argc, char **argv)
             status = cmd_purge(store, all, provider, older_than);
         cache_store_close(store);
     }
-    config_deinit(&cfg);
     return status;
 }
