@@ -43,27 +43,14 @@ WRK_BOUND_S=120  # wrk -d: the answers must all be in by then
 KEY=sk_live_bench
 
 prog=artifacts.sh
-die() {
-    echo "$prog: error: $*" >&2
-    exit 1
-}
-note() { echo "$prog: $*" >&2; }
-
-if [ $# -ne 1 ]; then
-    echo "usage: $prog BUILD_DIR   (env: ROUNDS=1 ANSWERS=1000)" >&2
-    exit 2
-fi
-BUILD_DIR=$1
-ROUNDS=${ROUNDS:-1}
-ANSWERS=${ANSWERS:-1000}
-for v in ROUNDS ANSWERS; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$prog: $v must be a positive integer" >&2; exit 2; }
-done
+# shellcheck source=bench/args.sh
+. "$(dirname "${BASH_SOURCE[0]}")/args.sh"
+parse_args "$@" -- ANSWERS=1000
+# shellcheck disable=SC2153 # ANSWERS is set by parse_args
 # The fake keeps its last 4096 artifacts; the proxy scans its queue linearly.
 [ "$ANSWERS" -le 4000 ] || { echo "$prog: ANSWERS must be at most 4000" >&2; exit 2; }
 [ "$ANSWERS" -ge "$THREADS" ] || { echo "$prog: ANSWERS must be at least $THREADS" >&2; exit 2; }
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LUA=$BENCH_DIR/post_artifacts.lua
 FAKE_BIN=${FAKE_BIN:-$BUILD_DIR/tests/fake_cloro/fake_cloro}
 PROXY_BIN=$BUILD_DIR/proxy/cloro-proxy

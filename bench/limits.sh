@@ -49,25 +49,10 @@ SAMPLE_S=0.2       # pause between two /_proxy/stats samples
 KEY=sk_live_bench
 
 prog=limits.sh
-die() {
-    echo "$prog: error: $*" >&2
-    exit 1
-}
-note() { echo "$prog: $*" >&2; }
+# shellcheck source=bench/args.sh
+. "$(dirname "${BASH_SOURCE[0]}")/args.sh"
+parse_args "$@"
 
-if [ $# -ne 1 ]; then
-    echo "usage: $prog BUILD_DIR   (env: DURATION=10 WARMUP=1 ROUNDS=1)" >&2
-    exit 2
-fi
-BUILD_DIR=$1
-DURATION=${DURATION:-10}
-WARMUP=${WARMUP:-1}
-ROUNDS=${ROUNDS:-1}
-for v in DURATION WARMUP ROUNDS; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$prog: $v must be a positive integer" >&2; exit 2; }
-done
-
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LUA=$BENCH_DIR/post_chatgpt.lua
 FAKE_BIN=${FAKE_BIN:-$BUILD_DIR/tests/fake_cloro/fake_cloro}
 PROXY_BIN=$BUILD_DIR/proxy/cloro-proxy
