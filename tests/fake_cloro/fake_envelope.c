@@ -22,6 +22,8 @@ static const struct {
     {"INTERNAL_SERVER_ERROR", "Maximum retries exceeded"},
     {"SERVICE_UNAVAILABLE", "Service temporarily unavailable"},
     {"ARTIFACT_EXPIRED", "Artifact expired"},
+    {"RESOURCE_ALREADY_EXISTS", "Task already exists"},
+    {"QUEUE_LIMIT_EXCEEDED", "Queue limit exceeded"},
 };
 
 const char *fake_envelope_message(const char *code)

@@ -31,6 +31,14 @@ static const char *const fake_knobs_429_codes[] = {
     {                                                                                              \
         n, f, FAKE_KNOB_ENUM, offsetof(struct fake_knobs, field), 0, 0, names, h                   \
     }
+#define KR(n, f, field, lo, hi, h)                                                                 \
+    {                                                                                              \
+        n, f, FAKE_KNOB_REAL, offsetof(struct fake_knobs, field), lo, hi, NULL, h                  \
+    }
+#define KS(n, f, field, h)                                                                         \
+    {                                                                                              \
+        n, f, FAKE_KNOB_STRING, offsetof(struct fake_knobs, field), 0, 0, NULL, h                  \
+    }
 #define KP(n, f, field, h) KI(n, f, prices.field, 0, 1000000, h)
 
 static const struct fake_knob_def fake_knobs_defs[] = {
@@ -65,6 +73,17 @@ static const struct fake_knob_def fake_knobs_defs[] = {
     KB("country_default_us", "country-default-us", country_default_us,
        "a missing country means US"),
     KI("credits", "credits", credits, 0, INT64_C(1000000000000000), "org credit balance"),
+    KI("queue_limit", "queue-limit", queue_limit, 0, 100000000,
+       "QUEUED async tasks the org may hold (429 QUEUE_LIMIT_EXCEEDED beyond)"),
+    KI("task_duration_ms", "task-duration-ms", task_duration_ms, 0, 3600000,
+       "PROCESSING time of an async task"),
+    KF("task_fail", "task-fail", task_fail, "fraction of async tasks that end FAILED"),
+    KI("task_retention_s", "task-retention-s", task_retention_s, 0, 100000000,
+       "terminal async tasks are kept this long after completion, then 404"),
+    KR("webhook_time_scale", "webhook-time-scale", webhook_time_scale, 0, 1000000,
+       "multiplier of the webhook retry delays (2, 4, 8, 16 s)"),
+    KS("webhook_secret", "webhook-secret", webhook_secret,
+       "sign webhook deliveries with this secret (empty: unsigned)"),
     KP("price_chatgpt", "price-chatgpt", chatgpt, "base price"),
     KP("price_gemini", "price-gemini", gemini, "base price"),
     KP("price_grok", "price-grok", grok, "base price"),
@@ -96,6 +115,10 @@ void fake_knobs_init(struct fake_knobs *k)
     k->concurrency_headers = FAKE_CONC_HDR_CONCURRENCY;
     k->concurrency_code = FAKE_CONC_CODE_CONCURRENCY;
     k->credits = 1000000;
+    k->queue_limit = 100000;
+    k->task_duration_ms = 200;
+    k->task_retention_s = 86400;
+    k->webhook_time_scale = 1.0;
     fake_pricing_defaults(&k->prices);
 }
 
@@ -155,6 +178,29 @@ static int fake_knobs_set_enum(struct fake_knobs *k, const struct fake_knob_def 
     return -1;
 }
 
+static int fake_knobs_set_real(struct fake_knobs *k, const struct fake_knob_def *d, double v,
+                               char *err, size_t errlen)
+{
+    if (!(v >= (double)d->min && v <= (double)d->max)) {
+        snprintf(err, errlen, "%s must be between %" PRId64 " and %" PRId64, d->name, d->min,
+                 d->max);
+        return -1;
+    }
+    *(double *)fake_knobs_field(k, d) = v;
+    return 0;
+}
+
+static int fake_knobs_set_str(struct fake_knobs *k, const struct fake_knob_def *d, const char *v,
+                              char *err, size_t errlen)
+{
+    if (strlen(v) >= FAKE_KNOBS_STRING_MAX) {
+        snprintf(err, errlen, "%s must be shorter than %d bytes", d->name, FAKE_KNOBS_STRING_MAX);
+        return -1;
+    }
+    snprintf((char *)fake_knobs_field(k, d), FAKE_KNOBS_STRING_MAX, "%s", v);
+    return 0;
+}
+
 int fake_knobs_set_string(struct fake_knobs *k, const struct fake_knob_def *def, const char *value,
                           char *err, size_t errlen)
 {
@@ -189,6 +235,16 @@ int fake_knobs_set_string(struct fake_knobs *k, const struct fake_knob_def *def,
         return 0;
     case FAKE_KNOB_ENUM:
         return fake_knobs_set_enum(k, def, value, err, errlen);
+    case FAKE_KNOB_REAL: {
+        double v = strtod(value, &end);
+        if (errno || end == value || *end) {
+            snprintf(err, errlen, "%s: not a number: %s", def->flag, value);
+            return -1;
+        }
+        return fake_knobs_set_real(k, def, v, err, errlen);
+    }
+    case FAKE_KNOB_STRING:
+        return fake_knobs_set_str(k, def, value, err, errlen);
     }
     return -1;
 }
@@ -214,8 +270,17 @@ static int fake_knobs_set_json(struct fake_knobs *k, const struct fake_knob_def 
         if (!json_is_string(v))
             break;
         return fake_knobs_set_enum(k, d, json_string_value(v), err, errlen);
+    case FAKE_KNOB_REAL:
+        if (!json_is_number(v))
+            break;
+        return fake_knobs_set_real(k, d, json_number_value(v), err, errlen);
+    case FAKE_KNOB_STRING:
+        if (!json_is_string(v))
+            break;
+        return fake_knobs_set_str(k, d, json_string_value(v), err, errlen);
     }
-    static const char *const type_names[] = {"an integer", "a number", "a boolean", "a string"};
+    static const char *const type_names[] = {"an integer", "a number", "a boolean",
+                                             "a string",   "a number", "a string"};
     snprintf(err, errlen, "%s must be %s", d->name, type_names[d->type]);
     return -1;
 }
@@ -266,6 +331,12 @@ json_t *fake_knobs_to_json(const struct fake_knobs *k)
             break;
         case FAKE_KNOB_ENUM:
             v = json_string(d->enum_names[*(const int *)f]);
+            break;
+        case FAKE_KNOB_REAL:
+            v = json_real(*(const double *)f);
+            break;
+        case FAKE_KNOB_STRING:
+            v = json_string((const char *)f);
             break;
         }
         json_object_set_new(obj, d->name, v);

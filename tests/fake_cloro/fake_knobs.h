@@ -26,6 +26,8 @@ enum fake_knobs_429_code {
     FAKE_429_CONCURRENT   /* CONCURRENT_LIMIT_EXCEEDED (legacy spelling), same shape */
 };
 
+#define FAKE_KNOBS_STRING_MAX 256
+
 struct fake_knobs {
     int64_t latency_ms;        /* delay of every monitor response */
     int64_t jitter_ms;         /* + uniform [0, jitter_ms] */
@@ -48,10 +50,24 @@ struct fake_knobs {
     int concurrency_code;    /* enum fake_knobs_conc_code */
     bool country_default_us; /* §14 item 5 */
     int64_t credits;         /* the org's live balance */
+    /* async API (§7, §8) */
+    int64_t queue_limit;       /* QUEUED tasks the org may hold */
+    int64_t task_duration_ms;  /* PROCESSING time of a task */
+    double task_fail;          /* fraction of tasks that end FAILED */
+    int64_t task_retention_s;  /* terminal tasks kept this long after completion */
+    double webhook_time_scale; /* webhook retry delays (2/4/8/16 s) are multiplied by it */
+    char webhook_secret[FAKE_KNOBS_STRING_MAX]; /* "" = unsigned deliveries */
     struct fake_prices prices;
 };
 
-enum fake_knob_type { FAKE_KNOB_INT, FAKE_KNOB_FRACTION, FAKE_KNOB_BOOL, FAKE_KNOB_ENUM };
+enum fake_knob_type {
+    FAKE_KNOB_INT,
+    FAKE_KNOB_FRACTION,
+    FAKE_KNOB_BOOL,
+    FAKE_KNOB_ENUM,
+    FAKE_KNOB_REAL,   /* double in [min, max] */
+    FAKE_KNOB_STRING, /* char[FAKE_KNOBS_STRING_MAX] */
+};
 
 struct fake_knob_def {
     const char *name; /* JSON name: latency_ms */

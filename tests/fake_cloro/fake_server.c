@@ -36,8 +36,10 @@
 #include "fake_ratelimit.h"
 #include "fake_results.h"
 #include "fake_stats.h"
+#include "fake_tasks.h"
 #include "fake_util.h"
 #include "fake_validate.h"
+#include "fake_webhooks.h"
 
 #define FAKE_SERVER_MAX_BODY_BYTES   (4u * 1024 * 1024)
 #define FAKE_SERVER_MAX_HEADER_BYTES (64u * 1024)
@@ -45,6 +47,7 @@
 #define FAKE_SERVER_SLOW_CHUNKS      5
 #define FAKE_SERVER_MARKER_SLOW_MS   1000
 #define FAKE_SERVER_RESET_GRACE_MS   20
+#define FAKE_SERVER_BATCH_MAX        500
 
 struct fake_server {
     struct event_base *base;
@@ -60,7 +63,9 @@ struct fake_server {
     struct fake_ratelimit *ratelimit;
     struct fake_artifacts *artifacts;
     struct fake_rng rng;
-    int64_t slots_used;
+    int64_t slots_used; /* in-flight sync calls + PROCESSING tasks */
+    struct fake_tasks *tasks;
+    struct fake_webhooks *webhooks;
     struct fake_call *pending; /* doubly linked: calls with a response still to send */
 };
 
@@ -117,10 +122,14 @@ static void fake_server_handle_monitor(struct fake_call *c, const struct fake_ro
 static void fake_server_handle_countries(struct fake_call *c, const struct fake_route *r);
 static void fake_server_handle_states(struct fake_call *c, const struct fake_route *r);
 static void fake_server_handle_credits(struct fake_call *c, const struct fake_route *r);
+static void fake_server_handle_task_create(struct fake_call *c, const struct fake_route *r);
+static void fake_server_handle_task_batch(struct fake_call *c, const struct fake_route *r);
+static void fake_server_handle_task_get(struct fake_call *c, const struct fake_route *r);
+static void fake_server_handle_async_status(struct fake_call *c, const struct fake_route *r);
+static void fake_server_handle_async_queue(struct fake_call *c, const struct fake_route *r);
 
-/* The /v1 route table (§3). The async API (§7: POST /v1/async/task, POST
- * /v1/async/task/batch, GET /v1/async/task/{id}, GET /v1/async/status,
- * DELETE /v1/async/queue) slots in here; until then those paths are 404. */
+/* The /v1 route table (§3). A path ending in '/' matches one more non-empty
+ * segment (GET /v1/async/task/{id}). */
 static const struct fake_route fake_server_routes[] = {
     {EVHTTP_REQ_POST, "/v1/monitor/chatgpt", fake_server_handle_monitor, FAKE_EP_CHATGPT},
     {EVHTTP_REQ_POST, "/v1/monitor/gemini", fake_server_handle_monitor, FAKE_EP_GEMINI},
@@ -134,7 +143,20 @@ static const struct fake_route fake_server_routes[] = {
     {EVHTTP_REQ_GET, "/v1/countries", fake_server_handle_countries, FAKE_EP_COUNT},
     {EVHTTP_REQ_GET, "/v1/states", fake_server_handle_states, FAKE_EP_COUNT},
     {EVHTTP_REQ_GET, "/v1/credits", fake_server_handle_credits, FAKE_EP_COUNT},
+    {EVHTTP_REQ_POST, "/v1/async/task", fake_server_handle_task_create, FAKE_EP_COUNT},
+    {EVHTTP_REQ_POST, "/v1/async/task/batch", fake_server_handle_task_batch, FAKE_EP_COUNT},
+    {EVHTTP_REQ_GET, "/v1/async/task/", fake_server_handle_task_get, FAKE_EP_COUNT},
+    {EVHTTP_REQ_GET, "/v1/async/status", fake_server_handle_async_status, FAKE_EP_COUNT},
+    {EVHTTP_REQ_DELETE, "/v1/async/queue", fake_server_handle_async_queue, FAKE_EP_COUNT},
 };
+
+static bool fake_server_route_matches(const struct fake_route *r, const char *path)
+{
+    size_t n = strlen(r->path);
+    if (r->path[n - 1] != '/')
+        return strcmp(r->path, path) == 0;
+    return strncmp(r->path, path, n) == 0 && path[n] != '\0' && strchr(path + n, '/') == NULL;
+}
 
 static const char *fake_server_method_name(enum evhttp_cmd_type m)
 {
@@ -213,6 +235,7 @@ static void fake_server_release_slot(struct fake_call *c)
     if (c->holds_slot) {
         c->srv->slots_used--;
         c->holds_slot = false;
+        fake_tasks_pump(c->srv->tasks); /* §10.2: a freed slot can start a queued task */
     }
 }
 
@@ -437,11 +460,10 @@ static void fake_server_send_next_chunk(struct fake_call *c)
     fake_server_arm_timer(c, c->chunk_interval_ms);
 }
 
-/* Produces the 200: results, artifact, credits (charged only now, §9.4). */
-static json_t *fake_server_build_success(struct fake_call *c)
+/* The {success, result} body of vr, with its HTML artifacts minted. */
+static json_t *fake_server_build_result(struct fake_server *srv, const struct fake_validate_req *vr,
+                                        int *clusters_out)
 {
-    struct fake_server *srv = c->srv;
-    const struct fake_validate_req *vr = &c->vreq;
     char uuid[37];
     char *html_base = NULL;
     int pages = fake_results_page_count(vr);
@@ -458,6 +480,17 @@ static json_t *fake_server_build_success(struct fake_call *c)
     }
     free(text);
     free(html_base);
+    *clusters_out = clusters;
+    return body;
+}
+
+/* Produces the 200: results, artifact, credits (charged only now, §9.4). */
+static json_t *fake_server_build_success(struct fake_call *c)
+{
+    struct fake_server *srv = c->srv;
+    const struct fake_validate_req *vr = &c->vreq;
+    int clusters = 0;
+    json_t *body = fake_server_build_result(srv, vr, &clusters);
     if (vr->endpoint != FAKE_EP_GOOGLE_GOTO) {
         int64_t charged = c->cost + srv->knobs.prices.expand_product * clusters;
         srv->knobs.credits = srv->knobs.credits > charged ? srv->knobs.credits - charged : 0;
@@ -786,6 +819,278 @@ static void fake_server_handle_credits(struct fake_call *c, const struct fake_ro
                            "ok");
 }
 
+/* ---- async API (§7) and webhooks (§8) ------------------------------------ */
+
+static bool fake_server_task_slot_take(void *arg)
+{
+    struct fake_server *srv = arg;
+    if (srv->slots_used >= srv->knobs.concurrency_limit)
+        return false;
+    srv->slots_used++;
+    return true;
+}
+
+static void fake_server_task_slot_release(void *arg)
+{
+    struct fake_server *srv = arg;
+    srv->slots_used--;
+}
+
+static int64_t fake_server_task_duration(void *arg)
+{
+    struct fake_server *srv = arg;
+    return srv->knobs.task_duration_ms;
+}
+
+/* The outcome of a task: task_fail decides FAILED (never charged), else the
+ * result the sync endpoint would give, charged without the sync surcharge. */
+static void fake_server_task_run(void *arg, struct fake_task *t)
+{
+    struct fake_server *srv = arg;
+    if (srv->knobs.task_fail > 0 && fake_rng_unit(&srv->rng) < srv->knobs.task_fail) {
+        t->status = FAKE_TASK_FAILED;
+        t->credits_charged = 0;
+        t->response = json_pack("{s:{s:s, s:s}}", "error", "code", "INTERNAL_SERVER_ERROR",
+                                "message", "Maximum retries exceeded");
+        return;
+    }
+    int clusters = 0;
+    json_t *body = fake_server_build_result(srv, &t->req, &clusters);
+    t->response = json_incref(json_object_get(body, "result"));
+    json_decref(body);
+    int64_t charged = t->credits_to_charge + srv->knobs.prices.expand_product * clusters;
+    srv->knobs.credits = srv->knobs.credits > charged ? srv->knobs.credits - charged : 0;
+    srv->stats.credits_charged_total += charged;
+    t->credits_charged = charged;
+    t->status = FAKE_TASK_COMPLETED;
+}
+
+static void fake_server_task_terminal(void *arg, struct fake_task *t)
+{
+    struct fake_server *srv = arg;
+    if (t->status == FAKE_TASK_COMPLETED)
+        srv->stats.async.completed++;
+    else
+        srv->stats.async.failed++;
+    fake_log(FAKE_LOG_INFO, "task_done", "task_id=%s status=%s latency_ms=%lld", t->id,
+             t->status == FAKE_TASK_COMPLETED ? "COMPLETED" : "FAILED", (long long)t->latency_ms);
+    if (t->webhook_url == NULL)
+        return;
+    json_t *body = fake_tasks_status_json(t, false);
+    char *s = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    fake_webhooks_send(srv->webhooks, t->id, t->webhook_url, s, srv->knobs.webhook_secret,
+                       srv->knobs.webhook_time_scale);
+    free(s);
+}
+
+static void fake_server_on_webhook(void *arg, const char *task_id, int attempt, bool ok)
+{
+    (void)attempt;
+    struct fake_server *srv = arg;
+    srv->stats.async.webhook_attempts++;
+    if (!ok)
+        return;
+    srv->stats.async.webhook_delivered++;
+    struct fake_task *t = fake_tasks_find(srv->tasks, task_id);
+    if (t != NULL && !t->webhook_delivered) {
+        t->webhook_delivered = true;
+        t->webhook_delivered_real_ms = fake_util_real_ms();
+    }
+}
+
+/* Parses the request body into c->body_json; on failure answers 400 and
+ * returns false. */
+static bool fake_server_load_body(struct fake_call *c)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+    size_t len = evbuffer_get_length(in);
+    json_error_t jerr;
+    c->body_json = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &jerr);
+    if (c->body_json != NULL)
+        return true;
+    char msg[256];
+    if (len == 0)
+        snprintf(msg, sizeof(msg), "Expected object, received nothing");
+    else
+        snprintf(msg, sizeof(msg), "Invalid JSON body: %s", jerr.text);
+    fake_server_reply_error(c, 400, "VALIDATION_ERROR", NULL,
+                            json_pack("[{s:s, s:s}]", "field", "body", "message", msg));
+    return false;
+}
+
+static void fake_server_tasks_expire(struct fake_server *srv)
+{
+    fake_tasks_expire(srv->tasks, fake_util_mono_ms(), srv->knobs.task_retention_s * 1000);
+}
+
+static json_t *fake_server_queue_limit_details(struct fake_server *srv)
+{
+    return json_pack("{s:I}", "limit", (json_int_t)srv->knobs.queue_limit);
+}
+
+/* Async price: the sync cost without the sync surcharge (§11). */
+static int64_t fake_server_task_cost(struct fake_server *srv, const struct fake_validate_req *vr)
+{
+    int64_t cost = fake_pricing_cost(&srv->knobs.prices, vr) - srv->knobs.prices.sync_surcharge;
+    return cost > 0 ? cost : 0;
+}
+
+static void fake_server_handle_task_create(struct fake_call *c, const struct fake_route *r)
+{
+    (void)r;
+    struct fake_server *srv = c->srv;
+    if (!fake_server_load_body(c))
+        return;
+    fake_server_tasks_expire(srv);
+    struct fake_validate_opts opts = {.country_default_us = srv->knobs.country_default_us};
+    struct fake_validate_task vt;
+    json_t *errs = fake_validate_task(c->body_json, &opts, &vt);
+    if (errs != NULL) {
+        fake_server_reply_error(c, 400, "VALIDATION_ERROR", NULL, errs);
+        return;
+    }
+    if (vt.idempotency_key && fake_tasks_key_used(srv->tasks, vt.idempotency_key)) {
+        srv->stats.async.idempotency_conflicts++;
+        fake_server_reply_error(
+            c, 409, "RESOURCE_ALREADY_EXISTS", NULL,
+            json_pack("{s:s, s:s}", "field", "idempotencyKey", "value", vt.idempotency_key));
+        return;
+    }
+    int64_t cost = fake_server_task_cost(srv, &vt.req);
+    if (srv->knobs.credits < cost) {
+        fake_server_reply_error(c, 403, "INSUFFICIENT_CREDITS", NULL, NULL);
+        return;
+    }
+    if ((int64_t)fake_tasks_queued(srv->tasks) >= srv->knobs.queue_limit) {
+        fake_server_reply_error(c, 429, "QUEUE_LIMIT_EXCEEDED", NULL,
+                                fake_server_queue_limit_details(srv));
+        return;
+    }
+    struct fake_task *t = fake_tasks_add(srv->tasks, &vt, c->body_json, cost);
+    srv->stats.async.tasks_created++;
+    json_t *body = json_pack("{s:b, s:o, s:o}", "success", 1, "task", fake_tasks_summary_json(t),
+                             "credits", fake_tasks_credits_json(t));
+    fake_tasks_pump(srv->tasks);
+    fake_server_reply_json(c, 200, body, "ok");
+}
+
+/* {success:false, index, error{code, message, details?, timestamp}}. */
+static json_t *fake_server_batch_failure(size_t index, const char *code, const char *message,
+                                         json_t *details)
+{
+    json_t *env = fake_envelope_error(code, message, details, fake_util_real_ms());
+    json_t *item = json_pack("{s:b, s:I, s:O}", "success", 0, "index", (json_int_t)index, "error",
+                             json_object_get(env, "error"));
+    json_decref(env);
+    return item;
+}
+
+static void fake_server_handle_task_batch(struct fake_call *c, const struct fake_route *r)
+{
+    (void)r;
+    struct fake_server *srv = c->srv;
+    if (!fake_server_load_body(c))
+        return;
+    json_t *arr = c->body_json;
+    size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
+    if (n < 1 || n > FAKE_SERVER_BATCH_MAX) {
+        const char *msg = !json_is_array(arr) ? "Expected array"
+                          : n == 0            ? "Array must contain at least 1 element(s)"
+                                              : "Array must contain at most 500 element(s)";
+        fake_server_reply_error(c, 400, "VALIDATION_ERROR", NULL,
+                                json_pack("[{s:s, s:s}]", "field", "body", "message", msg));
+        return;
+    }
+    srv->stats.async.batch_calls++;
+    fake_server_tasks_expire(srv);
+    /* §7.3: all-or-nothing queue check before any task is looked at. */
+    if ((int64_t)(fake_tasks_queued(srv->tasks) + n) > srv->knobs.queue_limit) {
+        fake_server_reply_error(c, 429, "QUEUE_LIMIT_EXCEEDED", NULL,
+                                fake_server_queue_limit_details(srv));
+        return;
+    }
+    struct fake_validate_opts opts = {.country_default_us = srv->knobs.country_default_us};
+    json_t *results = json_array();
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = json_array_get(arr, i);
+        struct fake_validate_task vt;
+        json_t *errs = fake_validate_task(item, &opts, &vt);
+        if (errs != NULL) {
+            char msg[64];
+            snprintf(msg, sizeof(msg), "Invalid task at index %zu", i);
+            json_array_append_new(results,
+                                  fake_server_batch_failure(i, "VALIDATION_ERROR", msg,
+                                                            json_pack("{s:o}", "errors", errs)));
+            continue;
+        }
+        if (vt.idempotency_key && fake_tasks_key_used(srv->tasks, vt.idempotency_key)) {
+            srv->stats.async.idempotency_conflicts++;
+            json_array_append_new(results, fake_server_batch_failure(
+                                               i, "RESOURCE_ALREADY_EXISTS", NULL,
+                                               json_pack("{s:s, s:s}", "field", "idempotencyKey",
+                                                         "value", vt.idempotency_key)));
+            continue;
+        }
+        int64_t cost = fake_server_task_cost(srv, &vt.req);
+        if (srv->knobs.credits < cost) {
+            json_array_append_new(results,
+                                  fake_server_batch_failure(i, "INSUFFICIENT_CREDITS", NULL, NULL));
+            continue;
+        }
+        struct fake_task *t = fake_tasks_add(srv->tasks, &vt, item, cost);
+        srv->stats.async.tasks_created++;
+        ok++;
+        json_array_append_new(results, json_pack("{s:b, s:I, s:o, s:o}", "success", 1, "index",
+                                                 (json_int_t)i, "task", fake_tasks_summary_json(t),
+                                                 "credits", fake_tasks_credits_json(t)));
+    }
+    json_t *body =
+        json_pack("{s:b, s:{s:I, s:I, s:I}, s:o}", "success", 1, "summary", "total", (json_int_t)n,
+                  "succeeded", (json_int_t)ok, "failed", (json_int_t)(n - ok), "results", results);
+    fake_tasks_pump(srv->tasks);
+    fake_server_reply_json(c, 200, body, "ok");
+}
+
+static void fake_server_handle_task_get(struct fake_call *c, const struct fake_route *r)
+{
+    struct fake_server *srv = c->srv;
+    const char *id = c->path + strlen(r->path);
+    fake_server_tasks_expire(srv);
+    struct fake_task *t =
+        fake_util_is_uuid(id, strlen(id)) ? fake_tasks_find(srv->tasks, id) : NULL;
+    if (t == NULL) {
+        fake_server_reply_error(c, 404, "RESOURCE_NOT_FOUND", "Task not found",
+                                json_pack("{s:s}", "id", id));
+        return;
+    }
+    fake_server_reply_json(c, 200, fake_tasks_status_json(t, true), "ok");
+}
+
+static void fake_server_handle_async_status(struct fake_call *c, const struct fake_route *r)
+{
+    (void)r;
+    struct fake_server *srv = c->srv;
+    fake_server_reply_json(c, 200,
+                           json_pack("{s:I, s:I, s:o, s:{s:I, s:I}}", "queuedTasks",
+                                     (json_int_t)fake_tasks_queued(srv->tasks), "processingTasks",
+                                     (json_int_t)fake_tasks_processing(srv->tasks),
+                                     "priorityBreakdown", fake_tasks_priority_breakdown(srv->tasks),
+                                     "concurrency", "used", (json_int_t)srv->slots_used, "max",
+                                     (json_int_t)srv->knobs.concurrency_limit),
+                           "ok");
+}
+
+static void fake_server_handle_async_queue(struct fake_call *c, const struct fake_route *r)
+{
+    (void)r;
+    struct fake_server *srv = c->srv;
+    size_t n = fake_tasks_clear_queue(srv->tasks);
+    fake_server_reply_json(c, 200, json_pack("{s:b, s:I}", "success", 1, "cleared", (json_int_t)n),
+                           "ok");
+}
+
 /* ---- /v1 pipeline ------------------------------------------------------- */
 
 static json_t *fake_server_snapshot(struct fake_call *c, const char *auth_sha)
@@ -885,7 +1190,7 @@ static void fake_server_handle_v1(struct fake_call *c)
     const struct fake_route *route = NULL;
     for (size_t i = 0; i < sizeof(fake_server_routes) / sizeof(fake_server_routes[0]); i++) {
         if (fake_server_routes[i].method == method &&
-            strcmp(fake_server_routes[i].path, c->path) == 0)
+            fake_server_route_matches(&fake_server_routes[i], c->path))
             route = &fake_server_routes[i];
     }
 
@@ -1035,6 +1340,16 @@ struct fake_server *fake_server_new(struct event_base *base, const struct fake_s
     srv->ratelimit = fake_ratelimit_new();
     srv->artifacts = fake_artifacts_new(FAKE_SERVER_ARTIFACTS);
     fake_rng_seed(&srv->rng, cfg->seed);
+    const struct fake_tasks_hooks hooks = {
+        .arg = srv,
+        .slot_take = fake_server_task_slot_take,
+        .slot_release = fake_server_task_slot_release,
+        .duration_ms = fake_server_task_duration,
+        .run = fake_server_task_run,
+        .terminal = fake_server_task_terminal,
+    };
+    srv->tasks = fake_tasks_new(base, &hooks);
+    srv->webhooks = fake_webhooks_new(base, fake_server_on_webhook, srv);
     srv->http = evhttp_new(base);
     if (srv->http == NULL) {
         fputs("fake_cloro: evhttp_new failed\n", stderr);
@@ -1096,6 +1411,8 @@ void fake_server_free(struct fake_server *srv)
         free(c);
     }
     evhttp_free(srv->http);
+    fake_webhooks_free(srv->webhooks);
+    fake_tasks_free(srv->tasks);
     fake_artifacts_free(srv->artifacts);
     fake_ratelimit_free(srv->ratelimit);
     fake_stats_deinit(&srv->stats);

@@ -1,6 +1,7 @@
 /* fake_server: the fake cloro API on an evhttp server — route table, auth, rate
  * limit, concurrency slots, delayed/faulty responses, artifact host and the
- * /_fake/... control endpoints. The only module that calls evhttp_*. Single-threaded:
+ * /_fake/... control endpoints. The only module that serves evhttp requests (the
+ * webhook client is fake_webhooks). Single-threaded:
  * everything runs on the event_base given to fake_server_new. */
 #ifndef FAKE_SERVER_H
 #define FAKE_SERVER_H

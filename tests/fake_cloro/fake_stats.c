@@ -86,8 +86,15 @@ json_t *fake_stats_to_json(const struct fake_stats *s, int64_t credits_remaining
     for (int f = FAKE_FAULT_500; f < FAKE_FAULT_COUNT; f++)
         json_object_set_new(faults, fake_stats_fault_names[f],
                             json_integer((json_int_t)s->faults[f]));
+    const struct fake_stats_async *a = &s->async;
+    json_t *async = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "tasks_created", (json_int_t)a->tasks_created,
+        "completed", (json_int_t)a->completed, "failed", (json_int_t)a->failed, "batch_calls",
+        (json_int_t)a->batch_calls, "idempotency_conflicts", (json_int_t)a->idempotency_conflicts,
+        "webhook_attempts", (json_int_t)a->webhook_attempts, "webhook_delivered",
+        (json_int_t)a->webhook_delivered);
     return json_pack(
-        "{s:I, s:I, s:O, s:O, s:I, s:I, s:O, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:O}",
+        "{s:I, s:I, s:O, s:O, s:I, s:I, s:O, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:O}",
         "requests_total", (json_int_t)s->requests_total, "connections_total",
         (json_int_t)s->connections_total, "requests", s->requests, "status", s->status, "in_flight",
         (json_int_t)s->in_flight, "max_in_flight", (json_int_t)s->max_in_flight, "auth", s->auth,
@@ -95,5 +102,6 @@ json_t *fake_stats_to_json(const struct fake_stats *s, int64_t credits_remaining
         faults, "artifact_fetches", (json_int_t)s->artifact_fetches, "artifact_expired",
         (json_int_t)s->artifact_expired, "artifact_failures", (json_int_t)s->artifact_failures,
         "credits_remaining", (json_int_t)credits_remaining, "credits_charged_total",
-        (json_int_t)s->credits_charged_total, "last", s->last ? s->last : json_null());
+        (json_int_t)s->credits_charged_total, "async", async, "last",
+        s->last ? s->last : json_null());
 }

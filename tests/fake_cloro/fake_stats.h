@@ -18,6 +18,17 @@ enum fake_fault {
     FAKE_FAULT_COUNT
 };
 
+/* The async API (§7, §8), rendered as the "async" object. */
+struct fake_stats_async {
+    uint64_t tasks_created;
+    uint64_t completed;
+    uint64_t failed;
+    uint64_t batch_calls;
+    uint64_t idempotency_conflicts; /* single 409s and batch items */
+    uint64_t webhook_attempts;
+    uint64_t webhook_delivered;
+};
+
 struct fake_stats {
     uint64_t requests_total; /* every request to a /v1/ path */
     json_t *requests;        /* path -> count */
@@ -33,6 +44,7 @@ struct fake_stats {
     uint64_t artifact_expired;
     uint64_t artifact_failures; /* injected 500s (artifact_fail) */
     int64_t credits_charged_total;
+    struct fake_stats_async async;
     json_t *last; /* snapshot of the last /v1/ request, or NULL */
 };
 

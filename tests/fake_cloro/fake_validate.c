@@ -645,3 +645,135 @@ done:
     }
     return errs;
 }
+
+static const char *const fake_validate_task_types[FAKE_EP_COUNT] = {
+    [FAKE_EP_CHATGPT] = "CHATGPT",
+    [FAKE_EP_GEMINI] = "GEMINI",
+    [FAKE_EP_GROK] = "GROK",
+    [FAKE_EP_COPILOT] = "COPILOT",
+    [FAKE_EP_PERPLEXITY] = "PERPLEXITY",
+    [FAKE_EP_AIMODE] = "AIMODE",
+    [FAKE_EP_GOOGLE] = "GOOGLE",
+    [FAKE_EP_GOOGLE_NEWS] = "GOOGLE_NEWS",
+};
+
+const char *fake_validate_task_type_name(enum fake_endpoint ep)
+{
+    return ep < FAKE_EP_COUNT ? fake_validate_task_types[ep] : NULL;
+}
+
+json_t *fake_validate_task(const json_t *body, const struct fake_validate_opts *opts,
+                           struct fake_validate_task *out)
+{
+    json_t *errs = json_array();
+    memset(out, 0, sizeof(*out));
+    out->priority = 1;
+    if (!json_is_object(body)) {
+        fake_validate_err(errs, "body", "Expected object, received %s",
+                          body ? fake_validate_type_name(body) : "nothing");
+        return errs;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v)
+    {
+        if (strcmp(key, "taskType") != 0 && strcmp(key, "payload") != 0 &&
+            strcmp(key, "priority") != 0 && strcmp(key, "idempotencyKey") != 0 &&
+            strcmp(key, "webhook") != 0) {
+            char field[96];
+            snprintf(field, sizeof(field), "%.80s", key);
+            fake_validate_err(errs, field, "Unrecognized key: \"%.80s\"", key);
+        }
+    }
+    int ep = -1;
+    const json_t *tt = json_object_get(body, "taskType");
+    if (tt == NULL) {
+        fake_validate_err(errs, "taskType", "Required");
+    } else if (!json_is_string(tt)) {
+        fake_validate_err(errs, "taskType", "Expected string, received %s",
+                          fake_validate_type_name(tt));
+    } else {
+        for (int i = 0; i < FAKE_EP_COUNT; i++) {
+            if (fake_validate_task_types[i] &&
+                strcmp(json_string_value(tt), fake_validate_task_types[i]) == 0)
+                ep = i;
+        }
+        if (ep < 0)
+            fake_validate_err(errs, "taskType",
+                              "Invalid enum value. Expected AIMODE | GOOGLE | GOOGLE_NEWS | GEMINI "
+                              "| CHATGPT | COPILOT | PERPLEXITY | GROK, received '%.32s'",
+                              json_string_value(tt));
+        else
+            out->task_type = fake_validate_task_types[ep];
+    }
+    const json_t *pr = json_object_get(body, "priority");
+    if (pr != NULL) {
+        if (!json_is_integer(pr))
+            fake_validate_err(errs, "priority", "Expected integer, received %s",
+                              fake_validate_type_name(pr));
+        else if (json_integer_value(pr) < 1 || json_integer_value(pr) > 10)
+            fake_validate_err(errs, "priority", "Number must be between 1 and 10");
+        else
+            out->priority = (int)json_integer_value(pr);
+    }
+    const json_t *ik = json_object_get(body, "idempotencyKey");
+    if (ik != NULL) {
+        if (!json_is_string(ik))
+            fake_validate_err(errs, "idempotencyKey", "Expected string, received %s",
+                              fake_validate_type_name(ik));
+        else if (json_string_length(ik) == 0)
+            fake_validate_err(errs, "idempotencyKey",
+                              "String must contain at least 1 character(s)");
+        else
+            out->idempotency_key = json_string_value(ik);
+    }
+    const json_t *wh = json_object_get(body, "webhook");
+    if (wh != NULL) {
+        if (!json_is_object(wh)) {
+            fake_validate_err(errs, "webhook", "Expected object, received %s",
+                              fake_validate_type_name(wh));
+        } else {
+            json_object_foreach((json_t *)wh, key, v)
+            {
+                if (strcmp(key, "url") != 0) {
+                    char field[96];
+                    snprintf(field, sizeof(field), "webhook.%.80s", key);
+                    fake_validate_err(errs, field, "Unrecognized key: \"%.80s\"", key);
+                }
+            }
+            const json_t *u = json_object_get(wh, "url");
+            const char *us = json_is_string(u) ? json_string_value(u) : NULL;
+            if (u == NULL)
+                fake_validate_err(errs, "webhook.url", "Required");
+            else if (us == NULL ||
+                     (strncmp(us, "http://", 7) != 0 && strncmp(us, "https://", 8) != 0) ||
+                     strlen(us) <= 8)
+                fake_validate_err(errs, "webhook.url", "Invalid url");
+            else
+                out->webhook_url = us;
+        }
+    }
+    const json_t *payload = json_object_get(body, "payload");
+    if (payload == NULL) {
+        fake_validate_err(errs, "payload", "Required");
+    } else if (!json_is_object(payload)) {
+        fake_validate_err(errs, "payload", "Expected object, received %s",
+                          fake_validate_type_name(payload));
+    } else if (ep >= 0) {
+        json_t *perrs = fake_validate_monitor((enum fake_endpoint)ep, payload, opts, &out->req);
+        size_t i;
+        json_array_foreach(perrs, i, v)
+        {
+            const char *f = json_string_value(json_object_get(v, "field"));
+            char field[160];
+            snprintf(field, sizeof(field), "payload.%s", f ? f : "");
+            fake_validate_err(errs, field, "%s", json_string_value(json_object_get(v, "message")));
+        }
+        json_decref(perrs);
+    }
+    if (json_array_size(errs) == 0) {
+        json_decref(errs);
+        return NULL;
+    }
+    return errs;
+}

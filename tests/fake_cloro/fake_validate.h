@@ -71,6 +71,25 @@ bool fake_validate_endpoint_has_state(enum fake_endpoint ep);
 json_t *fake_validate_monitor(enum fake_endpoint ep, const json_t *body,
                               const struct fake_validate_opts *opts, struct fake_validate_req *out);
 
+/* A validated async task request (§7.2 BatchTaskRequest). Strings are borrowed
+ * from the body it was validated from. */
+struct fake_validate_task {
+    const char *task_type;        /* "CHATGPT", ... */
+    int priority;                 /* 1..10, default 1 */
+    const char *idempotency_key;  /* NULL when absent */
+    const char *webhook_url;      /* NULL when absent */
+    struct fake_validate_req req; /* the payload, validated as its sync endpoint */
+};
+
+/* Validates an async task request: strict top-level fields, taskType enum,
+ * priority 1-10, webhook {url}, and payload against the sync schema of the task
+ * type (field names prefixed "payload."). Same return contract as
+ * fake_validate_monitor. */
+json_t *fake_validate_task(const json_t *body, const struct fake_validate_opts *opts,
+                           struct fake_validate_task *out);
+/* The taskType of a task endpoint ("GOOGLE_NEWS"); NULL for goto. */
+const char *fake_validate_task_type_name(enum fake_endpoint ep);
+
 /* GET /v1/countries `model` values (§6.1). NULL model is valid (omitted). */
 bool fake_validate_countries_model(const char *model);
 

@@ -40,6 +40,8 @@ static void fake_main_usage(FILE *f)
         const char *arg = defs[i].type == FAKE_KNOB_BOOL       ? ""
                           : defs[i].type == FAKE_KNOB_FRACTION ? " FRACTION"
                           : defs[i].type == FAKE_KNOB_ENUM     ? " NAME"
+                          : defs[i].type == FAKE_KNOB_REAL     ? " NUMBER"
+                          : defs[i].type == FAKE_KNOB_STRING   ? " STRING"
                                                                : " N";
         char opt[64];
         snprintf(opt, sizeof(opt), "--%s%s", defs[i].flag, arg);

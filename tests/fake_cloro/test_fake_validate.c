@@ -286,6 +286,53 @@ static void test_seed_key_ignores_key_order(void **state)
     json_decref(bb);
 }
 
+/* Async task requests (cloro-api.md section 7.2): strict fields, the enum,
+ * priority bounds, webhook {url}, and the payload checked as its endpoint. */
+static void expect_task(const char *text, const char *field)
+{
+    const struct fake_validate_opts o = {0};
+    json_t *body = json_loads(text, 0, NULL);
+    assert_non_null(body);
+    struct fake_validate_task task;
+    json_t *errs = fake_validate_task(body, &o, &task);
+    if (field == NULL) {
+        if (errs != NULL) {
+            char *dump = json_dumps(errs, 0);
+            fail_msg("unexpected errors %s for %s", dump, text);
+        }
+        assert_string_equal(task.task_type, "CHATGPT");
+    } else {
+        assert_non_null(errs);
+        if (!has_field(errs, field)) {
+            char *dump = json_dumps(errs, 0);
+            fail_msg("no error for %s in %s (body %s)", field, dump, text);
+        }
+    }
+    json_decref(errs);
+    json_decref(body);
+}
+
+static void test_task_requests(void **state)
+{
+    (void)state;
+    expect_task("{\"taskType\":\"CHATGPT\",\"priority\":7,\"idempotencyKey\":\"k1\","
+                "\"webhook\":{\"url\":\"http://127.0.0.1:9/h\"},"
+                "\"payload\":{\"prompt\":\"x\",\"country\":\"US\"}}",
+                NULL);
+    expect_task("{\"taskType\":\"BING\",\"payload\":{\"prompt\":\"x\",\"country\":\"US\"}}",
+                "taskType");
+    expect_task("{\"taskType\":\"CHATGPT\",\"priority\":11,"
+                "\"payload\":{\"prompt\":\"x\",\"country\":\"US\"}}",
+                "priority");
+    expect_task("{\"taskType\":\"CHATGPT\",\"extra\":1,"
+                "\"payload\":{\"prompt\":\"x\",\"country\":\"US\"}}",
+                "extra");
+    expect_task("{\"taskType\":\"CHATGPT\",\"payload\":{\"prompt\":\"x\"}}", "payload.country");
+    expect_task("{\"taskType\":\"CHATGPT\",\"webhook\":{},"
+                "\"payload\":{\"prompt\":\"x\",\"country\":\"US\"}}",
+                "webhook.url");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_google_url_exclusive),
         cmocka_unit_test(test_prompt_length),
         cmocka_unit_test(test_seed_key_ignores_key_order),
+        cmocka_unit_test(test_task_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
