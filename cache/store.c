@@ -625,9 +625,10 @@ static int run_txn(struct cache_store *s, const struct cache_op *ops, const stru
             rc = apply_delete(&w, op);
             break;
         case CACHE_OP_JOB:
+        case CACHE_OP_NEW_JOB:
             if (!pms[i].valid)
                 continue;
-            rc = put_job(&w, &op->jobs[0], false);
+            rc = put_job(&w, &op->jobs[0], op->kind == CACHE_OP_JOB ? false : true);
             break;
         case CACHE_OP_CAPTURE:
             if (!pms[i].valid)
@@ -748,10 +749,11 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
         return -1;
     uint64_t largest = 0;
     for (size_t i = 0; i < count; i++) {
-        if (ops[i].kind == CACHE_OP_JOB || ops[i].kind == CACHE_OP_CAPTURE) {
+        if (ops[i].kind == CACHE_OP_JOB || ops[i].kind == CACHE_OP_NEW_JOB ||
+            ops[i].kind == CACHE_OP_CAPTURE) {
             pms[i].valid = ops[i].jobs != NULL && ops[i].job_count >= 1 &&
                            job_valid(&ops[i].jobs[0]) &&
-                           (ops[i].kind == CACHE_OP_JOB || ops[i].record != NULL);
+                           (ops[i].kind != CACHE_OP_CAPTURE || ops[i].record != NULL);
             if (pms[i].valid && ops[i].kind == CACHE_OP_CAPTURE && ops[i].record_len > largest)
                 largest = ops[i].record_len;
             continue;

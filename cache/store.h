@@ -88,6 +88,7 @@ enum cache_op_kind {
     CACHE_OP_TOUCH,   /* hits at now_ms (the last of them): hits + count, last hit, LRU */
     CACHE_OP_DELETE,  /* remove key if present */
     CACHE_OP_JOB,     /* replace the job jobs[0] (key unused) */
+    CACHE_OP_NEW_JOB, /* create the job jobs[0] unless its id exists (an answer not stored) */
     CACHE_OP_CAPTURE, /* jobs[0], now CAPTURED, and its blob: record holds the gzip bytes,
                          stored under jobs[0].blob unless that blob exists */
 };

@@ -265,6 +265,11 @@ static void enqueue_job(struct cache_writer *w, enum cache_op_kind kind,
     }
 }
 
+void cache_writer_new_job(struct cache_writer *w, const struct cache_job *job)
+{
+    enqueue_job(w, CACHE_OP_NEW_JOB, job, NULL, 0);
+}
+
 void cache_writer_job(struct cache_writer *w, const struct cache_job *job)
 {
     enqueue_job(w, CACHE_OP_JOB, job, NULL, 0);

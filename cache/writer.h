@@ -28,6 +28,9 @@ struct cache_writer *cache_writer_start(struct cache_store *store, size_t max_qu
  * NULL): the answer and its artifact jobs are committed in one txn. */
 void cache_writer_put(struct cache_writer *w, const unsigned char *key, unsigned char *record,
                       size_t record_len, int64_t now_ms, struct cache_job *jobs, size_t job_count);
+/* Creates a job unless its id exists: an artifact of an answer that is not
+ * stored (an async task result, a no-store answer). */
+void cache_writer_new_job(struct cache_writer *w, const struct cache_job *job);
 /* Replaces a job (a failed attempt, or lost). */
 void cache_writer_job(struct cache_writer *w, const struct cache_job *job);
 /* A captured artifact: the job (CAPTURED) and its gzip content, taken over. */

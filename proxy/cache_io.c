@@ -111,6 +111,18 @@ void cache_io_store(struct server *srv, const struct request *r, const struct ca
                      job_count);
 }
 
+void cache_io_capture_artifacts(struct server *srv, const struct cache_entry *e)
+{
+    struct cache_job *jobs = NULL;
+    size_t count = srv->artifacts != NULL ? artifact_jobs_of(srv, e, &jobs) : 0;
+    if (count == 0)
+        return;
+    artifacts_add(srv->artifacts, jobs, count);
+    for (size_t i = 0; i < count; i++)
+        cache_writer_new_job(srv->writer, &jobs[i]);
+    free(jobs);
+}
+
 /* The answer the upstream just gave, as an entry (borrowing from res). */
 void cache_io_entry_from_result(const struct request *r, const struct upstream_result *res,
                                 struct cache_header *headers, struct cache_entry *e)

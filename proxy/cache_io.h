@@ -20,6 +20,10 @@ bool cache_io_lookup(struct server *srv, const struct cache_key *key, struct cac
 bool cache_io_storable(const struct cache_entry *e);
 /* Encodes e and queues it for the writer under r's key. */
 void cache_io_store(struct server *srv, const struct request *r, const struct cache_entry *e);
+/* Records download jobs for the artifacts of an answer that is not stored
+ * (an async task result, a no-store or uncacheable answer): cloro-api.md
+ * section 12 links expire whatever the cache does with the answer. */
+void cache_io_capture_artifacts(struct server *srv, const struct cache_entry *e);
 /* The upstream's answer as an entry, borrowing from res; headers must hold
  * CACHE_ENTRY_MAX_HEADERS. TTL from the provider's cache_ttl. */
 void cache_io_entry_from_result(const struct request *r, const struct upstream_result *res,

@@ -227,6 +227,8 @@ static void on_upstream_done(const struct upstream_result *res, void *arg)
     if (r->keyed && cache_io_storable(&answer)) {
         cache_io_store(srv, r, &answer);
         ctx.stored = true;
+    } else if (answer.status >= 200 && answer.status < 300) {
+        cache_io_capture_artifacts(srv, &answer);
     }
     struct answer_context waiter_ctx = ctx;
     waiter_ctx.outcome = CACHE_OUTCOME_COALESCED;

@@ -829,6 +829,52 @@ static void test_pending_page_fetched_on_request(void **state)
                      fake_stat(&fake, "artifact_failures") + 1);
 }
 
+/* A task result polled through the proxy (an answer that is not cached):
+ * its artifact is captured and its link rewritten like a sync answer's. */
+static void test_async_task_result_captured(void **state)
+{
+    (void)state;
+    long long captured0 = proxy_stat(&proxy, "artifacts.captured");
+    struct http_reply r;
+    ask(&proxy, "/v1/async/task",
+        "{\"taskType\":\"CHATGPT\",\"payload\":{\"prompt\":\"async artifact\","
+        "\"country\":\"US\",\"include\":{\"html\":true}}}",
+        &r);
+    assert_int_equal(r.status, 200);
+    json_t *created = http_json(&r);
+    char id[64];
+    snprintf(id, sizeof id, "%s", json_string_value(dig(created, "task.id")));
+    json_decref(created);
+    http_reply_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/async/task/%s", id);
+    const char *status = "";
+    json_t *task = NULL;
+    for (int i = 0; i < 300; i++) {
+        json_decref(task);
+        get_proxy(&proxy, path, NULL, &r);
+        assert_int_equal(r.status, 200);
+        task = http_json(&r);
+        http_reply_free(&r);
+        status = json_string_value(dig(task, "task.status"));
+        if (status != NULL && strcmp(status, "COMPLETED") == 0)
+            break;
+        sleep_ms(20);
+    }
+    assert_string_equal(status, "COMPLETED");
+    const char *link = json_string_value(dig(task, "response.html"));
+    assert_non_null(link);
+    assert_non_null(strstr(link, "/_proxy/artifacts/"));
+    char local[PATH_MAX_LEN];
+    snprintf(local, sizeof local, "%s", proxy_path_of(link, 1));
+    json_decref(task);
+    assert_int_equal(proxy_wait_stat(&proxy, "artifacts.captured", captured0 + 1, TTL_MS - 500),
+                     captured0 + 1);
+    get_proxy(&proxy, local, NULL, &r);
+    assert_int_equal(r.status, 200);
+    http_reply_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -846,6 +892,7 @@ int main(void)
                                         stop_own),
         cmocka_unit_test_setup_teardown(test_oversized_lost_and_unknown, reset_fake, stop_own),
         cmocka_unit_test_setup_teardown(test_pending_page_fetched_on_request, reset_fake, stop_own),
+        cmocka_unit_test_setup_teardown(test_async_task_result_captured, reset_fake, stop_own),
     };
     return cmocka_run_group_tests_name("integration_artifacts", tests, group_setup, group_teardown);
 }
