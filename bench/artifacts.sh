@@ -157,7 +157,6 @@ ROWS=$TMP/rows.tsv
 : >"$ROWS"
 FAILED=0
 
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 
 # artifacts_counts JSON: sets CAPTURED, LOST and PENDING from the "artifacts"
 # object of a /_proxy/stats answer (empty when missing). No fork: the sampler

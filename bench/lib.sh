@@ -111,3 +111,35 @@ start_nginx() {
     done
     die "nginx: found no free port in 20 tries"
 }
+
+# field KEY LINE: the value of KEY=... in a logfmt-like line.
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+
+# run_wrk TARGET LOAD SECONDS OUT [KEY ...]: one wrk run of LUA against
+# URL[TARGET] + WRK_PATH (default /v1/monitor/chatgpt) with LOAD_ARGS[LOAD];
+# sets BENCH_LINE (the Lua script's summary) and BENCH_OK: 0 when the run had
+# no request, or a socket error, a timeout, a non-200 or any of the extra KEYs
+# counted non-zero.
+# shellcheck disable=SC2034 # BENCH_OK is read by the scripts that source this file
+run_wrk() {
+    local target=$1 load=$2 secs=$3 out=$4
+    shift 4
+    # shellcheck disable=SC2086 # LOAD_ARGS holds two words on purpose
+    if ! timeout -k 5 $((secs + 30)) wrk ${LOAD_ARGS[$load]} -d"${secs}s" --timeout 5s \
+        --latency -s "$LUA" "${URL[$target]}${WRK_PATH:-/v1/monitor/chatgpt}" >"$out" 2>&1; then
+        cat "$out" >&2 || true
+        die "wrk failed or overran against $target ($load); output above"
+    fi
+    BENCH_LINE=$(grep -m 1 '^BENCH ' "$out" || true)
+    [ -n "$BENCH_LINE" ] || die "no BENCH line from $(basename "$LUA") in $out"
+    BENCH_OK=1
+    local k
+    for k in non200 connect read write status timeout "$@"; do
+        if [ "$(field "$k" "$BENCH_LINE")" != 0 ]; then
+            BENCH_OK=0
+        fi
+    done
+    if [ "$(field requests "$BENCH_LINE")" = 0 ]; then
+        BENCH_OK=0
+    fi
+}

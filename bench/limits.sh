@@ -190,32 +190,8 @@ SAT_ROWS=$TMP/sat.tsv # round rps p50 p90 p99 (ms) samples queued full fake_max 
 : >"$SAT_ROWS"
 FAILED=0
 
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 ms() { awk -v u="$(field "$1" "$BENCH_LINE")" 'BEGIN{printf "%.3f", u/1000}'; }
 
-# run_wrk TARGET LOAD SECONDS OUT: one wrk run; sets BENCH_LINE and BENCH_OK
-# (0 when the run had a socket error, a timeout or a non-200 response).
-run_wrk() {
-    local target=$1 load=$2 secs=$3 out=$4
-    # shellcheck disable=SC2086 # LOAD_ARGS holds two words on purpose
-    if ! timeout -k 5 $((secs + 30)) wrk ${LOAD_ARGS[$load]} -d"${secs}s" --timeout 5s \
-        --latency -s "$LUA" "${URL[$target]}/v1/monitor/chatgpt" >"$out" 2>&1; then
-        cat "$out" >&2 || true
-        die "wrk failed or overran against $target ($load); output above"
-    fi
-    BENCH_LINE=$(grep -m 1 '^BENCH ' "$out" || true)
-    [ -n "$BENCH_LINE" ] || die "no BENCH line from post_chatgpt.lua in $out"
-    BENCH_OK=1
-    local k
-    for k in non200 connect read write status timeout; do
-        if [ "$(field "$k" "$BENCH_LINE")" != 0 ]; then
-            BENCH_OK=0
-        fi
-    done
-    if [ "$(field requests "$BENCH_LINE")" = 0 ]; then
-        BENCH_OK=0
-    fi
-}
 
 # warm_and_run TARGET LOAD BASE: the warm-up (which must be clean) then the
 # measured run, its output in BASE.txt.

@@ -127,31 +127,7 @@ ROWS=$TMP/rows.tsv # round load target rps p50 p90 p99 (ms) ok
 : >"$ROWS"
 FAILED=0
 
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 
-# run_wrk TARGET LOAD SECONDS OUT: one wrk run; sets BENCH_LINE and BENCH_OK
-# (0 when the run had a socket error, a timeout or a non-200 response).
-run_wrk() {
-    local target=$1 load=$2 secs=$3 out=$4
-    # shellcheck disable=SC2086 # LOAD_ARGS holds two words on purpose
-    if ! timeout -k 5 $((secs + 30)) wrk ${LOAD_ARGS[$load]} -d"${secs}s" --timeout 5s \
-        --latency -s "$LUA" "${URL[$target]}/v1/monitor/chatgpt" >"$out" 2>&1; then
-        cat "$out" >&2 || true
-        die "wrk failed or overran against $target ($load); output above"
-    fi
-    BENCH_LINE=$(grep -m 1 '^BENCH ' "$out" || true)
-    [ -n "$BENCH_LINE" ] || die "no BENCH line from post_chatgpt.lua in $out"
-    BENCH_OK=1
-    local k
-    for k in non200 connect read write status timeout; do
-        if [ "$(field "$k" "$BENCH_LINE")" != 0 ]; then
-            BENCH_OK=0
-        fi
-    done
-    if [ "$(field requests "$BENCH_LINE")" = 0 ]; then
-        BENCH_OK=0
-    fi
-}
 
 for round in $(seq 1 "$ROUNDS"); do
     for load in "${LOADS[@]}"; do
