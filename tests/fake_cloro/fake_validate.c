@@ -486,6 +486,21 @@ static const char *fake_validate_device(json_t *errs, const json_t *body,
     return "desktop";
 }
 
+/* An optional integer field of 1..10 (pages, priority): stored in *out when
+ * present and valid, an error in errs otherwise; *out is left when absent. */
+static void fake_validate_int_1_10(const json_t *body, const char *name, json_t *errs, int *out)
+{
+    const json_t *v = json_object_get(body, name);
+    if (v == NULL)
+        return;
+    if (!json_is_integer(v))
+        fake_validate_err(errs, name, "Expected integer, received %s", fake_validate_type_name(v));
+    else if (json_integer_value(v) < 1 || json_integer_value(v) > 10)
+        fake_validate_err(errs, name, "Number must be between 1 and 10");
+    else
+        *out = (int)json_integer_value(v);
+}
+
 json_t *fake_validate_monitor(enum fake_endpoint ep, const json_t *body,
                               const struct fake_validate_opts *opts, struct fake_validate_req *out)
 {
@@ -619,16 +634,7 @@ json_t *fake_validate_monitor(enum fake_endpoint ep, const json_t *body,
             out->device = "android";
     }
 
-    const json_t *pages = json_object_get(body, "pages");
-    if (pages != NULL) {
-        if (!json_is_integer(pages))
-            fake_validate_err(errs, "pages", "Expected integer, received %s",
-                              fake_validate_type_name(pages));
-        else if (json_integer_value(pages) < 1 || json_integer_value(pages) > 10)
-            fake_validate_err(errs, "pages", "Number must be between 1 and 10");
-        else
-            out->pages = (int)json_integer_value(pages);
-    }
+    fake_validate_int_1_10(body, "pages", errs, &out->pages);
 
     fake_validate_bool(errs, json_object_get(body, "legacy"), "legacy", &out->legacy);
     fake_validate_bool(errs, json_object_get(body, "disableWebSearch"), "disableWebSearch",
@@ -706,16 +712,7 @@ json_t *fake_validate_task(const json_t *body, const struct fake_validate_opts *
         else
             out->task_type = fake_validate_task_types[ep];
     }
-    const json_t *pr = json_object_get(body, "priority");
-    if (pr != NULL) {
-        if (!json_is_integer(pr))
-            fake_validate_err(errs, "priority", "Expected integer, received %s",
-                              fake_validate_type_name(pr));
-        else if (json_integer_value(pr) < 1 || json_integer_value(pr) > 10)
-            fake_validate_err(errs, "priority", "Number must be between 1 and 10");
-        else
-            out->priority = (int)json_integer_value(pr);
-    }
+    fake_validate_int_1_10(body, "priority", errs, &out->priority);
     const json_t *ik = json_object_get(body, "idempotencyKey");
     if (ik != NULL) {
         if (!json_is_string(ik))
