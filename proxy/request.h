@@ -31,6 +31,7 @@ enum cache_outcome {
     CACHE_OUTCOME_REFRESH,
     CACHE_OUTCOME_COALESCED,
 };
+#define CACHE_OUTCOME_COUNT (CACHE_OUTCOME_COALESCED + 1)
 
 struct request {
     struct evhttp_request *evreq; /* borrowed from evhttp until the reply */

@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "ids.h"
+#include "request.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,8 +31,8 @@ struct server_stats {
     uint64_t upstream_calls;
     uint64_t upstream_unavailable;
     uint64_t upstream_timeouts;
-    uint64_t proxy_errors;        /* responses the proxy made itself with status >= 400 */
-    uint64_t cache_by_outcome[7]; /* indexed by enum cache_outcome */
+    uint64_t proxy_errors; /* responses the proxy made itself with status >= 400 */
+    uint64_t cache_by_outcome[CACHE_OUTCOME_COUNT];
     uint64_t cache_credits_saved;
     uint64_t cache_read_errors;   /* lookups that failed or found a corrupt record */
     uint64_t cache_not_stored;    /* answers that could not be queued for storing */
