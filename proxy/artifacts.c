@@ -486,18 +486,20 @@ static void dispatch(struct artifacts *a)
             wake = s->captured_at_ms + RECENT_MS + 1;
         i++;
     }
+    /* Jobs tried at least once and past their expiry are lost. */
+    for (size_t i = 0; i < a->count;) {
+        struct job_slot *s = a->queue[i];
+        if (!s->fetching && s->gzip == NULL && s->job.attempts > 0 && now >= s->job.expires_ms)
+            settle_lost(a, s, "expired before capture"); /* drops it: i now holds another */
+        else
+            i++;
+    }
     while (a->in_flight < a->srv->cfg->artifact_concurrency) {
         struct job_slot *best = NULL;
         for (size_t i = 0; i < a->count; i++) {
             struct job_slot *s = a->queue[i];
             if (s->fetching || s->gzip != NULL)
                 continue;
-            if (now >= s->job.expires_ms && s->job.attempts > 0) {
-                settle_lost(a, s, "expired before capture");
-                best = NULL;
-                i = (size_t)-1; /* the array changed: look again */
-                continue;
-            }
             if (s->job.next_attempt_ms > now) {
                 if (s->job.next_attempt_ms < wake)
                     wake = s->job.next_attempt_ms;
