@@ -12,6 +12,9 @@ static const char *const fake_knobs_scopes[] = {"endpoint", "shared", NULL};
 static const char *const fake_knobs_hdrs[] = {"concurrency", "concurrent", "both", NULL};
 static const char *const fake_knobs_codes[] = {"CONCURRENCY_LIMIT_EXCEEDED",
                                                "CONCURRENT_LIMIT_EXCEEDED", NULL};
+static const char *const fake_knobs_idem_codes[] = {"RESOURCE_ALREADY_EXISTS", "RESOURCE_CONFLICT",
+                                                    NULL};
+static const char *const fake_knobs_batch_details[] = {"errors", "flat", NULL};
 static const char *const fake_knobs_429_codes[] = {
     "RATE_LIMIT_EXCEEDED", "CONCURRENCY_LIMIT_EXCEEDED", "CONCURRENT_LIMIT_EXCEEDED", NULL};
 
@@ -78,6 +81,14 @@ static const struct fake_knob_def fake_knobs_defs[] = {
     KI("task_duration_ms", "task-duration-ms", task_duration_ms, 0, 3600000,
        "PROCESSING time of an async task"),
     KF("task_fail", "task-fail", task_fail, "fraction of async tasks that end FAILED"),
+    KI("task_retry_delay_ms", "task-retry-delay-ms", task_retry_delay_ms, 0, 3600000,
+       "QUEUED wait of a task between a failed attempt and the next ([task-retry:N])"),
+    KI("async_validation_status", "async-validation-status", async_validation_status, 400, 499,
+       "status of an invalid async create/batch body (400 OAS, 422 legacy)"),
+    KE("idempotency_code", "idempotency-code", idempotency_code, fake_knobs_idem_codes,
+       "error code of the single-create idempotency 409"),
+    KE("batch_error_details", "batch-error-details", batch_error_details, fake_knobs_batch_details,
+       "per-task batch VALIDATION_ERROR details: errors {errors:[...]} | flat {field,message}"),
     KI("task_retention_s", "task-retention-s", task_retention_s, 0, 100000000,
        "terminal async tasks are kept this long after completion, then 404"),
     KR("webhook_time_scale", "webhook-time-scale", webhook_time_scale, 0, 1000000,
@@ -117,6 +128,10 @@ void fake_knobs_init(struct fake_knobs *k)
     k->credits = 1000000;
     k->queue_limit = 100000;
     k->task_duration_ms = 200;
+    k->task_retry_delay_ms = 200;
+    k->async_validation_status = 400;
+    k->idempotency_code = FAKE_IDEM_ALREADY_EXISTS;
+    k->batch_error_details = FAKE_BATCH_DETAILS_ERRORS;
     k->task_retention_s = 86400;
     k->webhook_time_scale = 1.0;
     fake_pricing_defaults(&k->prices);

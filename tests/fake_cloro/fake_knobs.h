@@ -26,6 +26,17 @@ enum fake_knobs_429_code {
     FAKE_429_CONCURRENT   /* CONCURRENT_LIMIT_EXCEEDED (legacy spelling), same shape */
 };
 
+/* error.code of the single-create idempotency 409 (§7.8, §14 item 9). */
+enum fake_knobs_idem_code {
+    FAKE_IDEM_ALREADY_EXISTS, /* RESOURCE_ALREADY_EXISTS, details {field, value} (OAS) */
+    FAKE_IDEM_CONFLICT        /* RESOURCE_CONFLICT, "Resource conflict", no details (OAS-old) */
+};
+/* details of a per-task batch VALIDATION_ERROR (§7.3, §14 item 14). */
+enum fake_knobs_batch_details {
+    FAKE_BATCH_DETAILS_ERRORS, /* {errors: [{field, message}, ...]} (OAS) */
+    FAKE_BATCH_DETAILS_FLAT    /* {field, message} of the first error (OAS-old) */
+};
+
 #define FAKE_KNOBS_STRING_MAX 256
 
 struct fake_knobs {
@@ -51,11 +62,15 @@ struct fake_knobs {
     bool country_default_us; /* §14 item 5 */
     int64_t credits;         /* the org's live balance */
     /* async API (§7, §8) */
-    int64_t queue_limit;       /* QUEUED tasks the org may hold */
-    int64_t task_duration_ms;  /* PROCESSING time of a task */
-    double task_fail;          /* fraction of tasks that end FAILED */
-    int64_t task_retention_s;  /* terminal tasks kept this long after completion */
-    double webhook_time_scale; /* webhook retry delays (2/4/8/16 s) are multiplied by it */
+    int64_t queue_limit;             /* QUEUED tasks the org may hold */
+    int64_t task_duration_ms;        /* PROCESSING time of a task */
+    double task_fail;                /* fraction of tasks that end FAILED */
+    int64_t task_retry_delay_ms;     /* QUEUED wait of a task between two attempts */
+    int64_t async_validation_status; /* 400 (OAS) or 422 (legacy, §14 item 4) */
+    int idempotency_code;            /* enum fake_knobs_idem_code */
+    int batch_error_details;         /* enum fake_knobs_batch_details */
+    int64_t task_retention_s;        /* terminal tasks kept this long after completion */
+    double webhook_time_scale;       /* webhook retry delays (2/4/8/16 s) are multiplied by it */
     char webhook_secret[FAKE_KNOBS_STRING_MAX]; /* "" = unsigned deliveries */
     struct fake_prices prices;
 };

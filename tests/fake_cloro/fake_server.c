@@ -36,6 +36,7 @@
 #include "fake_ratelimit.h"
 #include "fake_results.h"
 #include "fake_stats.h"
+#include "fake_task_script.h"
 #include "fake_tasks.h"
 #include "fake_util.h"
 #include "fake_validate.h"
@@ -200,6 +201,8 @@ static const char *fake_server_reason(int status)
         return "Conflict";
     case 410:
         return "Gone";
+    case 422:
+        return "Unprocessable Entity";
     case 429:
         return "Too Many Requests";
     case 500:
@@ -842,16 +845,56 @@ static int64_t fake_server_task_duration(void *arg)
     return srv->knobs.task_duration_ms;
 }
 
-/* The outcome of a task: task_fail decides FAILED (never charged), else the
+static int64_t fake_server_task_retry_delay(void *arg)
+{
+    struct fake_server *srv = arg;
+    return srv->knobs.task_retry_delay_ms;
+}
+
+/* Ends t FAILED with {error:{code, message}}, never charged. */
+static void fake_server_task_fail(struct fake_task *t, const char *code)
+{
+    t->status = FAKE_TASK_FAILED;
+    t->credits_charged = 0;
+    t->response =
+        json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", fake_envelope_message(code));
+}
+
+/* §7.7: a task is re-checked against the live balance when it is picked up (the
+ * code of a short balance is undocumented: INSUFFICIENT_CREDITS, charged 0). */
+static bool fake_server_task_pickup(void *arg, struct fake_task *t)
+{
+    struct fake_server *srv = arg;
+    if (srv->knobs.credits >= t->credits_to_charge)
+        return true;
+    fake_server_task_fail(t, "INSUFFICIENT_CREDITS");
+    fake_log(FAKE_LOG_INFO, "task_short_balance", "task_id=%s credits=%lld to_charge=%lld", t->id,
+             (long long)srv->knobs.credits, (long long)t->credits_to_charge);
+    return false;
+}
+
+/* The outcome of an attempt: the payload's script ([task-fail], [task-retry:N],
+ * fake_task_script.h), then task_fail decides FAILED (never charged), else the
  * result the sync endpoint would give, charged without the sync surcharge. */
 static void fake_server_task_run(void *arg, struct fake_task *t)
 {
     struct fake_server *srv = arg;
+    struct fake_task_script script;
+    fake_task_script_parse(t->req.text ? t->req.text : t->req.url, &script);
+    switch (fake_task_script_attempt(&script, t->attempts)) {
+    case FAKE_TASK_SCRIPT_RETRY:
+        srv->stats.async.retries++;
+        t->status = FAKE_TASK_QUEUED;
+        fake_log(FAKE_LOG_INFO, "task_retry", "task_id=%s attempt=%d", t->id, t->attempts);
+        return;
+    case FAKE_TASK_SCRIPT_FAIL:
+        fake_server_task_fail(t, "INTERNAL_SERVER_ERROR");
+        return;
+    case FAKE_TASK_SCRIPT_RUN:
+        break;
+    }
     if (srv->knobs.task_fail > 0 && fake_rng_unit(&srv->rng) < srv->knobs.task_fail) {
-        t->status = FAKE_TASK_FAILED;
-        t->credits_charged = 0;
-        t->response = json_pack("{s:{s:s, s:s}}", "error", "code", "INTERNAL_SERVER_ERROR",
-                                "message", "Maximum retries exceeded");
+        fake_server_task_fail(t, "INTERNAL_SERVER_ERROR");
         return;
     }
     int clusters = 0;
@@ -899,9 +942,9 @@ static void fake_server_on_webhook(void *arg, const char *task_id, int attempt, 
     }
 }
 
-/* Parses the request body into c->body_json; on failure answers 400 and
- * returns false. */
-static bool fake_server_load_body(struct fake_call *c)
+/* Parses the request body into c->body_json; on failure answers status
+ * (VALIDATION_ERROR) and returns false. */
+static bool fake_server_load_body(struct fake_call *c, int status)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
     size_t len = evbuffer_get_length(in);
@@ -914,9 +957,16 @@ static bool fake_server_load_body(struct fake_call *c)
         snprintf(msg, sizeof(msg), "Expected object, received nothing");
     else
         snprintf(msg, sizeof(msg), "Invalid JSON body: %s", jerr.text);
-    fake_server_reply_error(c, 400, "VALIDATION_ERROR", NULL,
+    fake_server_reply_error(c, status, "VALIDATION_ERROR", NULL,
                             json_pack("[{s:s, s:s}]", "field", "body", "message", msg));
     return false;
+}
+
+/* submitted_keys: a task object that carries a string idempotencyKey, valid or not. */
+static void fake_server_count_key(struct fake_server *srv, const json_t *task)
+{
+    if (json_is_string(json_object_get(task, "idempotencyKey")))
+        srv->stats.async.submitted_keys++;
 }
 
 static void fake_server_tasks_expire(struct fake_server *srv)
@@ -940,21 +990,27 @@ static void fake_server_handle_task_create(struct fake_call *c, const struct fak
 {
     (void)r;
     struct fake_server *srv = c->srv;
-    if (!fake_server_load_body(c))
+    int bad_status = (int)srv->knobs.async_validation_status;
+    srv->stats.async.creates++;
+    if (!fake_server_load_body(c, bad_status))
         return;
+    fake_server_count_key(srv, c->body_json);
     fake_server_tasks_expire(srv);
     struct fake_validate_opts opts = {.country_default_us = srv->knobs.country_default_us};
     struct fake_validate_task vt;
     json_t *errs = fake_validate_task(c->body_json, &opts, &vt);
     if (errs != NULL) {
-        fake_server_reply_error(c, 400, "VALIDATION_ERROR", NULL, errs);
+        fake_server_reply_error(c, bad_status, "VALIDATION_ERROR", NULL, errs);
         return;
     }
     if (vt.idempotency_key && fake_tasks_key_used(srv->tasks, vt.idempotency_key)) {
         srv->stats.async.idempotency_conflicts++;
-        fake_server_reply_error(
-            c, 409, "RESOURCE_ALREADY_EXISTS", NULL,
-            json_pack("{s:s, s:s}", "field", "idempotencyKey", "value", vt.idempotency_key));
+        if (srv->knobs.idempotency_code == FAKE_IDEM_CONFLICT)
+            fake_server_reply_error(c, 409, "RESOURCE_CONFLICT", "Resource conflict", NULL);
+        else
+            fake_server_reply_error(
+                c, 409, "RESOURCE_ALREADY_EXISTS", NULL,
+                json_pack("{s:s, s:s}", "field", "idempotencyKey", "value", vt.idempotency_key));
         return;
     }
     int64_t cost = fake_server_task_cost(srv, &vt.req);
@@ -990,15 +1046,21 @@ static void fake_server_handle_task_batch(struct fake_call *c, const struct fake
 {
     (void)r;
     struct fake_server *srv = c->srv;
-    if (!fake_server_load_body(c))
+    int bad_status = (int)srv->knobs.async_validation_status;
+    if (!fake_server_load_body(c, bad_status))
         return;
     json_t *arr = c->body_json;
     size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
+    if (json_is_array(arr)) {
+        fake_stats_count_batch(&srv->stats, n);
+        for (size_t i = 0; i < n; i++)
+            fake_server_count_key(srv, json_array_get(arr, i));
+    }
     if (n < 1 || n > FAKE_SERVER_BATCH_MAX) {
         const char *msg = !json_is_array(arr) ? "Expected array"
                           : n == 0            ? "Array must contain at least 1 element(s)"
                                               : "Array must contain at most 500 element(s)";
-        fake_server_reply_error(c, 400, "VALIDATION_ERROR", NULL,
+        fake_server_reply_error(c, bad_status, "VALIDATION_ERROR", NULL,
                                 json_pack("[{s:s, s:s}]", "field", "body", "message", msg));
         return;
     }
@@ -1020,9 +1082,15 @@ static void fake_server_handle_task_batch(struct fake_call *c, const struct fake
         if (errs != NULL) {
             char msg[64];
             snprintf(msg, sizeof(msg), "Invalid task at index %zu", i);
+            json_t *details = NULL;
+            if (srv->knobs.batch_error_details == FAKE_BATCH_DETAILS_FLAT) {
+                details = json_deep_copy(json_array_get(errs, 0));
+                json_decref(errs);
+            } else {
+                details = json_pack("{s:o}", "errors", errs);
+            }
             json_array_append_new(results,
-                                  fake_server_batch_failure(i, "VALIDATION_ERROR", msg,
-                                                            json_pack("{s:o}", "errors", errs)));
+                                  fake_server_batch_failure(i, "VALIDATION_ERROR", msg, details));
             continue;
         }
         if (vt.idempotency_key && fake_tasks_key_used(srv->tasks, vt.idempotency_key)) {
@@ -1057,6 +1125,7 @@ static void fake_server_handle_task_get(struct fake_call *c, const struct fake_r
 {
     struct fake_server *srv = c->srv;
     const char *id = c->path + strlen(r->path);
+    srv->stats.async.task_polls++;
     fake_server_tasks_expire(srv);
     struct fake_task *t =
         fake_util_is_uuid(id, strlen(id)) ? fake_tasks_find(srv->tasks, id) : NULL;
@@ -1345,7 +1414,9 @@ struct fake_server *fake_server_new(struct event_base *base, const struct fake_s
         .slot_take = fake_server_task_slot_take,
         .slot_release = fake_server_task_slot_release,
         .duration_ms = fake_server_task_duration,
+        .pickup = fake_server_task_pickup,
         .run = fake_server_task_run,
+        .retry_delay_ms = fake_server_task_retry_delay,
         .terminal = fake_server_task_terminal,
     };
     srv->tasks = fake_tasks_new(base, &hooks);

@@ -20,6 +20,7 @@ void fake_stats_init(struct fake_stats *s)
     s->requests = json_object();
     s->status = json_object();
     s->auth = json_object();
+    s->async.batch_sizes = json_array();
 }
 
 void fake_stats_deinit(struct fake_stats *s)
@@ -28,6 +29,7 @@ void fake_stats_deinit(struct fake_stats *s)
     json_decref(s->status);
     json_decref(s->auth);
     json_decref(s->last);
+    json_decref(s->async.batch_sizes);
     memset(s, 0, sizeof(*s));
 }
 
@@ -74,6 +76,13 @@ void fake_stats_in_flight_add(struct fake_stats *s, int64_t delta)
         s->max_in_flight = s->in_flight;
 }
 
+void fake_stats_count_batch(struct fake_stats *s, size_t n)
+{
+    json_array_append_new(s->async.batch_sizes, json_integer((json_int_t)n));
+    while (json_array_size(s->async.batch_sizes) > FAKE_STATS_BATCH_SIZES_MAX)
+        json_array_remove(s->async.batch_sizes, 0);
+}
+
 void fake_stats_set_last(struct fake_stats *s, json_t *last)
 {
     json_decref(s->last);
@@ -88,11 +97,13 @@ json_t *fake_stats_to_json(const struct fake_stats *s, int64_t credits_remaining
                             json_integer((json_int_t)s->faults[f]));
     const struct fake_stats_async *a = &s->async;
     json_t *async = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "tasks_created", (json_int_t)a->tasks_created,
-        "completed", (json_int_t)a->completed, "failed", (json_int_t)a->failed, "batch_calls",
-        (json_int_t)a->batch_calls, "idempotency_conflicts", (json_int_t)a->idempotency_conflicts,
-        "webhook_attempts", (json_int_t)a->webhook_attempts, "webhook_delivered",
-        (json_int_t)a->webhook_delivered);
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:O}", "tasks_created",
+        (json_int_t)a->tasks_created, "completed", (json_int_t)a->completed, "failed",
+        (json_int_t)a->failed, "batch_calls", (json_int_t)a->batch_calls, "idempotency_conflicts",
+        (json_int_t)a->idempotency_conflicts, "webhook_attempts", (json_int_t)a->webhook_attempts,
+        "webhook_delivered", (json_int_t)a->webhook_delivered, "creates", (json_int_t)a->creates,
+        "task_polls", (json_int_t)a->task_polls, "submitted_keys", (json_int_t)a->submitted_keys,
+        "retries", (json_int_t)a->retries, "batch_sizes", a->batch_sizes);
     return json_pack(
         "{s:I, s:I, s:O, s:O, s:I, s:I, s:O, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:O}",
         "requests_total", (json_int_t)s->requests_total, "connections_total",

@@ -18,7 +18,12 @@ enum fake_fault {
     FAKE_FAULT_COUNT
 };
 
-/* The async API (§7, §8), rendered as the "async" object. */
+/* batch_sizes keeps the task counts of this many latest batch calls. */
+#define FAKE_STATS_BATCH_SIZES_MAX 100
+
+/* The async API (§7, §8), rendered as the "async" object. The request counters
+ * (creates, batch_sizes, task_polls, submitted_keys) count calls that passed
+ * auth and the rate limit, whatever their answer. */
 struct fake_stats_async {
     uint64_t tasks_created;
     uint64_t completed;
@@ -27,6 +32,11 @@ struct fake_stats_async {
     uint64_t idempotency_conflicts; /* single 409s and batch items */
     uint64_t webhook_attempts;
     uint64_t webhook_delivered;
+    uint64_t creates;        /* POST /v1/async/task calls */
+    uint64_t task_polls;     /* GET /v1/async/task/{id} calls (200 or 404) */
+    uint64_t submitted_keys; /* tasks (single or batch items) sent with a string idempotencyKey */
+    uint64_t retries;        /* failed attempts that went back to QUEUED (retry hops) */
+    json_t *batch_sizes;     /* array: element count of each batch body that was an array */
 };
 
 struct fake_stats {
@@ -58,6 +68,8 @@ void fake_stats_count_status(struct fake_stats *s, int status);
 /* auth_sha256 NULL counts auth_missing. */
 void fake_stats_count_auth(struct fake_stats *s, const char *auth_sha256);
 void fake_stats_in_flight_add(struct fake_stats *s, int64_t delta);
+/* Appends n to async.batch_sizes, dropping the oldest beyond the max. */
+void fake_stats_count_batch(struct fake_stats *s, size_t n);
 /* Takes ownership of last. */
 void fake_stats_set_last(struct fake_stats *s, json_t *last);
 const char *fake_stats_fault_name(enum fake_fault f);

@@ -1,5 +1,6 @@
 /* fake_tasks: each task sits on exactly one list: the QUEUED list of its priority,
- * the running list, or the done list (completion order, so retention expires from
+ * the retrying list (QUEUED, waiting out the delay after a failed attempt), the
+ * running list, or the done list (completion order, so retention expires from
  * the head). Lookups by id and idempotency key go through jansson objects used as
  * hash maps whose values hold the task pointer. */
 #include "fake_tasks.h"
@@ -20,11 +21,12 @@ struct fake_tasks {
     struct event_base *base;
     struct fake_tasks_hooks hooks;
     struct fake_tasks_list queued[FAKE_TASKS_PRIORITIES + 1]; /* index = priority */
+    struct fake_tasks_list retrying;                          /* each with its timer armed */
     struct fake_tasks_list running;
     struct fake_tasks_list done;
-    size_t n_queued;
-    json_t *by_id;  /* id -> integer(pointer) */
-    json_t *by_key; /* idempotencyKey -> integer(pointer) */
+    size_t n_queued; /* the queued lists and retrying */
+    json_t *by_id;   /* id -> integer(pointer) */
+    json_t *by_key;  /* idempotencyKey -> integer(pointer) */
 };
 
 static void fake_tasks_list_push(struct fake_tasks_list *l, struct fake_task *t)
@@ -103,6 +105,7 @@ void fake_tasks_free(struct fake_tasks *ts)
         return;
     for (int p = 0; p <= FAKE_TASKS_PRIORITIES; p++)
         fake_tasks_free_list(ts, &ts->queued[p]);
+    fake_tasks_free_list(ts, &ts->retrying);
     fake_tasks_free_list(ts, &ts->running);
     fake_tasks_free_list(ts, &ts->done);
     json_decref(ts->by_id);
@@ -153,6 +156,41 @@ struct fake_task *fake_tasks_add(struct fake_tasks *ts, const struct fake_valida
     return t;
 }
 
+/* t (on no list, slot released) is terminal: record it and tell the server. */
+static void fake_tasks_finish(struct fake_tasks *ts, struct fake_task *t, bool processed)
+{
+    if (t->status != FAKE_TASK_COMPLETED && t->status != FAKE_TASK_FAILED)
+        t->status = FAKE_TASK_FAILED;
+    t->done_mono_ms = fake_util_mono_ms();
+    t->latency_ms = processed ? t->done_mono_ms - t->pickup_mono_ms : -1;
+    fake_tasks_list_push(&ts->done, t);
+    ts->hooks.terminal(ts->hooks.arg, t);
+}
+
+static void fake_tasks_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fake_task *t = arg;
+    struct fake_tasks *ts = t->owner;
+    event_free(t->timer);
+    t->timer = NULL;
+    fake_tasks_list_remove(&ts->retrying, t);
+    fake_tasks_list_push(&ts->queued[t->priority], t); /* still counted in n_queued */
+    fake_tasks_pump(ts);
+}
+
+static void fake_tasks_arm(struct fake_tasks *ts, struct fake_task *t, int64_t ms,
+                           event_callback_fn cb)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    /* Timers count from the loop's cached time, which lags behind by however
+     * long the current callback ran: refresh it so durations are real. */
+    event_base_update_cache_time(ts->base);
+    t->timer = evtimer_new(ts->base, cb, t);
+    evtimer_add(t->timer, &tv);
+}
+
 static void fake_tasks_on_done(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -163,19 +201,22 @@ static void fake_tasks_on_done(evutil_socket_t fd, short what, void *arg)
     t->timer = NULL;
     fake_tasks_list_remove(&ts->running, t);
     ts->hooks.run(ts->hooks.arg, t);
-    if (t->status != FAKE_TASK_COMPLETED && t->status != FAKE_TASK_FAILED)
-        t->status = FAKE_TASK_FAILED;
-    t->done_mono_ms = fake_util_mono_ms();
-    t->latency_ms = t->done_mono_ms - t->pickup_mono_ms;
-    fake_tasks_list_push(&ts->done, t);
     ts->hooks.slot_release(ts->hooks.arg);
-    ts->hooks.terminal(ts->hooks.arg, t);
+    if (t->status == FAKE_TASK_QUEUED) { /* a retry hop */
+        json_decref(t->response);
+        t->response = NULL;
+        fake_tasks_list_push(&ts->retrying, t);
+        ts->n_queued++;
+        fake_tasks_arm(ts, t, ts->hooks.retry_delay_ms(ts->hooks.arg), fake_tasks_on_retry);
+    } else {
+        fake_tasks_finish(ts, t, true);
+    }
     fake_tasks_pump(ts);
 }
 
 void fake_tasks_pump(struct fake_tasks *ts)
 {
-    while (ts->n_queued > 0) {
+    for (;;) {
         struct fake_tasks_list *l = NULL;
         for (int p = FAKE_TASKS_PRIORITIES; p >= 1 && l == NULL; p--) {
             if (ts->queued[p].head)
@@ -186,14 +227,17 @@ void fake_tasks_pump(struct fake_tasks *ts)
         struct fake_task *t = l->head;
         fake_tasks_list_remove(l, t);
         ts->n_queued--;
+        t->attempts++;
+        if (t->attempts == 1)
+            t->pickup_mono_ms = fake_util_mono_ms();
+        if (!ts->hooks.pickup(ts->hooks.arg, t)) {
+            ts->hooks.slot_release(ts->hooks.arg);
+            fake_tasks_finish(ts, t, t->attempts > 1);
+            continue;
+        }
         t->status = FAKE_TASK_PROCESSING;
-        t->pickup_mono_ms = fake_util_mono_ms();
         fake_tasks_list_push(&ts->running, t);
-        int64_t ms = ts->hooks.duration_ms(ts->hooks.arg);
-        struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-                             .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-        t->timer = evtimer_new(ts->base, fake_tasks_on_done, t);
-        evtimer_add(t->timer, &tv);
+        fake_tasks_arm(ts, t, ts->hooks.duration_ms(ts->hooks.arg), fake_tasks_on_done);
     }
 }
 
@@ -209,11 +253,16 @@ size_t fake_tasks_processing(const struct fake_tasks *ts)
 
 json_t *fake_tasks_priority_breakdown(const struct fake_tasks *ts)
 {
+    size_t counts[FAKE_TASKS_PRIORITIES + 1];
+    for (int p = 0; p <= FAKE_TASKS_PRIORITIES; p++)
+        counts[p] = ts->queued[p].n;
+    for (const struct fake_task *t = ts->retrying.head; t != NULL; t = t->next)
+        counts[t->priority]++;
     json_t *arr = json_array();
     for (int p = FAKE_TASKS_PRIORITIES; p >= 1; p--) {
-        if (ts->queued[p].n > 0)
+        if (counts[p] > 0)
             json_array_append_new(
-                arr, json_pack("{s:i, s:I}", "priority", p, "count", (json_int_t)ts->queued[p].n));
+                arr, json_pack("{s:i, s:I}", "priority", p, "count", (json_int_t)counts[p]));
     }
     return arr;
 }
@@ -223,6 +272,7 @@ size_t fake_tasks_clear_queue(struct fake_tasks *ts)
     size_t n = ts->n_queued;
     for (int p = 1; p <= FAKE_TASKS_PRIORITIES; p++)
         fake_tasks_free_list(ts, &ts->queued[p]);
+    fake_tasks_free_list(ts, &ts->retrying);
     ts->n_queued = 0;
     return n;
 }

@@ -1,8 +1,10 @@
 /* fake_tasks: the async task store and scheduler (cloro-api.md §7, §15 items 17-23):
  * tasks by id and by idempotency key, QUEUED lists per priority (desc, FIFO),
  * retention of terminal tasks, the JSON shapes of a task, and evtimers that move
- * QUEUED -> PROCESSING -> COMPLETED|FAILED. Slots and outcomes come from hooks, so
- * the org's concurrency pool and the results stay the server's business. */
+ * QUEUED -> PROCESSING -> COMPLETED|FAILED, with retry hops back to QUEUED (a
+ * failed attempt waits out a delay, visible as QUEUED, then queues again). Slots,
+ * the pickup check and outcomes come from hooks, so the org's concurrency pool,
+ * balance and the results stay the server's business. */
 #ifndef FAKE_TASKS_H
 #define FAKE_TASKS_H
 
@@ -33,7 +35,8 @@ struct fake_task {
     int64_t credits_to_charge;
     int64_t credits_charged; /* meaningful once terminal */
     int64_t latency_ms;      /* -1: null */
-    int64_t pickup_mono_ms;
+    int attempts;            /* attempts started (pickups), 0 while never picked up */
+    int64_t pickup_mono_ms;  /* the first pickup */
     int64_t done_mono_ms;
     json_t *payload; /* owns the strings req borrows */
     struct fake_validate_req req;
@@ -53,9 +56,15 @@ struct fake_tasks_hooks {
     void (*slot_release)(void *arg);
     /* How long the next pickup processes, in ms. */
     int64_t (*duration_ms)(void *arg);
-    /* Decides the outcome: sets status (COMPLETED or FAILED), response and
-     * credits_charged. */
+    /* Called at each pickup (t->attempts already counts it, t holds a slot).
+     * False ends the task at once: the hook set status FAILED, response and
+     * credits_charged; latencyMs stays null when it was the first pickup. */
+    bool (*pickup)(void *arg, struct fake_task *t);
+    /* Decides the outcome of an attempt: sets status COMPLETED or FAILED with
+     * response and credits_charged, or status QUEUED for a retry hop. */
     void (*run)(void *arg, struct fake_task *t);
+    /* How long a task waits (QUEUED) after a failed attempt, in ms. */
+    int64_t (*retry_delay_ms)(void *arg);
     /* Called once the task is terminal (latency set). */
     void (*terminal)(void *arg, struct fake_task *t);
 };
@@ -76,14 +85,16 @@ bool fake_tasks_key_used(struct fake_tasks *ts, const char *key);
 struct fake_task *fake_tasks_add(struct fake_tasks *ts, const struct fake_validate_task *vt,
                                  json_t *payload, int64_t credits_to_charge);
 
-/* Starts queued tasks while slots are free (priority desc, FIFO). */
+/* Starts queued tasks while slots are free (priority desc, FIFO; a task back
+ * from a retry hop queues at the tail of its priority). */
 void fake_tasks_pump(struct fake_tasks *ts);
 
+/* QUEUED tasks, those waiting to retry included. */
 size_t fake_tasks_queued(const struct fake_tasks *ts);
 size_t fake_tasks_processing(const struct fake_tasks *ts);
 /* [{priority, count}] of QUEUED tasks, priority descending, non-zero only. */
 json_t *fake_tasks_priority_breakdown(const struct fake_tasks *ts);
-/* Deletes every QUEUED task; returns how many. */
+/* Deletes every QUEUED task (those waiting to retry too); returns how many. */
 size_t fake_tasks_clear_queue(struct fake_tasks *ts);
 
 /* AsyncTaskSummary and AsyncTaskCredits (new references). */

@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -130,6 +131,15 @@ void fake_webhooks_signature(const char *secret, const char *ts, const char *bod
     for (unsigned int i = 0; i < md_len && i < 32; i++)
         snprintf(out + 3 + 2 * i, 3, "%02x", md[i]);
     out[3 + 2 * (md_len < 32 ? md_len : 32)] = '\0';
+}
+
+bool fake_webhooks_verify(const char *secret, const char *ts, const char *header, const char *body,
+                          size_t body_len)
+{
+    char want[68];
+    fake_webhooks_signature(secret, ts, body, body_len, want);
+    size_t n = strlen(want);
+    return strlen(header) == n && CRYPTO_memcmp(header, want, n) == 0;
 }
 
 static void fake_webhooks_on_timer(evutil_socket_t fd, short what, void *arg);

@@ -31,5 +31,9 @@ void fake_webhooks_send(struct fake_webhooks *wh, const char *task_id, const cha
 /* "v1=" + lowercase hex HMAC-SHA256(secret, ts + "." + body); out holds 3 + 64 + 1. */
 void fake_webhooks_signature(const char *secret, const char *ts, const char *body, size_t body_len,
                              char out[68]);
+/* True when header (an X-Cloro-Signature value) equals the signature of ts and
+ * body under secret; compared in constant time. */
+bool fake_webhooks_verify(const char *secret, const char *ts, const char *header, const char *body,
+                          size_t body_len);
 
 #endif

@@ -47,6 +47,13 @@ static void fake_main_usage(FILE *f)
         snprintf(opt, sizeof(opt), "--%s%s", defs[i].flag, arg);
         fprintf(f, "  %-30s %s\n", opt, defs[i].help);
     }
+    fprintf(f, "markers in an async task's payload prompt/query (fake_task_script.h):\n"
+               "  [task-fail]                    ends FAILED (INTERNAL_SERVER_ERROR, charged 0)\n"
+               "  [task-retry:N]                 N failed attempts, each followed by a QUEUED\n"
+               "                                 wait of task_retry_delay_ms, then COMPLETED\n"
+               "                                 (N >= 5: FAILED after the 5th attempt)\n"
+               "a task picked up while credits < its creditsToCharge ends FAILED\n"
+               "(INSUFFICIENT_CREDITS, charged 0, latencyMs null on a first pickup)\n");
 }
 
 /* Splits "HOST:PORT" or "[V6]:PORT". */

@@ -1,6 +1,8 @@
 /* test_fake_validate: cmocka tests of fake_validate (the fake's request schemas):
  * required fields, unknown keys, country case, state rules, gl/country conflict,
- * Google url exclusivity, prompt length bounds, and seed-key determinism. */
+ * Google url exclusivity, prompt length bounds, and seed-key determinism; plus the
+ * fake's other pure pieces: task scripts, webhook signatures, the new knobs and
+ * the batch_sizes window of the stats. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +12,12 @@
 
 #include <cmocka.h>
 
+#include "fake_knobs.h"
 #include "fake_results.h"
+#include "fake_stats.h"
+#include "fake_task_script.h"
 #include "fake_validate.h"
+#include "fake_webhooks.h"
 
 static const struct fake_validate_opts strict_opts = {.country_default_us = false};
 static const struct fake_validate_opts default_us_opts = {.country_default_us = true};
@@ -333,6 +339,112 @@ static void test_task_requests(void **state)
                 "webhook.url");
 }
 
+static void test_task_script(void **state)
+{
+    (void)state;
+    struct fake_task_script sc;
+    fake_task_script_parse(NULL, &sc);
+    assert_false(sc.fail);
+    assert_int_equal(sc.fail_attempts, 0);
+    assert_int_equal(fake_task_script_attempt(&sc, 1), FAKE_TASK_SCRIPT_RUN);
+
+    fake_task_script_parse("weather [task-fail] in NY", &sc);
+    assert_true(sc.fail);
+    assert_int_equal(fake_task_script_attempt(&sc, 1), FAKE_TASK_SCRIPT_FAIL);
+
+    fake_task_script_parse("q [task-retry:2]", &sc);
+    assert_false(sc.fail);
+    assert_int_equal(sc.fail_attempts, 2);
+    assert_int_equal(fake_task_script_attempt(&sc, 1), FAKE_TASK_SCRIPT_RETRY);
+    assert_int_equal(fake_task_script_attempt(&sc, 2), FAKE_TASK_SCRIPT_RETRY);
+    assert_int_equal(fake_task_script_attempt(&sc, 3), FAKE_TASK_SCRIPT_RUN);
+
+    /* At most 5 attempts: the 5th failure is final. */
+    fake_task_script_parse("[task-retry:7]", &sc);
+    assert_int_equal(fake_task_script_attempt(&sc, 4), FAKE_TASK_SCRIPT_RETRY);
+    assert_int_equal(fake_task_script_attempt(&sc, 5), FAKE_TASK_SCRIPT_FAIL);
+
+    /* Malformed markers are text; a later good one still counts. */
+    fake_task_script_parse("[task-retry:] [task-retry:x] [task-retry:-1] [task-retry:3]", &sc);
+    assert_int_equal(sc.fail_attempts, 3);
+    fake_task_script_parse("[task-retry:1001]", &sc);
+    assert_int_equal(sc.fail_attempts, 0);
+    fake_task_script_parse("[task-retry:99999999999999999999]", &sc);
+    assert_int_equal(sc.fail_attempts, 0);
+    fake_task_script_parse("[task-retry:0]", &sc);
+    assert_int_equal(fake_task_script_attempt(&sc, 1), FAKE_TASK_SCRIPT_RUN);
+}
+
+static void test_webhook_signature(void **state)
+{
+    (void)state;
+    const char *body = "{\"task\":{\"id\":\"x\"}}";
+    char sig[68];
+    /* printf '%s' '1748419200.{"task":{"id":"x"}}' | openssl dgst -sha256 -hmac whsec_test */
+    fake_webhooks_signature("whsec_test", "1748419200", body, strlen(body), sig);
+    assert_string_equal(sig, "v1=9046919bd949f307887021af1d2a6c1092523ef62d59174ac4cc340623374729");
+    assert_true(fake_webhooks_verify("whsec_test", "1748419200", sig, body, strlen(body)));
+    assert_false(fake_webhooks_verify("whsec_other", "1748419200", sig, body, strlen(body)));
+    assert_false(fake_webhooks_verify("whsec_test", "1748419201", sig, body, strlen(body)));
+    assert_false(fake_webhooks_verify("whsec_test", "1748419200", sig, body, strlen(body) - 1));
+    assert_false(fake_webhooks_verify("whsec_test", "1748419200", sig + 3, body, strlen(body)));
+    assert_false(fake_webhooks_verify("whsec_test", "1748419200", "", body, strlen(body)));
+}
+
+static void test_async_knobs(void **state)
+{
+    (void)state;
+    struct fake_knobs k;
+    fake_knobs_init(&k);
+    assert_int_equal(k.async_validation_status, 400);
+    assert_string_equal(fake_knobs_enum_name(&k, "idempotency_code"), "RESOURCE_ALREADY_EXISTS");
+    assert_string_equal(fake_knobs_enum_name(&k, "batch_error_details"), "errors");
+    assert_int_equal(k.task_retry_delay_ms, 200);
+    char err[256];
+    json_t *ok = json_loads("{\"async_validation_status\":422,\"idempotency_code\":"
+                            "\"RESOURCE_CONFLICT\",\"batch_error_details\":\"flat\","
+                            "\"task_retry_delay_ms\":50}",
+                            0, NULL);
+    assert_int_equal(fake_knobs_apply_json(&k, ok, err, sizeof(err)), 0);
+    json_decref(ok);
+    assert_int_equal(k.async_validation_status, 422);
+    assert_int_equal(k.idempotency_code, FAKE_IDEM_CONFLICT);
+    assert_int_equal(k.batch_error_details, FAKE_BATCH_DETAILS_FLAT);
+    assert_int_equal(k.task_retry_delay_ms, 50);
+    json_t *bad = json_loads("{\"async_validation_status\":200}", 0, NULL);
+    assert_int_equal(fake_knobs_apply_json(&k, bad, err, sizeof(err)), -1);
+    json_decref(bad);
+    bad = json_loads("{\"batch_error_details\":\"nested\"}", 0, NULL);
+    assert_int_equal(fake_knobs_apply_json(&k, bad, err, sizeof(err)), -1);
+    json_decref(bad);
+    assert_int_equal(k.async_validation_status, 422);
+}
+
+static void test_stats_batch_sizes(void **state)
+{
+    (void)state;
+    struct fake_stats s;
+    fake_stats_init(&s);
+    for (size_t i = 1; i <= FAKE_STATS_BATCH_SIZES_MAX + 5; i++)
+        fake_stats_count_batch(&s, i);
+    json_t *j = fake_stats_to_json(&s, 0);
+    json_t *sizes = json_object_get(json_object_get(j, "async"), "batch_sizes");
+    assert_int_equal(json_array_size(sizes), FAKE_STATS_BATCH_SIZES_MAX);
+    assert_int_equal(json_integer_value(json_array_get(sizes, 0)), 6);
+    assert_int_equal(json_integer_value(json_array_get(sizes, FAKE_STATS_BATCH_SIZES_MAX - 1)),
+                     FAKE_STATS_BATCH_SIZES_MAX + 5);
+    json_decref(j);
+    fake_stats_reset(&s);
+    j = fake_stats_to_json(&s, 0);
+    json_t *a = json_object_get(j, "async");
+    assert_int_equal(json_array_size(json_object_get(a, "batch_sizes")), 0);
+    assert_non_null(json_object_get(a, "task_polls"));
+    assert_non_null(json_object_get(a, "creates"));
+    assert_non_null(json_object_get(a, "submitted_keys"));
+    json_decref(j);
+    fake_stats_deinit(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -345,6 +457,10 @@ int main(void)
         cmocka_unit_test(test_prompt_length),
         cmocka_unit_test(test_seed_key_ignores_key_order),
         cmocka_unit_test(test_task_requests),
+        cmocka_unit_test(test_task_script),
+        cmocka_unit_test(test_webhook_signature),
+        cmocka_unit_test(test_async_knobs),
+        cmocka_unit_test(test_stats_batch_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
