@@ -8,7 +8,10 @@
  *   "cloro-proxy-key\n" <schema, decimal> "\n" "POST /v1/monitor/<provider>\n"
  *   <canonical JSON: jansson JSON_COMPACT | JSON_SORT_KEYS, no trailing newline>
  * An async task is hashed as the sync call its taskType and payload stand for,
- * so both share one key (cloro-api.md section 7.2). */
+ * so both share one key (cloro-api.md section 7.2).
+ *
+ * Task keys (cache_task_key) hash "cloro-proxy-task\n" <domain> "\n" <text>:
+ * no answer's input starts that way, so the two key spaces never meet. */
 #include "key.h"
 
 #include <jansson.h>
@@ -237,6 +240,24 @@ static int sha256_key(const char *provider, const char *text, unsigned char out[
              EVP_DigestFinal_ex(ctx, out, &out_len) == 1 && out_len == CACHE_KEY_BYTES;
     EVP_MD_CTX_free(ctx);
     return ok ? 0 : -1;
+}
+
+void cache_task_key(const char *domain, const char *text, unsigned char out[CACHE_KEY_BYTES])
+{
+    static const char prefix[] = "cloro-proxy-task\n";
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int out_len = 0;
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, prefix, sizeof prefix - 1) == 1 &&
+             EVP_DigestUpdate(ctx, domain, strlen(domain)) == 1 &&
+             EVP_DigestUpdate(ctx, "\n", 1) == 1 &&
+             EVP_DigestUpdate(ctx, text, strlen(text)) == 1 &&
+             EVP_DigestFinal_ex(ctx, out, &out_len) == 1 && out_len == CACHE_KEY_BYTES;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        fputs("cloro-proxy: SHA-256 of a task key failed (OpenSSL)\n", stderr);
+        abort();
+    }
 }
 
 static void fill_hex(struct cache_key *key)

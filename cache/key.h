@@ -14,7 +14,11 @@
  *     differ there stay distinct;
  *   - for async submissions (POST /v1/async/task) the key is the one of the
  *     sync call its taskType and payload stand for; idempotencyKey, webhook
- *     and priority do not change the answer and are left out. */
+ *     and priority do not change the answer and are left out.
+ *
+ * Task keys (cache_task_key) name the proxy's own async task records and
+ * their index entries in the store: another hash input, so they never meet
+ * an answer's key. */
 #ifndef CLORO_CACHE_KEY_H
 #define CLORO_CACHE_KEY_H
 
@@ -57,5 +61,13 @@ char *cache_key_canonical(const char *method, const char *path, const void *body
 /* Parses 64 hex digits (either case) into key->bytes and key->hex. Returns 0,
  * or -1 when text is not a key. provider is left empty. */
 int cache_key_parse_hex(const char *text, struct cache_key *key);
+
+/* The 32-byte key of a task record or index entry: SHA-256 over
+ * "cloro-proxy-task\n" <domain> "\n" <text>. Domains used by the proxy:
+ * "id" (text: a task id) and "idem" (text: an idempotencyKey). Never equal
+ * to an answer's key (different prefix). domain must not contain a newline
+ * (the domains are constants); text may hold anything but a NUL. Aborts
+ * when OpenSSL cannot hash (it cannot fail short of running out of memory). */
+void cache_task_key(const char *domain, const char *text, unsigned char out[CACHE_KEY_BYTES]);
 
 #endif

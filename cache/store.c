@@ -15,9 +15,16 @@
  * (SHA-256 -> gzip bytes as given). A PUT creates its jobs only when absent
  * (a captured or lost job is never reset by a later identical answer), JOB
  * replaces one, CAPTURE stores the blob unless present, then replaces the
- * job. "bytes" counts job records and blobs too; "jobs_pending",
+ * job. "bytes" counts the entries' records only; "jobs_pending",
  * "jobs_captured", "jobs_lost" count jobs by state and "blob_bytes" the
- * blobs. Eviction removes entries only: jobs and blobs stay. */
+ * blobs. Eviction removes entries only: jobs and blobs stay.
+ *
+ * Async tasks: "tasks" (32-byte key -> the record as given) and "task_open"
+ * (32-byte key -> empty). TASK replaces or deletes the record, then adds
+ * the key to "task_open" or removes it, in the op's txn. No counter in
+ * "info": stats count both with mdb_stat. Like jobs and blobs, neither is
+ * in "bytes" nor ever evicted; a TASK that does not fit after the MAP_FULL
+ * eviction is dropped and counted like a put. */
 #include "store.h"
 
 #include "cache_dir.h"
@@ -31,7 +38,7 @@
 #include <unistd.h>
 
 #define STORE_FORMAT        "cloro-proxy-cache 1"
-#define STORE_MAX_DBS       8
+#define STORE_MAX_DBS       10 /* the 8 named databases below, and room for 2 more */
 #define STORE_MAX_READERS   126
 #define STORE_HEADROOM      ((size_t)64 << 20) /* map bytes beyond max_bytes, at least */
 #define STORE_HIGH_PERCENT  90                 /* evict when bytes exceed this share... */
@@ -79,6 +86,8 @@ struct cache_store {
     MDB_dbi info;
     MDB_dbi jobs;
     MDB_dbi blobs;
+    MDB_dbi tasks;
+    MDB_dbi task_open;
     bool cli;           /* opened with max_bytes 0: adopts the file's map and bound */
     uint64_t max_bytes; /* configured, or (cli) the bound the file records; 0: none */
 };
@@ -97,11 +106,11 @@ struct wtxn {
     size_t evicted;
 };
 
-/* The meta of a put, decoded once per apply from its record; for a JOB or a
- * CAPTURE only valid is used. */
+/* The meta of a put, decoded once per apply from its record; for a JOB, a
+ * CAPTURE or a TASK only valid is used. */
 struct put_meta {
-    bool valid; /* the record decoded (PUT), the op is well formed (JOB, CAPTURE); an
-                   invalid op is neither applied nor dropped */
+    bool valid; /* the record decoded (PUT), the op is well formed (JOB, CAPTURE; a TASK
+                   always is); an invalid op is neither applied nor dropped */
     int64_t stored_at_ms;
     int64_t expires_at_ms;
     char provider[CACHE_PROVIDER_MAX];
@@ -502,6 +511,27 @@ static int apply_capture(struct wtxn *w, const struct cache_op *op)
     return put_job(w, job, false);
 }
 
+/* The record (replaced, or deleted when NULL), then the open mark. Neither
+ * is in "bytes". */
+static int apply_task(struct wtxn *w, const struct cache_op *op)
+{
+    MDB_val k = val(op->key, CACHE_KEY_BYTES);
+    int rc;
+    if (op->record != NULL) {
+        MDB_val v = val(op->record, op->record_len);
+        rc = mdb_put(w->txn, w->s->tasks, &k, &v, 0);
+    } else {
+        rc = del_quiet(w->txn, w->s->tasks, &k);
+    }
+    if (rc != 0)
+        return rc;
+    if (op->open) {
+        MDB_val empty = val(NULL, 0);
+        return mdb_put(w->txn, w->s->task_open, &k, &empty, 0);
+    }
+    return del_quiet(w->txn, w->s->task_open, &k);
+}
+
 static int apply_touch(struct wtxn *w, const struct cache_op *op)
 {
     struct cache_meta m;
@@ -635,6 +665,9 @@ static int run_txn(struct cache_store *s, const struct cache_op *ops, const stru
                 continue;
             rc = apply_capture(&w, op);
             break;
+        case CACHE_OP_TASK:
+            rc = apply_task(&w, op);
+            break;
         default:
             continue; /* an unknown kind is not applied */
         }
@@ -708,7 +741,12 @@ static int advance_txn(struct cache_store *s)
  * of the txn before it reusable) and try again, the last time evicting a
  * single entry; then commit one tiny txn more, so that the retry after it
  * can use the pages the eviction freed. Returns 0, or an error other than
- * MDB_MAP_FULL. */
+ * MDB_MAP_FULL.
+ * Limit: records much smaller than a page (job records, small task records)
+ * can fill the map to its very last free page; then not even an eviction
+ * can commit, and every op is dropped or lost until the map grows (a larger
+ * max_bytes at the next start). Answers and larger records, which need
+ * overflow pages, meet MAP_FULL while a few single pages are still free. */
 static int evict_batch(struct cache_store *s, uint64_t largest, struct cache_apply_result *res)
 {
     MDB_txn *txn;
@@ -749,6 +787,12 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
         return -1;
     uint64_t largest = 0;
     for (size_t i = 0; i < count; i++) {
+        if (ops[i].kind == CACHE_OP_TASK) {
+            pms[i].valid = true;
+            if (ops[i].record != NULL && ops[i].record_len > largest)
+                largest = ops[i].record_len;
+            continue;
+        }
         if (ops[i].kind == CACHE_OP_JOB || ops[i].kind == CACHE_OP_NEW_JOB ||
             ops[i].kind == CACHE_OP_CAPTURE) {
             pms[i].valid = ops[i].jobs != NULL && ops[i].job_count >= 1 &&
@@ -781,8 +825,9 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
             rc = run_txn(s, ops, pms, count, 0, &res);
     }
     if (rc == MDB_MAP_FULL) {
-        /* Still full: op by op, each in its own txn; a put that does not
-         * fit is dropped, and counted in the next txn that commits. */
+        /* Still full: op by op, each in its own txn; a put, capture or
+         * task op that does not fit is dropped, and counted in the next txn
+         * that commits. */
         uint64_t unrecorded = 0;
         rc = 0;
         for (size_t i = 0; i < count && rc == 0; i++) {
@@ -791,7 +836,8 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
                 unrecorded = 0;
             } else if (rc == MDB_MAP_FULL) {
                 rc = 0;
-                if ((ops[i].kind == CACHE_OP_PUT || ops[i].kind == CACHE_OP_CAPTURE) &&
+                if ((ops[i].kind == CACHE_OP_PUT || ops[i].kind == CACHE_OP_CAPTURE ||
+                     ops[i].kind == CACHE_OP_TASK) &&
                     pms[i].valid) {
                     res.dropped++;
                     unrecorded++;
@@ -838,7 +884,9 @@ static int first_txn(struct cache_store *s, const char *dir, char *err, size_t e
         (rc = mdb_dbi_open(txn, "lru", MDB_CREATE, &s->lru)) != 0 ||
         (rc = mdb_dbi_open(txn, "info", MDB_CREATE, &s->info)) != 0 ||
         (rc = mdb_dbi_open(txn, "jobs", MDB_CREATE, &s->jobs)) != 0 ||
-        (rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &s->blobs)) != 0) {
+        (rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &s->blobs)) != 0 ||
+        (rc = mdb_dbi_open(txn, "tasks", MDB_CREATE, &s->tasks)) != 0 ||
+        (rc = mdb_dbi_open(txn, "task_open", MDB_CREATE, &s->task_open)) != 0) {
         set_err(err, err_size, "cache store '%s': cannot open its databases: %s", dir,
                 mdb_strerror(rc));
         goto fail;
@@ -1109,11 +1157,12 @@ int cache_store_stats(struct cache_store *s, struct cache_store_stats *out)
     MDB_txn *txn;
     if (txn_begin(s, MDB_RDONLY, &txn) != 0)
         return -1;
-    MDB_stat st;
+    MDB_stat st, tasks, task_open;
     MDB_envinfo info;
     uint64_t recorded_max;
     int rc;
-    if ((rc = mdb_stat(txn, s->entries, &st)) != 0 ||
+    if ((rc = mdb_stat(txn, s->entries, &st)) != 0 || (rc = mdb_stat(txn, s->tasks, &tasks)) != 0 ||
+        (rc = mdb_stat(txn, s->task_open, &task_open)) != 0 ||
         (rc = info_get_u64(txn, s->info, "bytes", &out->bytes)) != 0 ||
         (rc = info_get_u64(txn, s->info, "evictions", &out->evictions)) != 0 ||
         (rc = info_get_u64(txn, s->info, "dropped", &out->dropped)) != 0 ||
@@ -1128,6 +1177,8 @@ int cache_store_stats(struct cache_store *s, struct cache_store_stats *out)
     }
     mdb_txn_abort(txn);
     out->entries = st.ms_entries;
+    out->tasks = tasks.ms_entries;
+    out->tasks_open = task_open.ms_entries;
     out->max_bytes = s->cli ? recorded_max : s->max_bytes;
     out->map_bytes = info.me_mapsize;
     return 0;
@@ -1182,8 +1233,9 @@ enum cache_get_result cache_store_get_job(struct cache_store *s, const char *id,
     return result;
 }
 
-enum cache_get_result cache_store_get_blob(struct cache_store *s, const unsigned char *hash,
-                                           unsigned char **data, size_t *len)
+/* A copy of the value of key (key_len bytes) in dbi: a blob or a task. */
+static enum cache_get_result get_copy(struct cache_store *s, MDB_dbi dbi, const unsigned char *key,
+                                      size_t key_len, unsigned char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
@@ -1191,8 +1243,8 @@ enum cache_get_result cache_store_get_blob(struct cache_store *s, const unsigned
     if (txn_begin(s, MDB_RDONLY, &txn) != 0)
         return CACHE_GET_ERROR;
     enum cache_get_result result;
-    MDB_val k = val(hash, BLOB_KEY_BYTES), v;
-    int rc = mdb_get(txn, s->blobs, &k, &v);
+    MDB_val k = val(key, key_len), v;
+    int rc = mdb_get(txn, dbi, &k, &v);
     if (rc == MDB_NOTFOUND) {
         result = CACHE_GET_ABSENT;
     } else if (rc != 0) {
@@ -1207,6 +1259,18 @@ enum cache_get_result cache_store_get_blob(struct cache_store *s, const unsigned
     }
     mdb_txn_abort(txn);
     return result;
+}
+
+enum cache_get_result cache_store_get_blob(struct cache_store *s, const unsigned char *hash,
+                                           unsigned char **data, size_t *len)
+{
+    return get_copy(s, s->blobs, hash, BLOB_KEY_BYTES, data, len);
+}
+
+enum cache_get_result cache_store_get_task(struct cache_store *s, const unsigned char *key,
+                                           unsigned char **data, size_t *len)
+{
+    return get_copy(s, s->tasks, key, CACHE_KEY_BYTES, data, len);
 }
 
 int cache_store_foreach_job(struct cache_store *s,
@@ -1226,6 +1290,41 @@ int cache_store_foreach_job(struct cache_store *s,
         struct cache_job job;
         if (job_decode(&k, &v, &job) == 0 && visit(&job, arg) != 0)
             break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+/* One read txn: a cursor over "task_open", each key's record looked up in
+ * "tasks" and lent to visit until the txn ends. */
+int cache_store_foreach_open_task(struct cache_store *s,
+                                  int (*visit)(const unsigned char *key, const unsigned char *data,
+                                               size_t len, void *arg),
+                                  void *arg)
+{
+    MDB_txn *txn;
+    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return -1;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->task_open, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (k.mv_size == CACHE_KEY_BYTES) {
+            MDB_val rec;
+            int got = mdb_get(txn, s->tasks, &k, &rec);
+            if (got == 0 && visit(k.mv_data, rec.mv_data, rec.mv_size, arg) != 0)
+                break;
+            if (got != 0 && got != MDB_NOTFOUND) {
+                rc = got; /* a read error; an open key without a record is skipped */
+                break;
+            }
+        }
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);

@@ -5,7 +5,11 @@
  * Databases: "entries" key -> encoded record (entry.h); "meta" key -> small
  * mutable facts (hits, last hit, size, times, provider); "lru" (last_hit_ms
  * big endian ++ key) -> empty, the eviction order; "info" -> the format
- * version, the byte total and persistent counters.
+ * version, the byte total and persistent counters; "jobs" and "blobs": the
+ * artifacts (below); "tasks" key -> the proxy's async task records and their
+ * index entries (opaque bytes), and "task_open" key -> empty, the keys of the
+ * tasks that still have work (below). Only "entries" counts in the byte
+ * total and is evicted; the other databases are kept for good.
  *
  * Reads: any thread, one short read txn per call, copied out before it ends.
  * Writes: cache_store_apply, one durable txn per batch (the proxy calls it
@@ -83,6 +87,15 @@ struct cache_job {
     char note[64];          /* the last failure, or why it was lost */
 };
 
+/* --- Async task records ----------------------------------------------------
+ * "tasks": a 32-byte key (cache_task_key) -> opaque bytes (the proxy stores
+ * JSON text), replaced whole by each CACHE_OP_TASK. "task_open": the keys of
+ * tasks that still have work, -> empty; the proxy lists them at start-up
+ * (cache_store_foreach_open_task). Neither counts in the answers' byte total
+ * nor is ever evicted: only MDB_MAP_FULL stops a new record (dropped,
+ * counted). A store made before they existed opens as it is and gains them,
+ * empty. */
+
 enum cache_op_kind {
     CACHE_OP_PUT,     /* store record under key (replacing), hits 0, last hit = now_ms */
     CACHE_OP_TOUCH,   /* hits at now_ms (the last of them): hits + count, last hit, LRU */
@@ -91,22 +104,26 @@ enum cache_op_kind {
     CACHE_OP_NEW_JOB, /* create the job jobs[0] unless its id exists (an answer not stored) */
     CACHE_OP_CAPTURE, /* jobs[0], now CAPTURED, and its blob: record holds the gzip bytes,
                          stored under jobs[0].blob unless that blob exists */
+    CACHE_OP_TASK,    /* store record under key in "tasks" (replacing), or delete key there
+                         when record is NULL; then key joins "task_open" (open) or leaves it */
 };
 
 struct cache_op {
     enum cache_op_kind kind;
     unsigned char key[CACHE_KEY_BYTES];
-    const unsigned char *record; /* PUT: an encoded entry (borrowed) */
+    const unsigned char *record; /* PUT: an encoded entry; TASK: the task record, NULL to
+                                    delete it; CAPTURE: gzip bytes (borrowed) */
     size_t record_len;
     int64_t now_ms;
     uint32_t hits;                /* TOUCH: how many hits the op stands for; 0 counts as 1 */
     const struct cache_job *jobs; /* PUT: jobs to create when absent; JOB, CAPTURE: one */
     size_t job_count;
+    bool open; /* TASK: true puts key in "task_open", false removes it (if there) */
 };
 
 struct cache_apply_result {
     size_t applied;
-    size_t dropped; /* puts that did not fit even after eviction */
+    size_t dropped; /* puts, captures and task ops that did not fit even after eviction */
     size_t evicted; /* entries removed to make room */
 };
 
@@ -114,8 +131,8 @@ struct cache_apply_result {
  * evicted least recently used first while the byte total is above 90% of
  * max_bytes, down to 80%. On MDB_MAP_FULL the txn is aborted, a batch is
  * evicted, and the ops are tried once more; puts that still do not fit are
- * dropped and counted. Returns 0, or -1 on any other store error (nothing
- * applied). */
+ * dropped and counted (task ops too). Returns 0, or -1 on any other store
+ * error (nothing applied). */
 int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t count,
                       struct cache_apply_result *result);
 
@@ -133,17 +150,31 @@ enum cache_get_result cache_store_get_blob(struct cache_store *s, const unsigned
 int cache_store_foreach_job(struct cache_store *s,
                             int (*visit)(const struct cache_job *job, void *arg), void *arg);
 
+/* A task record (new copy in *data, the caller frees it). */
+enum cache_get_result cache_store_get_task(struct cache_store *s, const unsigned char *key,
+                                           unsigned char **data, size_t *len);
+/* Every task whose key is in "task_open", with its record (borrowed for the
+ * call only), in key order; visit returns 0 to go on. An open key without a
+ * record is skipped. visit may read the store (its own read txns), not
+ * write it. Returns 0, or -1 on error. */
+int cache_store_foreach_open_task(struct cache_store *s,
+                                  int (*visit)(const unsigned char *key, const unsigned char *data,
+                                               size_t len, void *arg),
+                                  void *arg);
+
 struct cache_store_stats {
     uint64_t entries;
     uint64_t bytes; /* sum of record sizes */
     uint64_t max_bytes;
     uint64_t map_bytes;    /* the LMDB map size */
     uint64_t evictions;    /* since the store was created */
-    uint64_t dropped;      /* puts dropped for lack of room, since created */
+    uint64_t dropped;      /* puts, captures, task ops dropped for lack of room, since created */
     uint64_t jobs_pending; /* artifact jobs by state */
     uint64_t jobs_captured;
     uint64_t jobs_lost;
-    uint64_t blob_bytes; /* gzip bytes of the stored blobs (also in bytes) */
+    uint64_t blob_bytes; /* gzip bytes of the stored blobs (not in bytes) */
+    uint64_t tasks;      /* records in "tasks" (task records and index entries) */
+    uint64_t tasks_open; /* keys in "task_open" */
 };
 
 int cache_store_stats(struct cache_store *s, struct cache_store_stats *out);

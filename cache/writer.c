@@ -1,6 +1,7 @@
 /* writer.c: the writer thread of the cache (writer.h): a bounded op queue,
- * the pending map of puts not yet committed, and the counters. It owns the
- * queued records, job arrays and captured blobs; it does not own the store
+ * the pending map of puts and task records not yet committed, and the
+ * counters. It owns the queued records, task records, job arrays and
+ * captured blobs; it does not own the store
  * (the caller opens and closes it) and never logs: the proxy reads
  * cache_writer_stats.
  *
@@ -8,9 +9,10 @@
  *
  *   loop thread                        writer thread
  *   put/touch/delete --lock--> queue --(swap all)--> batches of <= 1024 ops
- *   (and job/capture)
+ *   (and job/capture/task)
  *        |                                             |  cache_store_apply:
- *        +--put: pending[key] = (record, seq)          |  one durable txn each
+ *        +--put, task: pending[key] = (record, seq)    |  one durable txn each
+ *        +--delete, task NULL: pending[key] removed    |
  *   pending() --lock--> copy of the record             v
  *                        <--lock-- pending entries of the batch removed
  *                                  (same seq only), records freed
@@ -24,9 +26,12 @@
  * the entry before it frees the record, so a pending record is always
  * alive. It is removed only after its txn committed, so a lookup that tries
  * the pending map and then the store never misses a stored answer. Only
- * PUTs enter the pending map: a CAPTURE's record is a blob, and jobs are
- * read from the store. Each op takes one queue slot, however many jobs a
- * PUT carries. */
+ * PUTs and TASKs with a record enter the pending map: a CAPTURE's record is
+ * a blob, and jobs are read from the store. A TASK without a record (a
+ * deletion), like a DELETE, removes the key's entry whatever its seq, once
+ * it is queued (a refused one leaves it: the queued record will be stored).
+ * Answer and task keys share the map; they never collide (key.h). Each op
+ * takes one queue slot, however many jobs a PUT carries. */
 #include "writer.h"
 
 #include <pthread.h>
@@ -39,10 +44,11 @@
 #define PENDING_MIN_SLOTS 64
 
 /* A queue of ops in parallel arrays, so ops can go to cache_store_apply as
- * they are. records[i] is the owned record of a put or blob of a capture
- * (NULL otherwise), ops[i].record points into it; jobs[i] is the owned job
- * array (a put's, or the one job of a job or capture op; NULL otherwise),
- * ops[i].jobs points to it; seqs[i] is a put's sequence number. */
+ * they are. records[i] is the owned record of a put or a task, or blob of a
+ * capture (NULL otherwise), ops[i].record points into it; jobs[i] is the
+ * owned job array (a put's, or the one job of a job or capture op; NULL
+ * otherwise), ops[i].jobs points to it; seqs[i] is a put's or a task's
+ * sequence number. */
 struct op_queue {
     struct cache_op *ops;
     unsigned char **records;
@@ -304,6 +310,26 @@ void cache_writer_delete(struct cache_writer *w, const unsigned char *key)
     pthread_mutex_unlock(&w->mu);
 }
 
+void cache_writer_task(struct cache_writer *w, const unsigned char *key, unsigned char *record,
+                       size_t record_len, bool open)
+{
+    struct cache_op op = {.kind = CACHE_OP_TASK,
+                          .record = record,
+                          .record_len = record != NULL ? record_len : 0,
+                          .open = open};
+    memcpy(op.key, key, CACHE_KEY_BYTES);
+    pthread_mutex_lock(&w->mu);
+    uint64_t seq = ++w->next_seq;
+    bool queued = enqueue_locked(w, &op, record, NULL, seq);
+    if (queued && record != NULL)
+        pending_set(&w->pending, key, record, op.record_len, seq);
+    else if (queued)
+        pending_remove(&w->pending, key, 0); /* deleted: found no more, as by a delete */
+    pthread_mutex_unlock(&w->mu);
+    if (!queued)
+        free(record);
+}
+
 bool cache_writer_pending(struct cache_writer *w, const unsigned char *key, unsigned char **record,
                           size_t *record_len)
 {
@@ -331,7 +357,8 @@ void cache_writer_stats(struct cache_writer *w, struct cache_writer_stats *out)
 }
 
 /* Applies ops [off, off + n) of work and settles them: counters, pending
- * entries of its puts (still the same put only), records and jobs freed. */
+ * entries of its puts and tasks (still the same op only), records and jobs
+ * freed. */
 static void apply_batch(struct cache_writer *w, struct op_queue *work, size_t off, size_t n)
 {
     struct cache_apply_result r = {0, 0, 0};
@@ -349,7 +376,8 @@ static void apply_batch(struct cache_writer *w, struct op_queue *work, size_t of
     if (rc == 0)
         w->stats.batches++;
     for (size_t i = off; i < off + n; i++)
-        if (work->ops[i].kind == CACHE_OP_PUT && work->records[i] != NULL)
+        if ((work->ops[i].kind == CACHE_OP_PUT || work->ops[i].kind == CACHE_OP_TASK) &&
+            work->records[i] != NULL)
             pending_remove(&w->pending, work->ops[i].key, work->seqs[i]);
     pthread_mutex_unlock(&w->mu);
 

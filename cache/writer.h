@@ -1,14 +1,18 @@
 /* writer.h: the one write path of the proxy's cache. A thread that takes
- * queued puts, hits and deletes from the event loop and applies them in
- * batches, one durable txn each (store.h), so the loop never waits on disk
- * or fsync and a committed entry survives kill -9.
+ * queued puts, hits, deletes, artifact jobs and async task records from the
+ * event loop and applies them in batches, one durable txn each (store.h), so
+ * the loop never waits on disk or fsync and a committed entry or task
+ * survives kill -9.
  *
- * DESIGN: the loop thread calls cache_writer_put/touch/delete, which append
- * to a bounded queue under a mutex and signal a condition variable; they
- * never block on I/O. The writer thread takes everything queued, applies it
- * with cache_store_apply, and loops. Until a put is committed its record is
- * also kept in a pending map, so a lookup right after a store still finds it
- * (cache_writer_pending): nobody pays twice while the disk catches up. */
+ * DESIGN: the loop thread calls cache_writer_put/touch/delete/task (and the
+ * job calls), which append to a bounded queue under a mutex and signal a
+ * condition variable; they never block on I/O. The writer thread takes
+ * everything queued, applies it with cache_store_apply, and loops. Until a
+ * put or a task record is committed its record is also kept in a pending
+ * map, so a lookup right after a store still finds it (cache_writer_pending):
+ * nobody pays twice while the disk catches up, and a task just created is
+ * there to be polled. Answers and tasks share the map: their keys never meet
+ * (key.h). */
 #ifndef CLORO_CACHE_WRITER_H
 #define CLORO_CACHE_WRITER_H
 
@@ -42,8 +46,17 @@ void cache_writer_touch(struct cache_writer *w, const unsigned char *key, int64_
                         uint32_t hits);
 void cache_writer_delete(struct cache_writer *w, const unsigned char *key);
 
-/* When a put of key is queued but not yet committed (and not deleted since),
- * returns true with a new copy of its record (the caller frees *record). */
+/* Stores a task record under key (taking record, malloc'd; NULL deletes the
+ * key) and marks the key open or not, in the next txn. Like a put, the
+ * record is in the pending map until committed: cache_writer_pending finds
+ * it (and does not find a deleted one). A task op that does not fit the map
+ * is dropped and counted (stats dropped). */
+void cache_writer_task(struct cache_writer *w, const unsigned char *key, unsigned char *record,
+                       size_t record_len, bool open);
+
+/* When a put or a task record of key is queued but not yet committed (and
+ * not deleted since), returns true with a new copy of its record (the caller
+ * frees *record). */
 bool cache_writer_pending(struct cache_writer *w, const unsigned char *key, unsigned char **record,
                           size_t *record_len);
 
@@ -53,7 +66,8 @@ void cache_writer_stop(struct cache_writer *w);
 struct cache_writer_stats {
     uint64_t queued;    /* ops accepted */
     uint64_t committed; /* ops applied in committed txns */
-    uint64_t dropped;   /* ops refused (queue full) or puts that did not fit */
+    uint64_t dropped;   /* ops refused (queue full), or puts, captures, task ops that did
+                           not fit */
     uint64_t failed;    /* ops lost to a store error */
     uint64_t evicted;   /* entries evicted to make room */
     uint64_t batches;   /* txns committed */

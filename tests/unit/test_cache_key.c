@@ -2,7 +2,9 @@
  * question share a key however their JSON is written or whichever defaults
  * they spell out; requests that differ in anything cloro answers differently
  * get different keys; async tasks share the key of their sync call; routes
- * and bodies that must not be cached say so. Also pins the hash input. */
+ * and bodies that must not be cached say so. Also pins the hash input. Task
+ * keys are deterministic, differ by domain and text, are pinned too, and
+ * never equal an answer's key. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -514,6 +516,57 @@ static void test_parse_hex(void **state)
     assert_memory_equal(&parsed, &untouched, sizeof parsed);
 }
 
+static void task_key_pinned(const char *domain, const char *text,
+                            const unsigned char key[CACHE_KEY_BYTES])
+{
+    char input[512];
+    int n = snprintf(input, sizeof input, "cloro-proxy-task\n%s\n%s", domain, text);
+    assert_true(n > 0 && (size_t)n < sizeof input);
+    unsigned char want[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)input, (size_t)n, want);
+    assert_memory_equal(key, want, CACHE_KEY_BYTES);
+}
+
+static void test_task_key(void **state)
+{
+    (void)state;
+    const char *id = "3f9b2c1e-8a47-4d6b-9e0f-5c2a7b1d4e68";
+    unsigned char a[CACHE_KEY_BYTES], b[CACHE_KEY_BYTES], other[CACHE_KEY_BYTES];
+    memset(a, 0, sizeof a);
+    memset(b, 0xFF, sizeof b);
+    cache_task_key("id", id, a);
+    cache_task_key("id", id, b);
+    assert_memory_equal(a, b, CACHE_KEY_BYTES); /* deterministic */
+    task_key_pinned("id", id, a);
+
+    /* The domain is in the input: the same text in another domain, another key. */
+    cache_task_key("idem", id, other);
+    assert_memory_not_equal(a, other, CACHE_KEY_BYTES);
+    task_key_pinned("idem", id, other);
+    /* So is the text, all of it. */
+    cache_task_key("id", "3f9b2c1e-8a47-4d6b-9e0f-5c2a7b1d4e69", other);
+    assert_memory_not_equal(a, other, CACHE_KEY_BYTES);
+    cache_task_key("id", "", other);
+    assert_memory_not_equal(a, other, CACHE_KEY_BYTES);
+    task_key_pinned("id", "", other);
+
+    /* Never an answer's key: not for the answer's canonical body, nor its
+     * text as sent, nor its hex key, in either domain. */
+    const char *body = "{\"prompt\":\"x\",\"country\":\"US\"}";
+    struct cache_key answer = key_of(CHATGPT, body);
+    char *canonical = cache_key_canonical("POST", CHATGPT, body, strlen(body));
+    assert_non_null(canonical);
+    const char *domains[] = {"id", "idem", ""};
+    const char *texts[] = {canonical, body, answer.hex, ""};
+    for (size_t d = 0; d < sizeof domains / sizeof domains[0]; d++) {
+        for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+            cache_task_key(domains[d], texts[t], other);
+            assert_memory_not_equal(other, answer.bytes, CACHE_KEY_BYTES);
+        }
+    }
+    free(canonical);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -533,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_hash_input_is_pinned),
         cmocka_unit_test(test_hex_matches_bytes),
         cmocka_unit_test(test_parse_hex),
+        cmocka_unit_test(test_task_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,7 +9,12 @@
  * state counts, CAPTURE stores a blob once per content, every field of a
  * job survives the round trip, foreach_job walks in id order, jobs and
  * blobs survive reopening, a store without their databases opens, and a
- * capture that cannot fit is dropped. Each test works in
+ * capture that cannot fit is dropped. Async task records: TASK stores,
+ * replaces and deletes a record and sets or clears its open mark;
+ * foreach_open_task lists the open ones with their records in key order;
+ * tasks survive reopening, count in neither bytes nor entries, are never
+ * evicted (watermark or MAP_FULL), a task op that cannot fit is dropped,
+ * and a store without their databases opens. Each test works in
  * a fresh directory under /tmp, removed at the end; tampering goes through
  * the data file's bytes, since only store.c includes lmdb.h. */
 #include <setjmp.h>
@@ -1200,6 +1205,395 @@ static void test_capture_too_big_dropped(void **state)
     cache_store_close(s);
 }
 
+/* --- Async task records ----------------------------------------------------- */
+
+/* Task key number n: a fill unlike make_key's, so task and answer keys differ. */
+static void task_key(unsigned n, unsigned char *key)
+{
+    store_fixture_key(n, 0x7E, key);
+}
+
+static unsigned task_number(const unsigned char *key)
+{
+    return (unsigned)key[0] << 24 | (unsigned)key[1] << 16 | (unsigned)key[2] << 8 | key[3];
+}
+
+/* A TASK op of key n: record text (NULL deletes), open or not. */
+static struct cache_apply_result apply_task(struct cache_store *s, unsigned n, const char *text,
+                                            bool open)
+{
+    struct cache_op op = {.kind = CACHE_OP_TASK,
+                          .record = (const unsigned char *)text,
+                          .record_len = text != NULL ? strlen(text) : 0,
+                          .open = open};
+    task_key(n, op.key);
+    struct cache_apply_result r;
+    assert_int_equal(cache_store_apply(s, &op, 1, &r), 0);
+    return r;
+}
+
+/* Task n's record is want (NULL: absent). */
+static void assert_task(struct cache_store *s, unsigned n, const char *want)
+{
+    unsigned char key[CACHE_KEY_BYTES];
+    task_key(n, key);
+    unsigned char *data = (unsigned char *)"junk";
+    size_t len = 99;
+    enum cache_get_result r = cache_store_get_task(s, key, &data, &len);
+    if (want == NULL) {
+        if (r != CACHE_GET_ABSENT)
+            fail_msg("task %u: result %d, expected absent", n, (int)r);
+        assert_null(data);
+        assert_int_equal(len, 0);
+        return;
+    }
+    if (r != CACHE_GET_FOUND)
+        fail_msg("task %u: result %d, expected '%.40s'", n, (int)r, want);
+    bool same = len == strlen(want) && memcmp(data, want, len) == 0;
+    free(data);
+    if (!same)
+        fail_msg("task %u: %zu bytes, not the %zu of '%.40s'", n, len, strlen(want), want);
+}
+
+struct open_tally {
+    unsigned count;
+    unsigned stop_after;
+    unsigned char last[CACHE_KEY_BYTES];
+    unsigned ns[16];    /* the first 16 visited, by task number */
+    char texts[16][64]; /* and their records (cut to 63 bytes) */
+};
+
+static int on_open_task(const unsigned char *key, const unsigned char *data, size_t len, void *arg)
+{
+    struct open_tally *t = arg;
+    if (t->count > 0 && memcmp(t->last, key, CACHE_KEY_BYTES) >= 0)
+        fail_msg("foreach_open_task is not in key order");
+    memcpy(t->last, key, CACHE_KEY_BYTES);
+    if (t->count < 16) {
+        t->ns[t->count] = task_number(key);
+        snprintf(t->texts[t->count], sizeof t->texts[0], "%.*s", (int)len, (const char *)data);
+    }
+    t->count++;
+    return t->stop_after != 0 && t->count == t->stop_after;
+}
+
+/* foreach_open_task visits exactly tasks ns[0..count) (ascending), and
+ * stats agree on the open count given. */
+static void assert_open_tasks(struct cache_store *s, const unsigned *ns, unsigned count,
+                              uint64_t open_keys)
+{
+    struct open_tally t = {0};
+    assert_int_equal(cache_store_foreach_open_task(s, on_open_task, &t), 0);
+    assert_int_equal(t.count, count);
+    for (unsigned i = 0; i < count && i < 16; i++)
+        assert_int_equal(t.ns[i], ns[i]);
+    assert_int_equal(stats_of(s).tasks_open, open_keys);
+}
+
+static void test_task_put_get_replace_delete(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    put_n(s, 1, "chatgpt", 1000, 500);
+    struct cache_store_stats before = stats_of(s);
+    assert_int_equal(before.tasks, 0);
+    assert_task(s, 1, NULL);
+
+    const char *t1 = "{\"id\":\"t1\",\"status\":\"PENDING\"}";
+    struct cache_apply_result r = apply_task(s, 1, t1, false);
+    assert_int_equal(r.applied, 1);
+    assert_int_equal(r.dropped, 0);
+    assert_int_equal(r.evicted, 0);
+    assert_task(s, 1, t1);
+
+    /* Tasks and answers live apart, whatever their keys. */
+    unsigned char key[CACHE_KEY_BYTES];
+    task_key(1, key);
+    struct cache_entry e;
+    assert_int_equal(cache_store_get(s, key, &e, NULL), CACHE_GET_ABSENT);
+    make_key(1, key);
+    unsigned char *data;
+    size_t len;
+    assert_int_equal(cache_store_get_task(s, key, &data, &len), CACHE_GET_ABSENT);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
+
+    /* Replaced whole, longer then shorter. */
+    const char *t1b =
+        "{\"id\":\"t1\",\"status\":\"COMPLETED\",\"result\":{\"text\":\"a longer one\"}}";
+    assert_int_equal(apply_task(s, 1, t1b, false).applied, 1);
+    assert_task(s, 1, t1b);
+    assert_int_equal(apply_task(s, 1, "{}", false).applied, 1);
+    assert_task(s, 1, "{}");
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.tasks, 1);
+    assert_int_equal(st.tasks_open, 0);
+    assert_int_equal(st.entries, before.entries); /* not an answer */
+    assert_int_equal(st.bytes, before.bytes);     /* not in the answers' bytes */
+
+    /* A NULL record deletes; deleting what is absent is fine. */
+    r = apply_task(s, 1, NULL, false);
+    assert_int_equal(r.applied, 1);
+    assert_task(s, 1, NULL);
+    assert_int_equal(stats_of(s).tasks, 0);
+    assert_int_equal(apply_task(s, 1, NULL, false).applied, 1);
+
+    /* In one batch, in order, with an answer among them: the last op of a
+     * key wins. An empty (not NULL) record is a record. */
+    size_t rec_len;
+    unsigned char *rec = make_record("chatgpt", 2000, 400, 'q', &rec_len);
+    struct cache_op ops[5] = {
+        {.kind = CACHE_OP_TASK, .record = (const unsigned char *)"a", .record_len = 1},
+        {.kind = CACHE_OP_TASK, .record = NULL, .record_len = 0},
+        {.kind = CACHE_OP_TASK, .record = (const unsigned char *)"c", .record_len = 1},
+        {.kind = CACHE_OP_PUT, .record = rec, .record_len = rec_len, .now_ms = 2000},
+        {.kind = CACHE_OP_TASK, .record = (const unsigned char *)"", .record_len = 0},
+    };
+    task_key(2, ops[0].key);
+    task_key(2, ops[1].key);
+    task_key(2, ops[2].key);
+    make_key(2, ops[3].key);
+    task_key(3, ops[4].key);
+    assert_int_equal(cache_store_apply(s, ops, 5, &r), 0);
+    assert_int_equal(r.applied, 5);
+    free(rec);
+    assert_task(s, 2, "c");
+    assert_task(s, 3, "");
+    assert_int_equal(get_n(s, 2, NULL), CACHE_GET_FOUND);
+    st = stats_of(s);
+    assert_int_equal(st.tasks, 2);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.bytes, before.bytes + rec_len);
+    cache_store_close(s);
+}
+
+static void test_task_open_index(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    assert_open_tasks(s, NULL, 0, 0);
+
+    assert_int_equal(apply_task(s, 5, "{\"n\":5}", true).applied, 1);
+    assert_int_equal(apply_task(s, 3, "{\"n\":3}", true).applied, 1);
+    assert_int_equal(apply_task(s, 9, "{\"n\":9}", true).applied, 1);
+    assert_int_equal(apply_task(s, 7, "{\"n\":7}", false).applied, 1); /* closed at once */
+    put_n(s, 4, "chatgpt", 1000, 300);                                 /* answers do not show up */
+
+    struct open_tally t = {0};
+    assert_int_equal(cache_store_foreach_open_task(s, on_open_task, &t), 0);
+    assert_int_equal(t.count, 3);
+    assert_int_equal(t.ns[0], 3);
+    assert_int_equal(t.ns[1], 5);
+    assert_int_equal(t.ns[2], 9);
+    assert_string_equal(t.texts[0], "{\"n\":3}");
+    assert_string_equal(t.texts[1], "{\"n\":5}");
+    assert_string_equal(t.texts[2], "{\"n\":9}");
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.tasks, 4);
+    assert_int_equal(st.tasks_open, 3);
+
+    /* Closed with its final record: no longer listed, the record stays. */
+    assert_int_equal(apply_task(s, 5, "{\"n\":5,\"done\":true}", false).applied, 1);
+    assert_open_tasks(s, (const unsigned[]){3, 9}, 2, 2);
+    assert_task(s, 5, "{\"n\":5,\"done\":true}");
+    /* Opened again (the same record), and the new record is what is listed. */
+    assert_int_equal(apply_task(s, 7, "{\"n\":7,\"retry\":1}", true).applied, 1);
+    t = (struct open_tally){0};
+    assert_int_equal(cache_store_foreach_open_task(s, on_open_task, &t), 0);
+    assert_int_equal(t.count, 3);
+    assert_int_equal(t.ns[1], 7);
+    assert_string_equal(t.texts[1], "{\"n\":7,\"retry\":1}");
+    /* Closing what is not open is fine. */
+    assert_int_equal(apply_task(s, 5, "{\"n\":5,\"done\":true}", false).applied, 1);
+    assert_open_tasks(s, (const unsigned[]){3, 7, 9}, 3, 3);
+
+    /* An open key without a record is counted but not listed. */
+    assert_int_equal(apply_task(s, 11, NULL, true).applied, 1);
+    assert_open_tasks(s, (const unsigned[]){3, 7, 9}, 3, 4);
+    /* A deletion that closes: neither record nor mark left. */
+    assert_int_equal(apply_task(s, 9, NULL, false).applied, 1);
+    assert_open_tasks(s, (const unsigned[]){3, 7}, 2, 3);
+    assert_task(s, 9, NULL);
+    st = stats_of(s);
+    assert_int_equal(st.tasks, 3); /* 3, 5, 7 */
+    assert_int_equal(st.entries, 1);
+
+    /* A visitor stops the walk. */
+    t = (struct open_tally){.stop_after = 1};
+    assert_int_equal(cache_store_foreach_open_task(s, on_open_task, &t), 0);
+    assert_int_equal(t.count, 1);
+    cache_store_close(s);
+}
+
+static void test_tasks_survive_reopen(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    apply_task(s, 1, "{\"open\":1}", true);
+    apply_task(s, 2, "{\"closed\":2}", false);
+    apply_task(s, 3, "{\"open\":3}", true);
+    apply_task(s, 3, "{\"closed\":3}", false);
+    cache_store_close(s);
+
+    for (int cli = 0; cli < 2; cli++) {
+        s = open_store(f->dir, cli ? 0 : 16 * MIB);
+        assert_task(s, 1, "{\"open\":1}");
+        assert_task(s, 2, "{\"closed\":2}");
+        assert_task(s, 3, "{\"closed\":3}");
+        struct open_tally t = {0};
+        assert_int_equal(cache_store_foreach_open_task(s, on_open_task, &t), 0);
+        assert_int_equal(t.count, 1);
+        assert_int_equal(t.ns[0], 1);
+        assert_string_equal(t.texts[0], "{\"open\":1}");
+        struct cache_store_stats st = stats_of(s);
+        assert_int_equal(st.tasks, 3);
+        assert_int_equal(st.tasks_open, 1);
+        assert_int_equal(st.entries, 0);
+        cache_store_close(s);
+    }
+}
+
+/* A text record of len bytes: '{', fill, '}'. New string. */
+static char *big_text(size_t len, char fill)
+{
+    char *t = malloc(len + 1);
+    assert_non_null(t);
+    memset(t, fill, len);
+    t[0] = '{';
+    t[len - 1] = '}';
+    t[len] = '\0';
+    return t;
+}
+
+/* Writes n (three digits) over text[1..3], so records differ by task. */
+static void stamp(char *text, unsigned n)
+{
+    char digits[4];
+    snprintf(digits, sizeof digits, "%03u", n % 1000);
+    memcpy(text + 1, digits, 3);
+}
+
+static void test_tasks_not_evicted(void **state)
+{
+    struct fixture *f = *state;
+    /* The 64 KiB bound of test_eviction_lru_order: 4 KiB answers are
+     * evicted down to 80% once above 90%. Tasks are not answers: an 8 KiB
+     * open task and a closed one stay, and leave the answers the whole
+     * bound. */
+    struct cache_store *s = open_store(f->dir, 64 * KIB);
+    char *t1 = big_text(8 * KIB, 'o');
+    apply_task(s, 1, t1, true);
+    apply_task(s, 2, "{\"closed\":2}", false);
+    for (unsigned i = 0; i < 40; i++)
+        put_n(s, i, "chatgpt", 1000 + i, 4 * KIB);
+    struct cache_store_stats st = stats_of(s);
+    assert_true(st.evictions > 0);
+    assert_int_equal(st.bytes, st.entries * 4 * KIB); /* answers only */
+    assert_true(st.bytes <= 64 * KIB * 9 / 10);
+    /* 40 puts end 13 answers in (15 -> 12, then 13, 14, 15 -> 12, ...);
+     * counted in bytes, the task would have left 10. */
+    assert_int_equal(st.entries, 13);
+    assert_int_equal(st.tasks, 2);
+    assert_int_equal(st.tasks_open, 1);
+    assert_task(s, 1, t1);
+    assert_task(s, 2, "{\"closed\":2}");
+    assert_open_tasks(s, (const unsigned[]){1}, 1, 1);
+    free(t1);
+    cache_store_close(s);
+}
+
+static void test_task_map_full(void **state)
+{
+    struct fixture *f = *state;
+    /* The CLI's 1 MiB map (see test_map_full): answers fill it again and
+     * again; the task stored first is never among what MAP_FULL evicts. */
+    struct cache_store *s = open_store(f->dir, 0);
+    char *t1 = big_text(16 * KIB, 'k');
+    assert_int_equal(apply_task(s, 1, t1, true).applied, 1);
+    for (unsigned n = 0; n < 400; n++)
+        put_n(s, n, "chatgpt", 1000 + n, 4 * KIB);
+    struct cache_store_stats st = stats_of(s);
+    assert_true(st.evictions > 0);
+    assert_int_equal(st.dropped, 0);
+    assert_task(s, 1, t1);
+
+    /* 40 closed tasks of 6,000 bytes (two overflow pages each, like the
+     * answers) into the full map: answers are evicted for them, none of the
+     * tasks, and each is applied. (Records much smaller than a page can use
+     * up the very last free page, after which not even an eviction commits:
+     * then every op is dropped, tasks as puts or jobs, see store.c.) */
+    uint64_t evicted = 0;
+    char *small = big_text(6000, 's');
+    for (unsigned n = 100; n < 140; n++) {
+        stamp(small, n);
+        struct cache_apply_result r = apply_task(s, n, small, false);
+        assert_int_equal(r.applied, 1);
+        assert_int_equal(r.dropped, 0);
+        evicted += r.evicted;
+    }
+    assert_true(evicted > 0);
+    for (unsigned n = 100; n < 140; n++) {
+        stamp(small, n);
+        assert_task(s, n, small);
+    }
+    free(small);
+    assert_task(s, 1, t1);
+
+    /* One larger than the map is dropped and counted, record and mark. */
+    char *huge = big_text(2 * MIB, 'h');
+    struct cache_apply_result r = apply_task(s, 3, huge, true);
+    free(huge);
+    assert_int_equal(r.applied, 0);
+    assert_int_equal(r.dropped, 1);
+    assert_task(s, 3, NULL);
+    st = stats_of(s);
+    assert_int_equal(st.dropped, 1);
+    assert_int_equal(st.tasks, 41);
+    assert_int_equal(st.tasks_open, 1);
+    assert_open_tasks(s, (const unsigned[]){1}, 1, 1);
+    assert_task(s, 1, t1);
+
+    /* And task ops and puts go on afterwards. */
+    assert_int_equal(apply_task(s, 100, NULL, false).applied, 1);
+    assert_task(s, 100, NULL);
+    assert_int_equal(apply_task(s, 4, "{\"n\":4}", true).applied, 1);
+    assert_open_tasks(s, (const unsigned[]){1, 4}, 2, 2);
+    put_n(s, 9999, "chatgpt", 9999, 4 * KIB);
+    assert_task(s, 1, t1);
+    assert_int_equal(stats_of(s).tasks, 41);
+    free(t1);
+    cache_store_close(s);
+}
+
+/* A store made before tasks existed has neither "tasks" nor "task_open":
+ * their names in the data file are renamed away (same length, same order,
+ * as in test_store_without_job_databases); the store must open, keep its
+ * answers, report no task, and take new ones. */
+static void test_store_without_task_databases(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    put_n(s, 1, "chatgpt", 1000, 500);
+    apply_task(s, 1, "{\"old\":1}", true);
+    cache_store_close(s);
+    assert_true(patch_data_file(f->dir, "tasks", "taskz", 5) >= 1);
+    assert_true(patch_data_file(f->dir, "task_open", "task_opez", 9) >= 1);
+
+    s = open_store(f->dir, 16 * MIB);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
+    assert_task(s, 1, NULL); /* a new, empty "tasks" */
+    assert_open_tasks(s, NULL, 0, 0);
+    assert_int_equal(stats_of(s).tasks, 0);
+    assert_int_equal(apply_task(s, 2, "{\"new\":2}", true).applied, 1);
+    cache_store_close(s);
+
+    s = open_store(f->dir, 0);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
+    assert_task(s, 2, "{\"new\":2}");
+    assert_open_tasks(s, (const unsigned[]){2}, 1, 1);
+    assert_int_equal(stats_of(s).tasks, 1);
+    cache_store_close(s);
+}
+
 /* The CLI is another process: a forked child opens the same directory (the
  * parent keeps its store open), reads what the parent committed, and writes
  * one entry the parent then reads. */
@@ -1356,6 +1750,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_without_job_databases, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_capture_too_big_dropped, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_task_put_get_replace_delete, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_task_open_index, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tasks_survive_reopen, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tasks_not_evicted, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_task_map_full, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_store_without_task_databases, store_fixture_setup,
                                         store_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,8 +7,12 @@
  * whose every entry verifies and holds at least what it reported committed.
  * Artifact jobs go through the queue too: a put's jobs are committed with
  * it, a job update and a capture (with its blob) reach the store, and ops
- * refused by a full queue free what they carried (ASan). Each test works in a fresh directory under
- * /tmp, removed at the end. */
+ * refused by a full queue free what they carried (ASan). Async task records
+ * too: a task op is found in the pending map until committed and in the
+ * store after, a task op without a record takes the key out of the pending
+ * map at once, the latest record of a key is the one found, the open marks
+ * reach the store, and a refused task op frees its record. Each test works
+ * in a fresh directory under /tmp, removed at the end. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -611,6 +615,218 @@ static void test_job_and_capture(void **state)
     cache_store_close(s);
 }
 
+/* --- Async task records ----------------------------------------------------- */
+
+static void task_key(unsigned n, unsigned char *key)
+{
+    store_fixture_key(n, 0x7E, key);
+}
+
+/* A malloc'd record {"task":n,"v":version}. */
+static unsigned char *task_record(unsigned n, unsigned version, size_t *len)
+{
+    char text[64];
+    int k = snprintf(text, sizeof text, "{\"task\":%u,\"v\":%u}", n, version);
+    assert_true(k > 0 && (size_t)k < sizeof text);
+    unsigned char *rec = malloc((size_t)k);
+    assert_non_null(rec);
+    memcpy(rec, text, (size_t)k);
+    *len = (size_t)k;
+    return rec;
+}
+
+static void put_task(struct cache_writer *w, unsigned n, unsigned version, bool open)
+{
+    unsigned char key[CACHE_KEY_BYTES];
+    task_key(n, key);
+    size_t len;
+    unsigned char *rec = task_record(n, version, &len);
+    cache_writer_task(w, key, rec, len, open);
+}
+
+static void delete_task(struct cache_writer *w, unsigned n)
+{
+    unsigned char key[CACHE_KEY_BYTES];
+    task_key(n, key);
+    cache_writer_task(w, key, NULL, 0, false);
+}
+
+/* The version in a record of task n, or -1 (frees rec). */
+static long task_version(unsigned n, unsigned char *rec, size_t len)
+{
+    char text[64];
+    unsigned task = 0;
+    long v = -1;
+    if (len < sizeof text) {
+        memcpy(text, rec, len);
+        text[len] = '\0';
+        if (sscanf(text, "{\"task\":%u,\"v\":%ld}", &task, &v) != 2 || task != n)
+            v = -1;
+    }
+    free(rec);
+    return v;
+}
+
+/* Task n's version: the pending map first, then the store; -1 if neither. */
+static long task_lookup(struct cache_writer *w, struct cache_store *s, unsigned n)
+{
+    unsigned char key[CACHE_KEY_BYTES];
+    task_key(n, key);
+    unsigned char *rec;
+    size_t len;
+    if (w != NULL && cache_writer_pending(w, key, &rec, &len))
+        return task_version(n, rec, len);
+    if (cache_store_get_task(s, key, &rec, &len) == CACHE_GET_FOUND)
+        return task_version(n, rec, len);
+    return -1;
+}
+
+static bool task_pending(struct cache_writer *w, unsigned n)
+{
+    unsigned char key[CACHE_KEY_BYTES];
+    task_key(n, key);
+    unsigned char *rec;
+    size_t len;
+    if (!cache_writer_pending(w, key, &rec, &len))
+        return false;
+    free(rec);
+    return true;
+}
+
+/* Waits (bounded) until every op queued is settled. */
+static void wait_settled(struct cache_writer *w)
+{
+    struct cache_writer_stats ws;
+    for (int i = 0; i < 10000; i++) {
+        cache_writer_stats(w, &ws);
+        if (ws.committed + ws.failed + ws.dropped == ws.queued)
+            return;
+        usleep(1000);
+    }
+    fail_msg("the writer did not settle in 10 s");
+}
+
+struct open_list {
+    unsigned count;
+    unsigned ns[256];
+};
+
+static int on_open_task(const unsigned char *key, const unsigned char *data, size_t len, void *arg)
+{
+    struct open_list *l = arg;
+    unsigned n = (unsigned)key[0] << 24 | (unsigned)key[1] << 16 | (unsigned)key[2] << 8 | key[3];
+    unsigned char *copy = malloc(len);
+    assert_non_null(copy);
+    memcpy(copy, data, len);
+    assert_int_equal(task_version(n, copy, len), 1);
+    if (l->count < 256)
+        l->ns[l->count] = n;
+    l->count++;
+    return 0;
+}
+
+static void test_task_pending_then_stored(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 100000);
+    assert_non_null(w);
+    /* A backlog of answers, so the task ops below mostly wait their turn. */
+    for (unsigned i = 0; i < 2000; i++)
+        put_version(w, i, 1, 1024);
+    unsigned seen_pending = 0, deleted_pending = 0;
+    for (unsigned n = 0; n < 200; n++) {
+        put_task(w, n, 1, n % 2 == 0);
+        /* Right after the op: pending, or already committed; never lost. */
+        if (task_pending(w, n))
+            seen_pending++;
+        assert_int_equal(task_lookup(w, s, n), 1);
+        if (n % 4 == 0) {
+            bool was_pending = task_pending(w, n);
+            delete_task(w, n);
+            /* Not pending at once, whatever the thread does. */
+            assert_false(task_pending(w, n));
+            deleted_pending += was_pending;
+        }
+    }
+    /* The writer fsyncs per batch, while task ops take microseconds: most
+     * were seen pending, and deleted while still pending. */
+    assert_true(seen_pending > 0);
+    assert_true(deleted_pending > 0);
+    cache_writer_stop(w);
+
+    for (unsigned n = 0; n < 200; n++)
+        assert_int_equal(task_lookup(NULL, s, n), n % 4 == 0 ? -1 : 1);
+    /* Open: the even ones, less those deleted (which also closed them). */
+    struct open_list l = {0};
+    assert_int_equal(cache_store_foreach_open_task(s, on_open_task, &l), 0);
+    assert_int_equal(l.count, 50);
+    for (unsigned i = 0; i < 50; i++)
+        assert_int_equal(l.ns[i], 4 * i + 2);
+    struct cache_store_stats st;
+    assert_int_equal(cache_store_stats(s, &st), 0);
+    assert_int_equal(st.tasks, 150);
+    assert_int_equal(st.tasks_open, 50);
+    assert_int_equal(st.entries, 2000);
+    cache_store_close(s);
+}
+
+static void test_task_latest_wins(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 10000);
+    assert_non_null(w);
+    /* A task op committed in one batch must not take a later, still queued
+     * record of the same key out of the pending map. */
+    for (unsigned v = 1; v <= 300; v++) {
+        put_task(w, 1, v, v < 300);
+        put_version(w, 100 + v % 5, v, 1024); /* some other traffic */
+        assert_int_equal(task_lookup(w, s, 1), v);
+    }
+    /* Once committed, a record leaves the pending map. */
+    wait_settled(w);
+    assert_false(task_pending(w, 1));
+    assert_int_equal(task_lookup(w, s, 1), 300);
+    /* Deleted, then stored again: the new record is found. */
+    delete_task(w, 1);
+    put_task(w, 1, 301, true);
+    assert_int_equal(task_lookup(w, s, 1), 301);
+    struct cache_writer_stats ws;
+    cache_writer_stats(w, &ws);
+    assert_int_equal(ws.dropped, 0);
+    cache_writer_stop(w);
+    assert_int_equal(task_lookup(NULL, s, 1), 301);
+    struct cache_store_stats st;
+    assert_int_equal(cache_store_stats(s, &st), 0);
+    assert_int_equal(st.tasks, 1);
+    assert_int_equal(st.tasks_open, 1);
+    cache_store_close(s);
+}
+
+static void test_task_queue_full(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    /* A zero bound refuses task ops, freeing their records (ASan). */
+    struct cache_writer *w = cache_writer_start(s, 0);
+    assert_non_null(w);
+    put_task(w, 1, 1, true);
+    assert_false(task_pending(w, 1));
+    delete_task(w, 1);
+    struct cache_writer_stats ws;
+    cache_writer_stats(w, &ws);
+    assert_int_equal(ws.queued, 0);
+    assert_int_equal(ws.dropped, 2);
+    cache_writer_stop(w);
+    assert_int_equal(task_lookup(NULL, s, 1), -1);
+    struct cache_store_stats st;
+    assert_int_equal(cache_store_stats(s, &st), 0);
+    assert_int_equal(st.tasks, 0);
+    assert_int_equal(st.tasks_open, 0);
+    cache_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -633,6 +849,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_with_jobs, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_job_and_capture, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_task_pending_then_stored, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_task_latest_wins, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_task_queue_full, store_fixture_setup,
                                         store_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
