@@ -5,6 +5,7 @@
 #include "reply.h"
 #include "request.h"
 #include "server.h"
+#include "tasks.h"
 #include "artifacts.h"
 #include "limiter.h"
 #include "upstream.h"
@@ -68,5 +69,7 @@ void admin_stats(struct request *r)
     json_object_set_new(body, "limits", limits_view(srv));
     if (srv->artifacts != NULL)
         json_object_set_new(body, "artifacts", artifacts_stats(srv->artifacts));
+    if (srv->tasks != NULL)
+        json_object_set_new(body, "tasks", tasks_stats_json(srv->tasks));
     reply_json(r, 200, body);
 }

@@ -73,18 +73,26 @@ static void format_cache_status(char *out, size_t size, const struct answer_cont
 /* Sends e's body with its artifact URLs pointing at the proxy's copies
  * (cloro-api.md section 12: the originals expire in 24 h). Returns false,
  * sending nothing, when the body names no artifact of an allowed host. */
+char *answer_rewrite_artifacts(struct server *srv, const void *body, size_t body_len,
+                               size_t *out_len)
+{
+    if (srv->artifacts == NULL || !srv->cfg->rewrite_artifact_urls)
+        return NULL;
+    /* Most answers have no html: a byte search keeps them off the JSON parser. */
+    if (body_len < 8 || memmem(body, body_len, "\"html\"", 6) == NULL)
+        return NULL;
+    struct artifact_url urls[16];
+    size_t n =
+        artifact_urls_find((const char *)body, body_len, artifacts_hosts(srv->artifacts), urls, 16);
+    return n > 0 ? artifact_urls_rewrite((const char *)body, body_len, urls, n,
+                                         srv->cfg->public_url, out_len)
+                 : NULL;
+}
+
 static bool send_rewritten(struct request *r, const struct cache_entry *e)
 {
-    /* Most answers have no html: a byte search keeps them off the JSON parser. */
-    if (e->body_len < 8 || memmem(e->body, e->body_len, "\"html\"", 6) == NULL)
-        return false;
-    struct artifact_url urls[16];
-    size_t n = artifact_urls_find((const char *)e->body, e->body_len,
-                                  artifacts_hosts(r->server->artifacts), urls, 16);
     size_t len = 0;
-    char *rewritten = n > 0 ? artifact_urls_rewrite((const char *)e->body, e->body_len, urls, n,
-                                                    r->server->cfg->public_url, &len)
-                            : NULL;
+    char *rewritten = answer_rewrite_artifacts(r->server, e->body, e->body_len, &len);
     if (rewritten == NULL)
         return false;
     struct evbuffer *buf = evbuffer_new();
@@ -145,7 +153,7 @@ void answer_send(struct request *r, const struct cache_entry *e, const struct an
         request_add_header(r, "Cache-Status", status);
     }
     srv->stats.cache_by_outcome[ctx->outcome]++;
-    if (srv->artifacts != NULL && srv->cfg->rewrite_artifact_urls && send_rewritten(r, e))
+    if (send_rewritten(r, e))
         return;
     if (body != NULL) {
         request_send(r, e->status, body);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 struct evbuffer;
+struct server;
 
 /* How an answer reached the client. */
 struct answer_context {
@@ -25,5 +26,11 @@ struct answer_context {
  * upstream buffer). */
 void answer_send(struct request *r, const struct cache_entry *e, const struct answer_context *ctx,
                  struct evbuffer *body);
+
+/* body with its artifact URLs pointing at the proxy's copies (a new buffer,
+ * *out_len its length), or NULL when there is nothing to rewrite (or
+ * rewriting is off). */
+char *answer_rewrite_artifacts(struct server *srv, const void *body, size_t body_len,
+                               size_t *out_len);
 
 #endif

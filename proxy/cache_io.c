@@ -92,7 +92,7 @@ static size_t artifact_jobs_of(struct server *srv, const struct cache_entry *e,
     return count;
 }
 
-void cache_io_store(struct server *srv, const struct request *r, const struct cache_entry *e)
+void cache_io_store(struct server *srv, const struct cache_key *key, const struct cache_entry *e)
 {
     unsigned char *record = NULL;
     size_t record_len = 0;
@@ -107,8 +107,7 @@ void cache_io_store(struct server *srv, const struct request *r, const struct ca
     size_t job_count = srv->artifacts != NULL ? artifact_jobs_of(srv, e, &jobs) : 0;
     if (job_count > 0)
         artifacts_add(srv->artifacts, jobs, job_count);
-    cache_writer_put(srv->writer, r->key.bytes, record, record_len, e->stored_at_ms, jobs,
-                     job_count);
+    cache_writer_put(srv->writer, key->bytes, record, record_len, e->stored_at_ms, jobs, job_count);
 }
 
 void cache_io_capture_artifacts(struct server *srv, const struct cache_entry *e)

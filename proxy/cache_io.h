@@ -18,8 +18,9 @@ struct upstream_result;
 bool cache_io_lookup(struct server *srv, const struct cache_key *key, struct cache_entry *out);
 /* 2xx with "success": true (cloro-api.md section 4), or goto's {"url"}. */
 bool cache_io_storable(const struct cache_entry *e);
-/* Encodes e and queues it for the writer under r's key. */
-void cache_io_store(struct server *srv, const struct request *r, const struct cache_entry *e);
+/* Encodes e and queues it for the writer under key, with download jobs for
+ * its artifacts. */
+void cache_io_store(struct server *srv, const struct cache_key *key, const struct cache_entry *e);
 /* Records download jobs for the artifacts of an answer that is not stored
  * (an async task result, a no-store or uncacheable answer): cloro-api.md
  * section 12 links expire whatever the cache does with the answer. */

@@ -21,12 +21,17 @@
 
 #define KEY(name, type, def, min, max, help)                                                       \
     {                                                                                              \
-#name, type, offsetof(struct config, name), def, min, max, help                            \
+#name, type, offsetof(struct config, name), def, min, max, help, NULL                      \
     }
 /* Durations are stored in milliseconds under a field named <key>_ms. */
 #define KEY_MS(name, def, min, max, help)                                                          \
     {                                                                                              \
-#name, CONFIG_DURATION, offsetof(struct config, name##_ms), def, min, max, help            \
+#name, CONFIG_DURATION, offsetof(struct config, name##_ms), def, min, max, help, NULL      \
+    }
+
+#define KEY_CHOICE(name, def, choices, help)                                                       \
+    {                                                                                              \
+#name, CONFIG_CHOICE, offsetof(struct config, name), def, 0, 0, help, choices              \
     }
 
 static const struct config_key keys[] = {
@@ -94,6 +99,23 @@ static const struct config_key keys[] = {
     KEY(finish_abandoned_calls, CONFIG_BOOL, "true", 0, 0,
         "a call whose client left runs to its end and is cached (it is paid for); false cancels "
         "it"),
+    KEY(async_tasks, CONFIG_BOOL, "true", 0, 0,
+        "async submissions are answered from the cache, deduplicated and followed by the proxy; "
+        "false passes /v1/async/ through untouched"),
+    KEY_MS(poll_initial, "1s", 10, HOUR, "first follow-up poll of a task the proxy submitted"),
+    KEY_MS(poll_interval, "5s", 10, HOUR,
+           "polls back off (doubling) up to this; clients polling a task cause at most one "
+           "upstream poll per interval"),
+    KEY_CHOICE(webhook_delivery, "proxy", "proxy|upstream",
+               "proxy: the proxy delivers task webhooks itself (it reaches URLs on this "
+               "machine); upstream: cloro does"),
+    KEY(webhook_secret_file, CONFIG_PATH, "", 0, 0,
+        "file holding the secret that signs webhook deliveries (CLORO_WEBHOOK_SECRET wins); "
+        "empty: unsigned"),
+    KEY(webhook_max_attempts, CONFIG_COUNT, "5", 1, 100, "delivery attempts of one webhook"),
+    KEY_MS(webhook_retry_base, "2m", 1, 24 * HOUR,
+           "wait after the first failed delivery; doubles after each (2, 4, 8, 16 min)"),
+    KEY_MS(webhook_timeout, "10s", 1, HOUR, "one delivery attempt"),
 };
 
 static const char *const provider_names[CONFIG_PROVIDER_COUNT] = {
@@ -370,6 +392,20 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
             return -1;
         }
         return 0;
+    case CONFIG_CHOICE: {
+        size_t len = strlen(value);
+        for (const char *c = k->choices; c != NULL && *c != '\0';) {
+            const char *end = strchr(c, '|');
+            size_t word = end != NULL ? (size_t)(end - c) : strlen(c);
+            if (word == len && strncmp(c, value, word) == 0) {
+                set_string(cfg, k, value);
+                return 0;
+            }
+            c = end != NULL ? end + 1 : c + word;
+        }
+        snprintf(err, err_size, "expected one of %s, got '%s'", k->choices, value);
+        return -1;
+    }
     case CONFIG_LOG_LEVEL:
         if (!log_level_parse(value, (enum log_level *)slot)) {
             snprintf(err, err_size, "expected error, warn, info or debug, got '%s'", value);
@@ -436,7 +472,7 @@ void config_deinit(struct config *cfg)
     for (size_t i = 0; i < KEY_COUNT; i++) {
         enum config_type t = keys[i].type;
         if (t == CONFIG_STRING || t == CONFIG_PATH || t == CONFIG_LISTEN || t == CONFIG_URL ||
-            t == CONFIG_HOST_LIST) {
+            t == CONFIG_HOST_LIST || t == CONFIG_CHOICE) {
             char **slot = (char **)((char *)cfg + keys[i].offset);
             free(*slot);
             *slot = NULL;
@@ -447,6 +483,10 @@ void config_deinit(struct config *cfg)
     if (cfg->api_key != NULL) {
         memset(cfg->api_key, 0, strlen(cfg->api_key));
         free(cfg->api_key);
+    }
+    if (cfg->webhook_secret != NULL) {
+        memset(cfg->webhook_secret, 0, strlen(cfg->webhook_secret));
+        free(cfg->webhook_secret);
     }
     memset(cfg, 0, sizeof *cfg);
 }
@@ -665,6 +705,30 @@ size_t config_finish(struct config *cfg, struct config_errors *errs)
             cfg->api_key_source = "file";
         }
     }
+    const char *secret = getenv("CLORO_WEBHOOK_SECRET");
+    if (secret != NULL && secret[0] != '\0') {
+        if (!api_key_valid(secret)) {
+            config_errors_add(errs, "CLORO_WEBHOOK_SECRET: not a valid secret (printable "
+                                    "characters, no spaces)");
+        } else {
+            cfg->webhook_secret = dup_or_die(secret);
+            cfg->webhook_secret_source = "env";
+        }
+    } else if (cfg->webhook_secret_file[0] != '\0') {
+        char *key = read_key_file(cfg->webhook_secret_file, err, sizeof err);
+        if (key == NULL) {
+            config_errors_add(errs, "webhook_secret_file: %s", err);
+        } else if (!api_key_valid(key)) {
+            config_errors_add(errs,
+                              "webhook_secret_file: '%s' holds no valid secret (one line, no "
+                              "spaces)",
+                              cfg->webhook_secret_file);
+            free(key);
+        } else {
+            cfg->webhook_secret = key;
+            cfg->webhook_secret_source = "file";
+        }
+    }
     return errs->count - before;
 }
 
@@ -680,6 +744,7 @@ void config_dump(const struct config *cfg, FILE *out)
         case CONFIG_LISTEN:
         case CONFIG_URL:
         case CONFIG_HOST_LIST:
+        case CONFIG_CHOICE:
             fprintf(out, "%s\n", *(char *const *)slot);
             break;
         case CONFIG_BOOL:
@@ -707,4 +772,8 @@ void config_dump(const struct config *cfg, FILE *out)
             cfg->api_key == NULL ? "not set (clients' Authorization is forwarded)"
             : strcmp(cfg->api_key_source, "env") == 0 ? "(set) from CLORO_API_KEY"
                                                       : "(set) from api_key_file");
+    fprintf(out, "# webhook secret: %s\n",
+            cfg->webhook_secret == NULL                      ? "not set (deliveries are unsigned)"
+            : strcmp(cfg->webhook_secret_source, "env") == 0 ? "(set) from CLORO_WEBHOOK_SECRET"
+                                                             : "(set) from webhook_secret_file");
 }

@@ -52,6 +52,14 @@ struct config {
     bool rewrite_artifact_urls;
     char *public_url; /* no trailing slash */
     int64_t artifact_wait_ms;
+    bool async_tasks;
+    int64_t poll_initial_ms;
+    int64_t poll_interval_ms;
+    char *webhook_delivery; /* "proxy" or "upstream" */
+    char *webhook_secret_file;
+    int64_t webhook_max_attempts;
+    int64_t webhook_retry_base_ms;
+    int64_t webhook_timeout_ms;
 
     /* [provider NAME] sections: per-provider overrides. */
     struct config_provider {
@@ -66,6 +74,8 @@ struct config {
     /* Derived by config_finish, not keys of their own. */
     char *api_key;              /* secret: never logged, dumped or echoed */
     const char *api_key_source; /* "env", "file" or NULL when unset */
+    char *webhook_secret;       /* secret: CLORO_WEBHOOK_SECRET, else webhook_secret_file */
+    const char *webhook_secret_source;
 };
 
 enum config_type {
@@ -79,6 +89,7 @@ enum config_type {
     CONFIG_DURATION,
     CONFIG_LOG_LEVEL,
     CONFIG_HOST_LIST,
+    CONFIG_CHOICE, /* one of the words in choices, stored as a string */
 };
 
 struct config_key {
@@ -88,6 +99,7 @@ struct config_key {
     const char *default_value;
     int64_t min, max; /* bounds for COUNT, BYTES (bytes) and DURATION (ms) */
     const char *help;
+    const char *choices; /* CONFIG_CHOICE: "proxy|upstream" */
 };
 
 /* Every problem found while loading, as printable lines ("FILE:LINE: what"). */
@@ -113,7 +125,8 @@ size_t config_load_file(struct config *cfg, const char *path, struct config_erro
  * writes what is wrong, without the key's name, into err. */
 int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t err_size);
 
-/* Derives the rest: reads the API key from CLORO_API_KEY, else api_key_file.
+/* Derives the rest: reads the API key from CLORO_API_KEY, else api_key_file,
+ * and the webhook secret from CLORO_WEBHOOK_SECRET, else webhook_secret_file.
  * Problems are appended to errs (file problems name the key's line when the
  * key came from config_file). Returns the problem count. */
 size_t config_finish(struct config *cfg, struct config_errors *errs);

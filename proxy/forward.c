@@ -130,7 +130,7 @@ static void observe_limits(struct server *srv, const struct upstream_result *res
 static int64_t retry_delay(struct request *r, const struct upstream_result *res);
 static void schedule_retry(struct request *r, int64_t delay_ms);
 
-static void reply_upstream_failure(struct request *r, const struct upstream_result *res)
+void forward_reply_upstream_failure(struct request *r, const struct upstream_result *res)
 {
     struct server *srv = r->server;
     json_t *details = json_pack("{s:s}", "reason", res->error);
@@ -191,6 +191,12 @@ static void on_upstream_done(const struct upstream_result *res, void *arg)
         schedule_retry(r, delay_ms);
         return;
     }
+    if (r->hooks != NULL) {
+        if (res->outcome != UPSTREAM_OK)
+            warn_upstream_failure(srv, r, res);
+        r->hooks->answered(r, res);
+        return;
+    }
     struct flight *f = r->flight;
     r->flight = NULL;
     if (f != NULL)
@@ -208,9 +214,9 @@ static void on_upstream_done(const struct upstream_result *res, void *arg)
                 next = w->next_waiter;
                 w->cache_outcome = CACHE_OUTCOME_COALESCED;
                 srv->stats.cache_by_outcome[CACHE_OUTCOME_COALESCED]++;
-                reply_upstream_failure(w, res);
+                forward_reply_upstream_failure(w, res);
             }
-            reply_upstream_failure(r, res);
+            forward_reply_upstream_failure(r, res);
         }
         coalescer_flight_free(f);
         return;
@@ -225,7 +231,7 @@ static void on_upstream_done(const struct upstream_result *res, void *arg)
     cache_io_entry_from_result(r, res, headers, &answer);
     struct answer_context ctx = {.outcome = r->cache_outcome, .upstream_status = (int)res->status};
     if (r->keyed && cache_io_storable(&answer)) {
-        cache_io_store(srv, r, &answer);
+        cache_io_store(srv, &r->key, &answer);
         ctx.stored = true;
     } else if (answer.status >= 200 && answer.status < 300) {
         cache_io_capture_artifacts(srv, &answer);
@@ -246,6 +252,8 @@ static void fail_flight(struct request *r, enum proxy_error err, const char *mes
                         json_t *details, const char *retry_after)
 {
     struct server *srv = r->server;
+    if (r->hooks != NULL && r->hooks->failed != NULL)
+        r->hooks->failed(r);
     struct flight *f = r->flight;
     r->flight = NULL;
     if (f != NULL) {
@@ -276,7 +284,10 @@ static void send_attempt(struct request *r)
     struct server *srv = r->server;
     const struct config *cfg = srv->cfg;
     struct evbuffer *body = request_body(r);
-    size_t body_len = evbuffer_get_length(body);
+    size_t body_len = r->upstream_body != NULL ? r->upstream_body_len : evbuffer_get_length(body);
+    const void *body_bytes = r->upstream_body != NULL ? (const void *)r->upstream_body
+                             : body_len > 0           ? (const void *)evbuffer_pullup(body, -1)
+                                                      : NULL;
 
     char *url = NULL;
     if (asprintf(&url, "%s%s%s%s", cfg->upstream, r->path, r->query != NULL ? "?" : "",
@@ -299,7 +310,7 @@ static void send_attempt(struct request *r)
         .url = url,
         .headers = headers.items,
         .header_count = headers.count,
-        .body = body_len > 0 ? evbuffer_pullup(body, -1) : NULL,
+        .body = body_bytes,
         .body_len = body_len,
         .timeout_ms = remaining_ms(r),
     };
@@ -345,9 +356,11 @@ static int body_priority(const struct request *r)
 static bool submission_idempotent(const struct request *r)
 {
     struct evbuffer *body = request_body(r);
-    size_t len = evbuffer_get_length(body);
-    json_t *doc =
-        len > 0 ? json_loadb((const char *)evbuffer_pullup(body, -1), len, 0, NULL) : NULL;
+    size_t len = r->upstream_body != NULL ? r->upstream_body_len : evbuffer_get_length(body);
+    const char *bytes = r->upstream_body != NULL ? r->upstream_body
+                        : len > 0                ? (const char *)evbuffer_pullup(body, -1)
+                                                 : NULL;
+    json_t *doc = len > 0 ? json_loadb(bytes, len, 0, NULL) : NULL;
     bool ok = false;
     if (json_is_object(doc)) {
         ok = json_is_string(json_object_get(doc, "idempotencyKey"));
@@ -457,8 +470,9 @@ void forward_sweep_departed(struct server *srv)
         return; /* paid for either way: let it finish, and cache it */
     for (struct request *r = srv->live, *next; r != NULL; r = next) {
         next = r->next;
-        if (r->transfer == NULL || (r->flight != NULL && r->flight->waiter_count > 0) ||
-            !request_client_gone(r))
+        /* A submission (hooks) runs to its end: the task may exist upstream already. */
+        if (r->transfer == NULL || r->hooks != NULL ||
+            (r->flight != NULL && r->flight->waiter_count > 0) || !request_client_gone(r))
             continue;
         upstream_cancel(r->transfer);
         r->transfer = NULL;
@@ -585,18 +599,15 @@ static bool answer_from_cache(struct request *r)
     return served;
 }
 
-void forward_request(struct request *r)
+bool forward_check_request(struct request *r)
 {
-    struct server *srv = r->server;
-    const struct config *cfg = srv->cfg;
-
-    struct evbuffer *body = request_body(r);
-    size_t body_len = evbuffer_get_length(body);
+    const struct config *cfg = r->server->cfg;
+    size_t body_len = evbuffer_get_length(request_body(r));
     if (body_len > cfg->max_body_bytes) {
         json_t *details = json_pack("{s:I, s:I}", "limit", (json_int_t)cfg->max_body_bytes,
                                     "received", (json_int_t)body_len);
         reply_error(r, PROXY_ERROR_PAYLOAD_TOO_LARGE, NULL, details);
-        return;
+        return false;
     }
     r->deadline_us = r->started_us + cfg->upstream_timeout_ms * 1000;
     const char *priority = request_header(r, "X-Priority");
@@ -607,17 +618,35 @@ void forward_request(struct request *r)
             json_t *details = json_pack("[{s:s, s:s}]", "field", "X-Priority", "message",
                                         "must be a whole number from 1 to 10");
             reply_error(r, PROXY_ERROR_VALIDATION, NULL, details);
-            return;
+            return false;
         }
         r->priority = (int)p;
     }
+    return true;
+}
+
+void forward_upstream(struct request *r)
+{
+    admit(r);
+}
+
+void forward_request(struct request *r)
+{
+    struct server *srv = r->server;
+    if (!forward_check_request(r))
+        return;
+    struct evbuffer *body = request_body(r);
+    size_t body_len = evbuffer_get_length(body);
     if (srv->store == NULL) {
         r->cache_outcome = CACHE_OUTCOME_NONE;
         admit(r);
         return;
     }
     const void *bytes = body_len > 0 ? (const void *)evbuffer_pullup(body, -1) : "";
-    r->keyed = cache_key_compute(r->method, r->path, bytes, body_len, &r->key) == CACHE_KEY_OK;
+    /* Async calls reach here only with async_tasks off: passed through, since a
+     * submission's answer is a task, never the answer its key names. */
+    r->keyed = strncmp(r->path, "/v1/async/", 10) != 0 &&
+               cache_key_compute(r->method, r->path, bytes, body_len, &r->key) == CACHE_KEY_OK;
     cache_policy_parse(request_header(r, "Cache-Control"), &r->directives);
     if (!r->keyed || r->directives.no_store) {
         /* Not a cacheable call (or the client asked for no storing): pass it through. */

@@ -1,5 +1,7 @@
-/* forward.h: the /v1/ pipeline. Today: size check, upstream call, relay.
- * The cache, coalescing and limits slot in here, readable top to bottom. */
+/* forward.h: the /v1/ pipeline: size check, cache, coalescing, limits,
+ * retries, the upstream call and the relay, readable top to bottom. Async
+ * submissions (tasks.h) reuse its limits, retries and upstream call through
+ * forward_upstream and settle the answer themselves. */
 #ifndef CLORO_FORWARD_H
 #define CLORO_FORWARD_H
 
@@ -9,6 +11,28 @@ struct request;
 
 struct server;
 struct limiter_callbacks;
+struct upstream_result;
+
+/* How a caller of forward_upstream settles the call. answered runs once with
+ * the final outcome (after retries; any status, or a transport failure) and
+ * must end r. failed runs when the call never got an answer the proxy could
+ * relay (queue full or timed out, client gone, libcurl refused): forward.c
+ * then answers r with its own error right after; failed must not end r. */
+struct forward_hooks {
+    void (*answered)(struct request *r, const struct upstream_result *res);
+    void (*failed)(struct request *r);
+};
+
+/* Sends r upstream (its path and query) through the limits and retries,
+ * with r->upstream_body when set, and hands the outcome to r->hooks. */
+void forward_upstream(struct request *r);
+
+/* Ends r with the proxy's error for a transport failure (502/504 envelope). */
+void forward_reply_upstream_failure(struct request *r, const struct upstream_result *res);
+
+/* The validated X-Priority of r (1..10) into r->priority, or ends r with a
+ * 400 and returns false. Checks max_body_bytes the same way (413). */
+bool forward_check_request(struct request *r);
 
 /* Handles a /v1/ request; ends r (now or when the upstream answers). */
 void forward_request(struct request *r);

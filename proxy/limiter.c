@@ -82,6 +82,13 @@ static void on_rate_timer(evutil_socket_t fd, short events, void *arg)
     dispatch(arg);
 }
 
+/* The ticket's own callbacks (a background call's), else the limiter's. */
+static const struct limiter_callbacks *callbacks_of(const struct limiter *l,
+                                                    const struct limiter_ticket *t)
+{
+    return t->callbacks != NULL ? t->callbacks : &l->cb;
+}
+
 struct limiter *limiter_new(struct event_base *base, const struct limiter_options *o,
                             const struct limiter_callbacks *cb)
 {
@@ -285,7 +292,7 @@ static void on_queue_timeout(evutil_socket_t fd, short events, void *arg)
     t->waited_ms = (now - t->enqueued_us) / 1000;
     unqueue(l, t);
     l->timeouts++;
-    l->cb.refused(t, LIMITER_REFUSED_TIMEOUT);
+    callbacks_of(l, t)->refused(t, LIMITER_REFUSED_TIMEOUT);
 }
 
 static void enqueue(struct limiter *l, struct limiter_ticket *t)
@@ -324,7 +331,7 @@ void limiter_submit(struct limiter *l, struct limiter_ticket *t)
     enum limiter_wait why = blocked_by(l, t, t->enqueued_us, &wait_us);
     if (why == LIMITER_WAIT_NONE && l->queued == 0) {
         take(l, t, t->enqueued_us);
-        l->cb.granted(t);
+        callbacks_of(l, t)->granted(t);
         return;
     }
     /* Behind others, or held back: it waits its turn. */
@@ -333,7 +340,7 @@ void limiter_submit(struct limiter *l, struct limiter_ticket *t)
                                               : LIMITER_WAIT_RATE;
     if (l->queued >= l->opts.max_queue) {
         l->overflows++;
-        l->cb.refused(t, LIMITER_REFUSED_QUEUE_FULL);
+        callbacks_of(l, t)->refused(t, LIMITER_REFUSED_QUEUE_FULL);
         return;
     }
     enqueue(l, t);
@@ -358,13 +365,13 @@ static bool dispatch_one(struct limiter *l, int64_t now, int64_t *wake_us)
                 /* Its client's turn is used: the next client goes next. */
                 l->rings[p] = c->ring_next;
                 unqueue(l, t);
-                if (l->cb.alive != NULL && !l->cb.alive(t)) {
+                if (callbacks_of(l, t)->alive != NULL && !callbacks_of(l, t)->alive(t)) {
                     l->dropped++;
-                    l->cb.dropped(t);
+                    callbacks_of(l, t)->dropped(t);
                     return true;
                 }
                 take(l, t, now);
-                l->cb.granted(t);
+                callbacks_of(l, t)->granted(t);
                 return true;
             }
             t->waiting_for = why;

@@ -21,6 +21,7 @@ struct event_base;
 struct event;
 struct limiter;
 struct limiter_client;
+struct limiter_callbacks;
 
 enum limiter_wait {
     LIMITER_WAIT_NONE,
@@ -41,6 +42,9 @@ struct limiter_ticket {
     int priority;    /* 1..10 */
     char client[48]; /* whose turn it is: the client's address */
     void *owner;     /* handed back to the callbacks */
+    /* NULL: the limiter's callbacks (client requests); set by callers whose
+     * tickets are not requests (the task follower). */
+    const struct limiter_callbacks *callbacks;
     /* Limiter state: */
     struct limiter *limiter;
     bool queued, holds_slot;

@@ -38,6 +38,8 @@ static const struct error_row error_table[] = {
                                       "The artifact expired upstream before it was captured"},
     [PROXY_ERROR_ARTIFACT_PENDING] = {504, "ARTIFACT_PENDING",
                                       "The artifact is not captured yet; try again shortly"},
+    [PROXY_ERROR_TASK_EXISTS] = {409, "RESOURCE_ALREADY_EXISTS", "Task already exists"},
+    [PROXY_ERROR_TASK_NOT_FOUND] = {404, "RESOURCE_NOT_FOUND", "Task not found"},
     [PROXY_ERROR_INTERNAL] = {500, "INTERNAL_SERVER_ERROR", "Internal proxy error"},
 };
 

@@ -23,6 +23,8 @@ enum proxy_error {
     PROXY_ERROR_CLIENT_CLOSED,
     PROXY_ERROR_ARTIFACT_EXPIRED,
     PROXY_ERROR_ARTIFACT_PENDING,
+    PROXY_ERROR_TASK_EXISTS,    /* an idempotencyKey already used (cloro-api.md 7.8) */
+    PROXY_ERROR_TASK_NOT_FOUND, /* a task deleted upstream */
     PROXY_ERROR_INTERNAL,
 };
 

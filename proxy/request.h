@@ -20,6 +20,7 @@ struct server;
 struct upstream_transfer;
 struct flight;
 struct event;
+struct forward_hooks;
 
 /* What the cache did for a request: X-Cache and the access log's cache=. */
 enum cache_outcome {
@@ -62,6 +63,14 @@ struct request {
     int retries;         /* upstream attempts after the first */
     int64_t deadline_us; /* arrival + upstream_timeout: queue waits and retries included */
     struct event *retry_timer;
+
+    /* Set by callers that send something other than the client's own call
+     * (async submissions, tasks.h): what goes upstream and who settles it. */
+    char *upstream_body; /* owned; NULL: the client's body */
+    size_t upstream_body_len;
+    const struct forward_hooks *hooks; /* NULL: forward.c answers */
+    void *hook_arg;
+
     struct request *prev, *next; /* the server's live list */
 };
 

@@ -15,6 +15,7 @@
 #include "request.h"
 #include "limiter.h"
 #include "router.h"
+#include "tasks.h"
 #include "touches.h"
 #include "store.h"
 #include "upstream.h"
@@ -72,6 +73,8 @@ static void on_request(struct evhttp_request *evreq, void *arg)
     struct request *r = request_new(srv, evreq);
     switch (router_match(r->method, r->path)) {
     case ROUTE_UPSTREAM:
+        if (srv->tasks != NULL && tasks_route(srv->tasks, r))
+            return;
         forward_request(r);
         return;
     case ROUTE_ADMIN_HEALTHZ:
@@ -231,6 +234,9 @@ static char *make_authorization(const char *key)
 
 static void teardown(struct server *srv)
 {
+    /* Task polls hold limiter tickets and transfers: they go first. */
+    tasks_free(srv->tasks);
+    srv->tasks = NULL;
     /* Queued tickets live in their requests: the queue goes first. */
     limiter_free(srv->limiter);
     srv->limiter = NULL;
@@ -367,6 +373,8 @@ int server_run(const struct config *cfg)
         srv.artifacts = artifacts_new(&srv);
         if (srv.artifacts == NULL)
             goto out;
+        if (cfg->async_tasks)
+            srv.tasks = tasks_new(&srv);
     }
     srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
     srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);

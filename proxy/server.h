@@ -23,6 +23,7 @@ struct coalescer;
 struct limiter;
 struct artifacts;
 struct touches;
+struct tasks;
 
 /* Counters shown by /_proxy/stats. Only the loop thread touches them. */
 struct server_stats {
@@ -64,6 +65,7 @@ struct server {
     struct limiter *limiter;
     struct artifacts *artifacts;  /* NULL when the cache is off */
     struct touches *touches;      /* hits not yet handed to the writer */
+    struct tasks *tasks;          /* async tasks; NULL when the cache or async_tasks is off */
     uint64_t cache_losses_logged; /* writer drops and failures already logged */
     int64_t upstream_warned_us;   /* last upstream_error warning, for rate limiting */
     uint64_t upstream_warn_suppressed;

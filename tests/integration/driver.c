@@ -60,14 +60,14 @@ size_t reply_on_header(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
-/* Starts a POST to p's path. priority 0 sends no X-Priority; iface NULL binds
- * the default source address (127.0.0.1). Returns the call's index. */
+/* Starts a POST to p's path (a GET when body is NULL). priority 0 sends no X-Priority; iface NULL
+ * binds the default source address (127.0.0.1). Returns the call's index. */
 int driver_add(struct driver *d, const struct proc *p, const char *path, const char *body,
                int priority, const char *iface, long timeout_ms)
 {
     assert_true(d->n < d->cap);
     struct call *c = &d->calls[d->n];
-    c->body = strdup(body);
+    c->body = body != NULL ? strdup(body) : NULL;
     c->reply.body = calloc(1, 1);
     c->headers = curl_slist_append(NULL, "Content-Type: application/json");
     c->headers = curl_slist_append(c->headers, "Expect:");
@@ -81,7 +81,10 @@ int driver_add(struct driver *d, const struct proc *p, const char *path, const c
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+    if (c->body != NULL)
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+    else
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, reply_on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &c->reply);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, reply_on_header);

@@ -29,8 +29,8 @@ struct driver {
 };
 
 void driver_init(struct driver *d, int cap);
-/* Starts a POST to p's path. priority 0 sends no X-Priority; iface NULL binds
- * the default source address (127.0.0.1). Returns the call's index. */
+/* Starts a POST to p's path (a GET when body is NULL). priority 0 sends no X-Priority; iface NULL
+ * binds the default source address (127.0.0.1). Returns the call's index. */
 int driver_add(struct driver *d, const struct proc *p, const char *path, const char *body,
                int priority, const char *iface, long timeout_ms);
 /* Drives every running call for about ms milliseconds. */

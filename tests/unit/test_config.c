@@ -303,6 +303,11 @@ static void test_init_defaults_match_table(void **state)
             assert_non_null(*(char *const *)slot);
             assert_string_equal(*(char *const *)slot, k->default_value);
             break;
+        case CONFIG_CHOICE:
+            assert_non_null(k->choices);
+            assert_non_null(strstr(k->choices, k->default_value));
+            assert_string_equal(*(char *const *)slot, k->default_value);
+            break;
         case CONFIG_BOOL: {
             bool want;
             assert_int_equal(config_parse_bool(k->default_value, &want), 0);
@@ -453,6 +458,23 @@ static void test_set_bool_and_log_level(void **state)
     assert_int_equal(cfg.log_level, LOG_LEVEL_DEBUG);
     set_ok(&cfg, "log_level", "error");
     assert_int_equal(cfg.log_level, LOG_LEVEL_ERROR);
+    config_deinit(&cfg);
+}
+
+/* A word from a fixed list: whole words only, the list named in the error. */
+static void test_set_choice(void **state)
+{
+    (void)state;
+    struct config cfg;
+    config_init(&cfg);
+    assert_string_equal(cfg.webhook_delivery, "proxy");
+    set_bad(&cfg, "webhook_delivery", "cloro", "proxy|upstream");
+    set_bad(&cfg, "webhook_delivery", "prox", "prox");
+    set_bad(&cfg, "webhook_delivery", "proxy|upstream", NULL);
+    set_bad(&cfg, "webhook_delivery", "", NULL);
+    assert_string_equal(cfg.webhook_delivery, "proxy");
+    set_ok(&cfg, "webhook_delivery", "upstream");
+    assert_string_equal(cfg.webhook_delivery, "upstream");
     config_deinit(&cfg);
 }
 
@@ -1134,6 +1156,7 @@ int main(void)
         cmocka_unit_test(test_set_listen),
         cmocka_unit_test(test_set_url),
         cmocka_unit_test(test_set_bool_and_log_level),
+        cmocka_unit_test(test_set_choice),
         cmocka_unit_test(test_set_count),
         cmocka_unit_test(test_set_bytes),
         cmocka_unit_test(test_set_duration),
