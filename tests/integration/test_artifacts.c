@@ -829,8 +829,9 @@ static void test_pending_page_fetched_on_request(void **state)
                      fake_stat(&fake, "artifact_failures") + 1);
 }
 
-/* A task result polled through the proxy (an answer that is not cached):
- * its artifact is captured and its link rewritten like a sync answer's. */
+/* A task the proxy created and followed: its result's artifact is captured
+ * (the result is stored as the sync answer it stands for) and its link is
+ * rewritten in the task's answer like a sync answer's. */
 static void test_async_task_result_captured(void **state)
 {
     (void)state;
