@@ -102,10 +102,11 @@ static const struct config_key keys[] = {
     KEY(async_tasks, CONFIG_BOOL, "true", 0, 0,
         "async submissions are answered from the cache, deduplicated and followed by the proxy; "
         "false passes /v1/async/ through untouched"),
-    KEY_MS(poll_initial, "1s", 10, HOUR, "first follow-up poll of a task the proxy submitted"),
+    KEY_MS(poll_initial, "250ms", 10, HOUR,
+           "shortest wait between two polls of a task the proxy created"),
     KEY_MS(poll_interval, "5s", 10, HOUR,
-           "polls back off (doubling) up to this; clients polling a task cause at most one "
-           "upstream poll per interval"),
+           "polls back off (an eighth of the task's age) up to this; clients polling a task "
+           "cause at most one upstream poll per interval"),
     KEY_CHOICE(webhook_delivery, "proxy", "proxy|upstream",
                "proxy: the proxy delivers task webhooks itself (it reaches URLs on this "
                "machine); upstream: cloro does"),
@@ -116,6 +117,17 @@ static const struct config_key keys[] = {
     KEY_MS(webhook_retry_base, "2m", 1, 24 * HOUR,
            "wait after the first failed delivery; doubles after each (2, 4, 8, 16 min)"),
     KEY_MS(webhook_timeout, "10s", 1, HOUR, "one delivery attempt"),
+    KEY_CHOICE(upstream_mode, "sync", "sync|async",
+               "async: sync monitor calls that miss the cache are asked as async tasks (cheaper) "
+               "and answered in the sync shape; [provider NAME] sections and the "
+               "X-Proxy-Upstream-Mode header override it"),
+    KEY(max_open_tasks, CONFIG_COUNT, "100", 1, 100000,
+        "async tasks the credit saver keeps open upstream at once; more calls wait"),
+    KEY_MS(async_batch_window, "0", 0, 10 * SEC,
+           "credit saver: calls within this window go upstream in one batch (up to 500); 0: "
+           "each alone"),
+    KEY(sync_surcharge, CONFIG_COUNT, "2", 0, 1000,
+        "credits a sync call costs over the same async task (cloro: 2), counted as saved"),
 };
 
 static const char *const provider_names[CONFIG_PROVIDER_COUNT] = {
@@ -128,6 +140,14 @@ static int provider_index(const char *name)
         if (strcmp(provider_names[i], name) == 0)
             return i;
     return -1;
+}
+
+bool config_upstream_async(const struct config *cfg, const char *provider)
+{
+    int i = provider != NULL ? provider_index(provider) : -1;
+    if (i >= 0 && cfg->providers[i].upstream_async != CONFIG_INHERIT)
+        return cfg->providers[i].upstream_async != 0;
+    return strcmp(cfg->upstream_mode, "async") == 0;
 }
 
 int64_t config_cache_ttl_ms(const struct config *cfg, const char *provider)
@@ -459,6 +479,7 @@ void config_init(struct config *cfg)
     for (int i = 0; i < CONFIG_PROVIDER_COUNT; i++) {
         cfg->providers[i].name = provider_names[i];
         cfg->providers[i].cache_ttl_ms = CONFIG_INHERIT;
+        cfg->providers[i].upstream_async = CONFIG_INHERIT;
     }
     char err[256];
     for (size_t i = 0; i < KEY_COUNT; i++) {
@@ -567,9 +588,20 @@ static int on_provider_value(struct load_ctx *ctx, const char *section, const ch
     int i = strncmp(section, "provider ", 9) == 0 ? provider_index(section + 9) : -1;
     if (i < 0)
         return 1;
+    if (strcmp(name, "upstream_mode") == 0) {
+        if (strcmp(value, "sync") != 0 && strcmp(value, "async") != 0) {
+            config_errors_add(ctx->errs,
+                              "%s:%d: upstream_mode in [%s]: expected sync or async, got '%s'",
+                              ctx->path, ctx->line, section, value);
+            return 1;
+        }
+        ctx->cfg->providers[i].upstream_async = strcmp(value, "async") == 0;
+        return 1;
+    }
     if (strcmp(name, "cache_ttl") != 0) {
         config_errors_add(ctx->errs,
-                          "%s:%d: unknown key '%s' in [%s]: a provider section takes cache_ttl",
+                          "%s:%d: unknown key '%s' in [%s]: a provider section takes cache_ttl "
+                          "and upstream_mode",
                           ctx->path, ctx->line, name, section);
         return 1;
     }
@@ -764,10 +796,14 @@ void config_dump(const struct config *cfg, FILE *out)
             break;
         }
     }
-    for (int i = 0; i < CONFIG_PROVIDER_COUNT; i++)
+    for (int i = 0; i < CONFIG_PROVIDER_COUNT; i++) {
         if (cfg->providers[i].cache_ttl_ms != CONFIG_INHERIT)
             fprintf(out, "[provider %s] cache_ttl = %lldms\n", cfg->providers[i].name,
                     (long long)cfg->providers[i].cache_ttl_ms);
+        if (cfg->providers[i].upstream_async != CONFIG_INHERIT)
+            fprintf(out, "[provider %s] upstream_mode = %s\n", cfg->providers[i].name,
+                    cfg->providers[i].upstream_async ? "async" : "sync");
+    }
     fprintf(out, "# api key: %s\n",
             cfg->api_key == NULL ? "not set (clients' Authorization is forwarded)"
             : strcmp(cfg->api_key_source, "env") == 0 ? "(set) from CLORO_API_KEY"

@@ -60,11 +60,16 @@ struct config {
     int64_t webhook_max_attempts;
     int64_t webhook_retry_base_ms;
     int64_t webhook_timeout_ms;
+    char *upstream_mode; /* "sync" or "async" */
+    int64_t max_open_tasks;
+    int64_t async_batch_window_ms;
+    int64_t sync_surcharge;
 
     /* [provider NAME] sections: per-provider overrides. */
     struct config_provider {
         const char *name;     /* static: "chatgpt", ..., "google/news" */
         int64_t cache_ttl_ms; /* CONFIG_INHERIT: cache_ttl */
+        int upstream_async;   /* 1 async, 0 sync, CONFIG_INHERIT: upstream_mode */
     } providers[CONFIG_PROVIDER_COUNT];
 
     /* Where the values came from, for messages with line numbers. */
@@ -130,6 +135,10 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
  * Problems are appended to errs (file problems name the key's line when the
  * key came from config_file). Returns the problem count. */
 size_t config_finish(struct config *cfg, struct config_errors *errs);
+
+/* True when a provider's sync calls go upstream as async tasks (its
+ * override, else upstream_mode). */
+bool config_upstream_async(const struct config *cfg, const char *provider);
 
 /* The cache TTL in force for a provider (its override, else cache_ttl). */
 int64_t config_cache_ttl_ms(const struct config *cfg, const char *provider);

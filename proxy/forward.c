@@ -12,12 +12,14 @@
 #include "cache_io.h"
 #include "clock.h"
 #include "coalescer.h"
+#include "credit_saver.h"
 #include "limiter.h"
 #include "log.h"
 #include "reply.h"
 #include "request.h"
 #include "retry.h"
 #include "server.h"
+#include "tasks.h"
 #include "touches.h"
 #include "upstream.h"
 
@@ -177,6 +179,21 @@ static bool serve_stale_on_error(struct request *leader, struct flight *f, int u
     return ok;
 }
 
+/* Answers a leader and the waiters of its flight (already out of the table)
+ * with one answer, then frees the flight. */
+static void answer_flight(struct request *r, struct flight *f, const struct cache_entry *answer,
+                          const struct answer_context *ctx, struct evbuffer *body)
+{
+    struct answer_context waiter_ctx = *ctx;
+    waiter_ctx.outcome = CACHE_OUTCOME_COALESCED;
+    for (struct request *w = f != NULL ? f->waiters : NULL, *next; w != NULL; w = next) {
+        next = w->next_waiter;
+        answer_send(w, answer, &waiter_ctx, NULL);
+    }
+    answer_send(r, answer, ctx, body);
+    coalescer_flight_free(f);
+}
+
 static void on_upstream_done(const struct upstream_result *res, void *arg)
 {
     struct request *r = arg;
@@ -236,18 +253,29 @@ static void on_upstream_done(const struct upstream_result *res, void *arg)
     } else if (answer.status >= 200 && answer.status < 300) {
         cache_io_capture_artifacts(srv, &answer);
     }
-    struct answer_context waiter_ctx = ctx;
-    waiter_ctx.outcome = CACHE_OUTCOME_COALESCED;
-    for (struct request *w = f != NULL ? f->waiters : NULL, *next; w != NULL; w = next) {
-        next = w->next_waiter;
-        answer_send(w, &answer, &waiter_ctx, NULL);
-    }
-    answer_send(r, &answer, &ctx, res->body);
-    coalescer_flight_free(f);
+    answer_flight(r, f, &answer, &ctx, res->body);
+}
+
+void forward_settle(struct request *r, const struct cache_entry *answer,
+                    const struct answer_context *ctx)
+{
+    struct flight *f = r->flight;
+    r->flight = NULL;
+    if (f != NULL)
+        coalescer_end(r->server->coalescer, f);
+    answer_flight(r, f, answer, ctx, NULL);
 }
 
 /* Ends a leader and everyone waiting on its flight with one error. details
  * is stolen (each reply gets a copy). */
+static void fail_flight(struct request *r, enum proxy_error err, const char *message,
+                        json_t *details, const char *retry_after);
+
+void forward_fail(struct request *r, enum proxy_error err, const char *message, json_t *details)
+{
+    fail_flight(r, err, message, details, NULL);
+}
+
 static void fail_flight(struct request *r, enum proxy_error err, const char *message,
                         json_t *details, const char *retry_after)
 {
@@ -290,8 +318,10 @@ static void send_attempt(struct request *r)
                                                       : NULL;
 
     char *url = NULL;
-    if (asprintf(&url, "%s%s%s%s", cfg->upstream, r->path, r->query != NULL ? "?" : "",
-                 r->query != NULL ? r->query : "") < 0)
+    bool own_path = r->upstream_path == NULL;
+    if (asprintf(&url, "%s%s%s%s", cfg->upstream, own_path ? r->path : r->upstream_path,
+                 own_path && r->query != NULL ? "?" : "",
+                 own_path && r->query != NULL ? r->query : "") < 0)
         abort();
 
     struct header_list headers = {.connection = request_header(r, "Connection")};
@@ -326,16 +356,24 @@ static void send_attempt(struct request *r)
 /* --- limits and retries ------------------------------------------------ */
 
 /* Monitor calls take a concurrency slot; goto does not (cloro-api.md 10.2). */
+/* The path the upstream call goes to. */
+static const char *upstream_path(const struct request *r)
+{
+    return r->upstream_path != NULL ? r->upstream_path : r->path;
+}
+
 static bool takes_slot(const struct request *r)
 {
-    return strcmp(r->method, "POST") == 0 && strncmp(r->path, "/v1/monitor/", 12) == 0 &&
-           strcmp(r->path, "/v1/monitor/google/goto") != 0;
+    const char *path = upstream_path(r);
+    return strcmp(r->method, "POST") == 0 && strncmp(path, "/v1/monitor/", 12) == 0 &&
+           strcmp(path, "/v1/monitor/google/goto") != 0;
 }
 
 static bool is_submission(const struct request *r)
 {
+    const char *path = upstream_path(r);
     return strcmp(r->method, "POST") == 0 &&
-           (strcmp(r->path, "/v1/async/task") == 0 || strcmp(r->path, "/v1/async/task/batch") == 0);
+           (strcmp(path, "/v1/async/task") == 0 || strcmp(path, "/v1/async/task/batch") == 0);
 }
 
 /* An async submission's own priority (section 7.2), when X-Priority is absent. */
@@ -343,7 +381,8 @@ static int body_priority(const struct request *r)
 {
     struct evbuffer *body = request_body(r);
     size_t len = evbuffer_get_length(body);
-    if (len == 0 || !is_submission(r) || strcmp(r->path, "/v1/async/task") != 0)
+    if (len == 0 || !is_submission(r) || strcmp(r->path, "/v1/async/task") != 0 ||
+        r->upstream_path != NULL)
         return 1;
     json_t *doc = json_loadb((const char *)evbuffer_pullup(body, -1), len, 0, NULL);
     json_int_t p = json_integer_value(json_object_get(doc, "priority"));
@@ -381,7 +420,7 @@ static void admit(struct request *r)
     struct limiter_ticket *t = &r->ticket;
     t->owner = r;
     t->needs_slot = takes_slot(r);
-    t->endpoint = limiter_endpoint(srv->limiter, r->path);
+    t->endpoint = limiter_endpoint(srv->limiter, upstream_path(r));
     t->priority = r->priority > 0 ? r->priority : body_priority(r);
     snprintf(t->client, sizeof t->client, "%s", r->client_ip);
     limiter_submit(srv->limiter, t);
@@ -622,6 +661,13 @@ bool forward_check_request(struct request *r)
         }
         r->priority = (int)p;
     }
+    const char *mode = request_header(r, "X-Proxy-Upstream-Mode");
+    if (mode != NULL && strcasecmp(mode, "sync") != 0 && strcasecmp(mode, "async") != 0) {
+        json_t *details = json_pack("[{s:s, s:s}]", "field", "X-Proxy-Upstream-Mode", "message",
+                                    "must be sync or async");
+        reply_error(r, PROXY_ERROR_VALIDATION, NULL, details);
+        return false;
+    }
     return true;
 }
 
@@ -672,5 +718,9 @@ void forward_request(struct request *r)
         return;
     }
     r->flight = coalescer_begin(srv->coalescer, r->key.bytes, r);
+    if (credit_saver_wanted(r)) {
+        credit_saver_ask(tasks_credit_saver(srv->tasks), r);
+        return;
+    }
     admit(r);
 }

@@ -5,6 +5,9 @@
 #ifndef CLORO_FORWARD_H
 #define CLORO_FORWARD_H
 
+#include "answer.h"
+#include "reply.h"
+
 #include <stdbool.h>
 
 struct request;
@@ -26,6 +29,14 @@ struct forward_hooks {
 /* Sends r upstream (its path and query) through the limits and retries,
  * with r->upstream_body when set, and hands the outcome to r->hooks. */
 void forward_upstream(struct request *r);
+
+/* Ends r and the waiters of its flight with answer: r with ctx, the waiters
+ * as coalesced (the credit saver's answers). */
+void forward_settle(struct request *r, const struct cache_entry *answer,
+                    const struct answer_context *ctx);
+/* Ends r and the waiters of its flight with one of the proxy's errors
+ * (details stolen). */
+void forward_fail(struct request *r, enum proxy_error err, const char *message, json_t *details);
 
 /* Ends r with the proxy's error for a transport failure (502/504 envelope). */
 void forward_reply_upstream_failure(struct request *r, const struct upstream_result *res);

@@ -179,6 +179,8 @@ static void free_request(struct request *r)
 {
     if (r->retry_timer != NULL)
         event_free(r->retry_timer);
+    if (r->deadline_timer != NULL)
+        event_free(r->deadline_timer);
     free(r->path);
     free(r->query);
     free(r->client_request_id);

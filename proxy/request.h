@@ -21,6 +21,7 @@ struct upstream_transfer;
 struct flight;
 struct event;
 struct forward_hooks;
+struct task;
 
 /* What the cache did for a request: X-Cache and the access log's cache=. */
 enum cache_outcome {
@@ -68,8 +69,15 @@ struct request {
      * (async submissions, tasks.h): what goes upstream and who settles it. */
     char *upstream_body; /* owned; NULL: the client's body */
     size_t upstream_body_len;
+    const char *upstream_path;         /* static; NULL: the client's path (and query) */
     const struct forward_hooks *hooks; /* NULL: forward.c answers */
     void *hook_arg;
+
+    /* The credit saver (credit_saver.h): the task this call waits on. */
+    struct task *awaited;
+    struct request *next_awaiting; /* in the task's list */
+    bool asked_async;              /* this call created the task */
+    struct event *deadline_timer;
 
     struct request *prev, *next; /* the server's live list */
 };

@@ -36,8 +36,6 @@ void task_follow_schedule(struct tasks *ts, struct task *t, int64_t delay_ms)
     struct server *srv = tasks_server(ts);
     if (t->polling)
         return; /* the poll under way schedules the next */
-    if (t->poll_delay_ms == 0)
-        t->poll_delay_ms = srv->cfg->poll_initial_ms;
     if (t->timer == NULL)
         t->timer = evtimer_new(srv->base, on_timer, t);
     if (t->timer == NULL)
@@ -99,6 +97,17 @@ static void answer_waiters(struct tasks *ts, struct request *waiters)
 
 /* --- polls ------------------------------------------------------------------ */
 
+/* Polls back off with the task's age: an eighth of it, within poll_initial
+ * and poll_interval. A task ending after T is seen at most T/8 late (or
+ * poll_initial), for about 8 polls plus one per poll_interval. */
+static int64_t next_delay_ms(const struct config *cfg, const struct task *t)
+{
+    int64_t delay = (clock_mono_us() - t->created_us) / 8000;
+    if (delay < cfg->poll_initial_ms)
+        delay = cfg->poll_initial_ms;
+    return delay < cfg->poll_interval_ms ? delay : cfg->poll_interval_ms;
+}
+
 static void on_poll_done(const struct upstream_result *res, void *arg)
 {
     struct task *t = arg;
@@ -115,6 +124,7 @@ static void on_poll_done(const struct upstream_result *res, void *arg)
     memcpy(id, t->id, sizeof id);
 
     json_t *doc = NULL;
+    bool failed = false;
     if (res->outcome == UPSTREAM_OK && res->status == 200) {
         size_t len = evbuffer_get_length(res->body);
         doc = json_loadb((const char *)evbuffer_pullup(res->body, -1), len, 0, NULL);
@@ -126,17 +136,14 @@ static void on_poll_done(const struct upstream_result *res, void *arg)
     } else {
         log_info("task_poll_failed", "task=%s outcome=%s status=%ld", id,
                  upstream_outcome_name(res->outcome), res->status);
-        t->poll_delay_ms = srv->cfg->poll_interval_ms;
+        failed = true;
     }
     json_decref(doc);
     struct task *still = tasks_find(ts, id);
     if (still != NULL && still->origin == TASK_ORIGIN_UPSTREAM &&
         !tasks_record_terminal(still->rec)) {
-        int64_t delay = still->poll_delay_ms;
-        int64_t next = 2 * delay;
-        still->poll_delay_ms =
-            next < srv->cfg->poll_interval_ms ? next : srv->cfg->poll_interval_ms;
-        task_follow_schedule(ts, still, delay);
+        task_follow_schedule(ts, still,
+                             failed ? srv->cfg->poll_interval_ms : next_delay_ms(srv->cfg, still));
     } else if (still != NULL) {
         tasks_release(ts, still);
     }

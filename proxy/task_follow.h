@@ -1,8 +1,8 @@
 /* task_follow.h: following the tasks the proxy created upstream, and the
  * clients polling them. Each open upstream task is polled (GET
  * /v1/async/task/{id}, through the limiter like any call, with the proxy's
- * key) from poll_initial, doubling up to poll_interval, until it ends, so
- * its result is kept even when no client ever asks. A client's GET is
+ * key) every eighth of its age, within poll_initial and poll_interval, until
+ * it ends, so its result is kept even when no client ever asks. A client's GET is
  * answered from what the proxy knows when that is at most poll_interval old;
  * otherwise it waits for one poll, shared by everyone asking meanwhile.
  * Loop thread only. */

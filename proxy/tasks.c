@@ -22,8 +22,10 @@
 #include "cache_io.h"
 #include "clock.h"
 #include "config.h"
+#include "credit_saver.h"
 #include "entry.h"
 #include "log.h"
+#include "reply.h"
 #include "request.h"
 #include "server.h"
 #include "store.h"
@@ -45,6 +47,7 @@ struct tasks {
     json_t *by_key;   /* content key hex -> integer(struct task *) of open upstream tasks */
     json_t *reserved; /* idempotencyKeys of creations in flight -> true */
     struct webhooks *webhooks;
+    struct credit_saver *saver;
     struct tasks_counters counters;
 };
 
@@ -69,6 +72,11 @@ static struct task *ptr_of(const json_t *v)
 struct server *tasks_server(struct tasks *ts)
 {
     return ts->srv;
+}
+
+struct credit_saver *tasks_credit_saver(struct tasks *ts)
+{
+    return ts->saver;
 }
 
 struct tasks_counters *tasks_counters(struct tasks *ts)
@@ -267,6 +275,8 @@ static void task_free(struct tasks *ts, struct task *t)
     unregister_key(ts, t);
     task_follow_stop(ts, t);
     json_decref(t->rec);
+    json_decref(t->failure_body);
+    json_decref(t->saver_item);
     free(t->authorization);
     free(t);
 }
@@ -276,7 +286,7 @@ static void task_free(struct tasks *ts, struct task *t)
 static void release_if_done(struct tasks *ts, struct task *t)
 {
     if (has_work(ts, t) || t->followers != NULL || t->leader != NULL || t->polling ||
-        t->waiters != NULL)
+        t->waiters != NULL || t->awaiting != NULL)
         return;
     task_free(ts, t);
 }
@@ -423,6 +433,7 @@ static void finish(struct tasks *ts, struct task *t)
     log_info("task_ended", "task=%s status=%s followers=%s", t->id, rec_status(t->rec),
              t->followers != NULL ? "yes" : "no");
     unregister_key(ts, t);
+    credit_saver_settle(ts->saver, t);
     task_follow_stop(ts, t);
     struct task *f = t->followers;
     t->followers = NULL;
@@ -479,6 +490,8 @@ void tasks_vanished(struct tasks *ts, struct task *t)
 {
     ts->counters.vanished++;
     log_info("task_vanished", "task=%s (not found upstream: deleted from its queue)", t->id);
+    unregister_key(ts, t);
+    credit_saver_settle(ts->saver, t);
     unsigned char key[CACHE_KEY_BYTES];
     struct task *f = t->followers;
     t->followers = NULL;
@@ -561,6 +574,7 @@ void tasks_created(struct tasks *ts, struct task *t, const json_t *summary, cons
     }
     snprintf(t->id, sizeof t->id, "%s", id);
     t->creating = false;
+    t->created_us = clock_mono_us();
     json_object_set_new(t->rec, "task", json_deep_copy(summary));
     if (json_is_object(credits))
         json_object_set_new(t->rec, "credits", json_deep_copy(credits));
@@ -588,6 +602,16 @@ void tasks_creation_failed(struct tasks *ts, struct task *t, json_t *error)
                           "The upstream task could not be created");
     release_reservation(ts, t);
     unregister_key(ts, t);
+    if (t->failure_body == NULL && t->awaiting != NULL) {
+        /* Sync calls waiting on a client's submission that failed. */
+        const char *message = json_string_value(json_object_get(error, "message"));
+        t->failure_status = reply_error_status(PROXY_ERROR_UPSTREAM_UNAVAILABLE);
+        t->failure_body = reply_envelope(
+            PROXY_ERROR_UPSTREAM_UNAVAILABLE,
+            message != NULL ? message : "The async task could not be created upstream",
+            json_is_object(error) ? json_pack("{s:O}", "upstream_error", error) : NULL);
+    }
+    credit_saver_settle(ts->saver, t);
     struct task *f = t->followers;
     t->followers = NULL;
     while (f != NULL) {
@@ -688,6 +712,7 @@ static int load_open(const unsigned char *key, const unsigned char *data, size_t
     }
     struct task *t = xcalloc(1, sizeof *t);
     t->tasks = ts;
+    t->created_us = clock_mono_us();
     snprintf(t->id, sizeof t->id, "%s", id);
     t->rec = rec;
     t->origin = strcmp(origin, "upstream") == 0   ? TASK_ORIGIN_UPSTREAM
@@ -778,6 +803,7 @@ struct tasks *tasks_new(struct server *srv)
                                   .timeout_ms = cfg->webhook_timeout_ms,
                                   .max_pending = WEBHOOKS_MAX_PENDING};
     ts->webhooks = webhooks_new(srv->base, srv->upstream, &wo, on_webhook_report, ts);
+    ts->saver = credit_saver_new(ts);
     if (cache_store_foreach_open_task(srv->store, load_open, ts) != 0)
         log_warn("tasks_load", "reason=%s", "the store could not list open tasks");
     size_t loaded = json_object_size(ts->by_id);
@@ -792,6 +818,7 @@ void tasks_free(struct tasks *ts)
     if (ts == NULL)
         return;
     webhooks_free(ts->webhooks);
+    credit_saver_free(ts->saver);
     const char *id;
     json_t *v;
     void *tmp;
@@ -847,7 +874,7 @@ json_t *tasks_stats_json(struct tasks *ts)
     if (ts->webhooks != NULL)
         webhooks_stats(ts->webhooks, &ws);
     return json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "live",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "live",
         (json_int_t)json_object_size(ts->by_id), "following",
         (json_int_t)json_object_size(ts->by_key), "submitted", (json_int_t)c->submitted,
         "created_upstream", (json_int_t)c->created_upstream, "from_cache",
@@ -855,7 +882,8 @@ json_t *tasks_stats_json(struct tasks *ts)
         (json_int_t)c->key_reused, "batches", (json_int_t)c->batches, "upstream_batches",
         (json_int_t)c->upstream_batches, "polls", (json_int_t)c->polls, "client_polls_answered",
         (json_int_t)c->client_polls_answered, "completed", (json_int_t)c->completed, "failed",
-        (json_int_t)c->failed, "vanished", (json_int_t)c->vanished, "webhooks",
+        (json_int_t)c->failed, "vanished", (json_int_t)c->vanished, "credit_saver",
+        credit_saver_stats(ts->saver), "webhooks",
         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "pending", (json_int_t)ws.pending, "in_flight",
                   (json_int_t)ws.in_flight, "attempts", (json_int_t)ws.attempts, "delivered",
                   (json_int_t)ws.delivered, "failed_attempts", (json_int_t)ws.failed_attempts,

@@ -31,6 +31,7 @@ struct tasks;
 struct event;
 struct upstream_transfer;
 struct cache_entry;
+struct credit_saver;
 
 enum task_origin { TASK_ORIGIN_UPSTREAM, TASK_ORIGIN_CACHE, TASK_ORIGIN_ATTACHED };
 
@@ -51,12 +52,20 @@ struct task {
 
     /* Following (upstream tasks; task_follow.c). */
     struct event *timer;
-    int64_t poll_delay_ms;
     int64_t polled_us; /* monotonic time of the last poll answer; 0: none yet */
     bool polling;      /* a poll is queued or in flight */
     struct limiter_ticket ticket;
     struct upstream_transfer *transfer;
     struct request *waiters; /* client GETs waiting for the poll, via next_waiter */
+    int64_t created_us;      /* monotonic: when the proxy learnt of it (polls back off by age) */
+
+    /* The credit saver (credit_saver.h). */
+    struct request *awaiting; /* sync calls answered when it ends, via next_awaiting */
+    bool saver;               /* created by the credit saver: counts in max_open_tasks */
+    int failure_status;       /* a failed creation: the status and envelope to answer */
+    json_t *failure_body;
+    json_t *saver_item;        /* what the saver sends upstream to create it */
+    struct task *next_pending; /* in the saver's batch window */
 };
 
 /* Loads the live tasks of the store (resuming follow-ups and deliveries).
@@ -71,6 +80,7 @@ bool tasks_route(struct tasks *ts, struct request *r);
 /* --- for task_submit.c and task_follow.c ---------------------------------- */
 
 struct server *tasks_server(struct tasks *ts);
+struct credit_saver *tasks_credit_saver(struct tasks *ts);
 
 /* A live task by id, or NULL. */
 struct task *tasks_find(struct tasks *ts, const char *id);

@@ -335,7 +335,7 @@ void fake_configure(const struct proc *fake, const char *json)
 }
 
 /* Walks "a.b.c" through objects; a segment may contain '/' (paths). */
-static json_t *dig(json_t *root, const char *dotted)
+json_t *json_dig(json_t *root, const char *dotted)
 {
     json_t *node = root;
     char *copy = strdup(dotted);
@@ -350,9 +350,31 @@ static json_t *dig(json_t *root, const char *dotted)
 long long fake_stat(const struct proc *fake, const char *dotted_path)
 {
     json_t *stats = fake_stats(fake);
-    json_t *node = dig(stats, dotted_path);
+    json_t *node = json_dig(stats, dotted_path);
     long long v = json_is_integer(node) ? (long long)json_integer_value(node) : 0;
     json_decref(stats);
+    return v;
+}
+
+long long proxy_counter(const struct proc *proxy, const char *dotted_path)
+{
+    struct http_reply r;
+    http_get(proxy, "/_proxy/stats", &r);
+    json_t *stats = http_json(&r);
+    json_t *node = json_dig(stats, dotted_path);
+    long long v = json_is_integer(node) ? (long long)json_integer_value(node) : -1;
+    json_decref(stats);
+    http_reply_free(&r);
+    return v;
+}
+
+long long proxy_wait_counter(const struct proc *proxy, const char *dotted_path, long long value,
+                             int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    long long v;
+    while ((v = proxy_counter(proxy, dotted_path)) < value && now_ms() < deadline)
+        sleep_ms(20);
     return v;
 }
 

@@ -76,6 +76,14 @@ void fake_reset(const struct proc *fake);
 void fake_configure(const struct proc *fake, const char *json);
 /* A counter from /_fake/stats by path ("requests./v1/monitor/chatgpt"). */
 long long fake_stat(const struct proc *fake, const char *dotted_path);
+/* A counter of the proxy's GET /_proxy/stats ("tasks.completed"), -1 when
+ * absent; and a poll until it reaches value (the last value read). */
+long long proxy_counter(const struct proc *proxy, const char *dotted_path);
+long long proxy_wait_counter(const struct proc *proxy, const char *dotted_path, long long value,
+                             int timeout_ms);
+/* The node at a dotted path of objects ("error.details.value"), borrowed, or NULL. */
+json_t *json_dig(json_t *root, const char *dotted);
+
 /* Polls until fake_stat(path) >= value or timeout; true when reached. */
 bool fake_wait_stat(const struct proc *fake, const char *dotted_path, long long value,
                     int timeout_ms);

@@ -698,6 +698,32 @@ static void test_load_provider_sections(void **state)
     loaded_free(&l);
 }
 
+/* upstream_mode: global, per provider both ways, and a bad value named with
+ * its line. */
+static void test_load_provider_upstream_mode(void **state)
+{
+    (void)state;
+    struct loaded l;
+    load_text(&l, "upstream_mode = async\n"
+                  "[provider google]\n"
+                  "upstream_mode = sync\n"
+                  "[provider gemini]\n"
+                  "upstream_mode = later\n");
+    assert_int_equal(l.problems, 1);
+    assert_problem(l.errs.lines[0], l.path, 5, "upstream_mode", "later");
+    assert_true(config_upstream_async(&l.cfg, "chatgpt"));
+    assert_false(config_upstream_async(&l.cfg, "google"));
+    assert_true(config_upstream_async(&l.cfg, "gemini")); /* the bad line is not applied */
+    loaded_free(&l);
+
+    load_text(&l, "[provider perplexity]\nupstream_mode = async\n");
+    assert_int_equal(l.problems, 0);
+    assert_true(config_upstream_async(&l.cfg, "perplexity"));
+    assert_false(config_upstream_async(&l.cfg, "chatgpt"));
+    assert_false(config_upstream_async(&l.cfg, NULL));
+    loaded_free(&l);
+}
+
 static void test_load_duplicate_key(void **state)
 {
     (void)state;
@@ -1167,6 +1193,7 @@ int main(void)
         cmocka_unit_test(test_load_bad_value),
         cmocka_unit_test(test_load_duplicate_key),
         cmocka_unit_test(test_load_provider_sections),
+        cmocka_unit_test(test_load_provider_upstream_mode),
         cmocka_unit_test(test_load_long_line),
         cmocka_unit_test(test_load_not_a_pair),
         cmocka_unit_test(test_load_missing_file),
