@@ -132,6 +132,7 @@ void answer_send(struct request *r, const struct cache_entry *e, const struct an
         if (e->status >= 200 && e->status < 300) {
             snprintf(number, sizeof number, "%lld", (long long)e->credits_charged);
             request_add_header(r, "X-Credits-Saved", number);
+            request_add_header(r, "X-Credits-Saved-By", "cache");
             srv->stats.cache_credits_saved += (uint64_t)e->credits_charged;
         }
         if (ctx->outcome != CACHE_OUTCOME_COALESCED) {

@@ -272,6 +272,7 @@ static void add_saved(struct request *r, const struct cache_entry *e)
     snprintf(number, sizeof number, "%lld", (long long)e->credits_charged);
     request_add_header(r, "X-Credits-Charged", "0");
     request_add_header(r, "X-Credits-Saved", number);
+    request_add_header(r, "X-Credits-Saved-By", "cache");
     r->server->stats.cache_credits_saved += (uint64_t)e->credits_charged;
 }
 

@@ -222,6 +222,7 @@ static void test_resubmission_is_answered_from_the_cache(void **state)
     char saved[32];
     snprintf(saved, sizeof saved, "%lld", (long long)charged);
     assert_string_equal(http_header(&r, "X-Credits-Saved"), saved);
+    assert_string_equal(http_header(&r, "X-Credits-Saved-By"), "cache");
     assert_string_equal(dig_str(hit, "task.status"), "COMPLETED");
     assert_int_equal(json_integer_value(dig(hit, "task.priority")), 3);
     assert_string_equal(dig_str(hit, "task.idempotencyKey"), "resubmit-2");

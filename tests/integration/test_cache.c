@@ -97,6 +97,7 @@ static void test_identical_questions_are_answered_once(void **state)
     assert_non_null(strstr(http_header(&second, "Cache-Status"), "cloro-proxy; hit"));
     assert_header(&second, "X-Credits-Charged", "0");
     assert_header(&second, "X-Credits-Saved", "7");
+    assert_header(&second, "X-Credits-Saved-By", "cache");
     assert_non_null(http_header(&second, "Age"));
     /* Traceable to the call that was billed, and byte-identical. */
     assert_string_equal(http_header(&second, "X-Request-ID"), http_header(&first, "X-Request-ID"));
