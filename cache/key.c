@@ -82,6 +82,14 @@ static const struct {
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
+const char *cache_key_task_type(const char *provider)
+{
+    for (size_t i = 0; provider != NULL && i < COUNT(task_types); i++)
+        if (strcmp(task_types[i].provider, provider) == 0)
+            return task_types[i].task_type;
+    return NULL;
+}
+
 static int provider_index(const char *name, size_t len)
 {
     for (size_t i = 0; i < COUNT(providers); i++) {

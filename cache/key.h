@@ -50,6 +50,10 @@ enum cache_key_result {
  * cacheable. */
 const char *cache_key_provider(const char *method, const char *path);
 
+/* The async taskType of a provider ("CHATGPT" for "chatgpt"), or NULL (goto
+ * has none). Static. */
+const char *cache_key_task_type(const char *provider);
+
 /* Computes the key of a request. path is without the query string. */
 enum cache_key_result cache_key_compute(const char *method, const char *path, const void *body,
                                         size_t body_len, struct cache_key *out);

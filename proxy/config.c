@@ -705,62 +705,52 @@ static bool api_key_valid(const char *key)
     return true;
 }
 
+/* A secret from the environment variable env_name, else from the file at
+ * path (where: how to name that file's key in messages). what: "API key".
+ * Sets *out and *source, or appends the problem to errs. */
+static void load_secret(struct config_errors *errs, const char *env_name, const char *path,
+                        const char *where, const char *what, char **out, const char **source)
+{
+    const char *env = getenv(env_name);
+    if (env != NULL && env[0] != '\0') {
+        if (!api_key_valid(env)) {
+            config_errors_add(errs, "%s: not a valid %s (printable characters, no spaces)",
+                              env_name, what);
+        } else {
+            *out = dup_or_die(env);
+            *source = "env";
+        }
+        return;
+    }
+    if (path[0] == '\0')
+        return;
+    char err[512];
+    char *key = read_key_file(path, err, sizeof err);
+    if (key == NULL) {
+        config_errors_add(errs, "%s: %s", where, err);
+    } else if (!api_key_valid(key)) {
+        config_errors_add(errs, "%s: '%s' holds no valid %s (one line, no spaces)", where, path,
+                          what);
+        free(key);
+    } else {
+        *out = key;
+        *source = "file";
+    }
+}
+
 size_t config_finish(struct config *cfg, struct config_errors *errs)
 {
     size_t before = errs->count;
-    const char *env = getenv("CLORO_API_KEY");
-    char err[512];
-    if (env != NULL && env[0] != '\0') {
-        if (!api_key_valid(env)) {
-            config_errors_add(errs, "CLORO_API_KEY: not a valid API key (printable characters, "
-                                    "no spaces)");
-        } else {
-            cfg->api_key = dup_or_die(env);
-            cfg->api_key_source = "env";
-        }
-    } else if (cfg->api_key_file[0] != '\0') {
-        char where[512];
-        if (cfg->api_key_file_line > 0)
-            snprintf(where, sizeof where, "%s:%d: api_key_file", cfg->config_file,
-                     cfg->api_key_file_line);
-        else
-            snprintf(where, sizeof where, "api_key_file");
-        char *key = read_key_file(cfg->api_key_file, err, sizeof err);
-        if (key == NULL) {
-            config_errors_add(errs, "%s: %s", where, err);
-        } else if (!api_key_valid(key)) {
-            config_errors_add(errs, "%s: '%s' holds no valid API key (one line, no spaces)", where,
-                              cfg->api_key_file);
-            free(key);
-        } else {
-            cfg->api_key = key;
-            cfg->api_key_source = "file";
-        }
-    }
-    const char *secret = getenv("CLORO_WEBHOOK_SECRET");
-    if (secret != NULL && secret[0] != '\0') {
-        if (!api_key_valid(secret)) {
-            config_errors_add(errs, "CLORO_WEBHOOK_SECRET: not a valid secret (printable "
-                                    "characters, no spaces)");
-        } else {
-            cfg->webhook_secret = dup_or_die(secret);
-            cfg->webhook_secret_source = "env";
-        }
-    } else if (cfg->webhook_secret_file[0] != '\0') {
-        char *key = read_key_file(cfg->webhook_secret_file, err, sizeof err);
-        if (key == NULL) {
-            config_errors_add(errs, "webhook_secret_file: %s", err);
-        } else if (!api_key_valid(key)) {
-            config_errors_add(errs,
-                              "webhook_secret_file: '%s' holds no valid secret (one line, no "
-                              "spaces)",
-                              cfg->webhook_secret_file);
-            free(key);
-        } else {
-            cfg->webhook_secret = key;
-            cfg->webhook_secret_source = "file";
-        }
-    }
+    char where[512];
+    if (cfg->api_key_file_line > 0)
+        snprintf(where, sizeof where, "%s:%d: api_key_file", cfg->config_file,
+                 cfg->api_key_file_line);
+    else
+        snprintf(where, sizeof where, "api_key_file");
+    load_secret(errs, "CLORO_API_KEY", cfg->api_key_file, where, "API key", &cfg->api_key,
+                &cfg->api_key_source);
+    load_secret(errs, "CLORO_WEBHOOK_SECRET", cfg->webhook_secret_file, "webhook_secret_file",
+                "secret", &cfg->webhook_secret, &cfg->webhook_secret_source);
     return errs->count - before;
 }
 

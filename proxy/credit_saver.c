@@ -17,6 +17,7 @@
 #include "config.h"
 #include "entry.h"
 #include "forward.h"
+#include "key.h"
 #include "log.h"
 #include "reply.h"
 #include "request.h"
@@ -52,28 +53,11 @@ struct saver_batch {
     size_t count;
 };
 
-static const struct {
-    const char *provider;
-    const char *task_type;
-} task_types[] = {
-    {"chatgpt", "CHATGPT"}, {"gemini", "GEMINI"},           {"grok", "GROK"},
-    {"copilot", "COPILOT"}, {"perplexity", "PERPLEXITY"},   {"aimode", "AIMODE"},
-    {"google", "GOOGLE"},   {"google/news", "GOOGLE_NEWS"},
-};
-
-static const char *task_type_of(const char *provider)
-{
-    for (size_t i = 0; i < sizeof task_types / sizeof task_types[0]; i++)
-        if (strcmp(task_types[i].provider, provider) == 0)
-            return task_types[i].task_type;
-    return NULL;
-}
-
 bool credit_saver_wanted(const struct request *r)
 {
     const struct server *srv = r->server;
     if (srv->tasks == NULL || !r->keyed || strcmp(r->method, "POST") != 0 ||
-        strncmp(r->path, "/v1/monitor/", 12) != 0 || task_type_of(r->key.provider) == NULL)
+        strncmp(r->path, "/v1/monitor/", 12) != 0 || cache_key_task_type(r->key.provider) == NULL)
         return false;
     const char *mode = request_header(r, "X-Proxy-Upstream-Mode");
     if (mode != NULL)
@@ -341,22 +325,6 @@ void credit_saver_settle(struct credit_saver *cs, struct task *t)
 
 /* --- creation ---------------------------------------------------------------- */
 
-static json_t *parse_result(const struct upstream_result *res)
-{
-    if (res->outcome != UPSTREAM_OK)
-        return NULL;
-    size_t len = evbuffer_get_length(res->body);
-    return len > 0 ? json_loadb((const char *)evbuffer_pullup(res->body, -1), len, 0, NULL) : NULL;
-}
-
-static const char *header_of(const struct upstream_result *res, const char *name)
-{
-    for (size_t i = 0; i < res->header_count; i++)
-        if (strcasecmp(res->headers[i].name, name) == 0)
-            return res->headers[i].value;
-    return NULL;
-}
-
 /* The creation of t failed with the whole answer res (doc parsed from it). */
 static void fail_with_result(struct credit_saver *cs, struct task *t,
                              const struct upstream_result *res, json_t *doc)
@@ -385,11 +353,11 @@ static void on_created(struct request *r, const struct upstream_result *res)
     struct credit_saver *cs = tasks_credit_saver(t->tasks);
     r->hooks = NULL;
     r->hook_arg = NULL;
-    json_t *doc = parse_result(res);
+    json_t *doc = upstream_result_json(res);
     const json_t *summary = json_object_get(doc, "task");
     if (res->outcome == UPSTREAM_OK && res->status == 200 && json_is_object(summary))
         tasks_created(cs->ts, t, summary, json_object_get(doc, "credits"),
-                      header_of(res, "X-Request-ID"));
+                      upstream_result_header(res, "X-Request-ID"));
     else
         fail_with_result(cs, t, res, doc);
     json_decref(doc);
@@ -418,9 +386,9 @@ static void on_batch_created(struct request *r, const struct upstream_result *re
     struct credit_saver *cs = b->cs;
     r->hooks = NULL;
     r->hook_arg = NULL;
-    json_t *doc = parse_result(res);
+    json_t *doc = upstream_result_json(res);
     const json_t *results = json_object_get(doc, "results");
-    const char *rid = header_of(res, "X-Request-ID");
+    const char *rid = upstream_result_header(res, "X-Request-ID");
     bool whole = res->outcome == UPSTREAM_OK && res->status == 200 && json_is_array(results);
     for (size_t j = 0; j < b->count; j++) {
         struct task *t = b->tasks[j];
@@ -529,7 +497,7 @@ static void create(struct credit_saver *cs, struct request *r)
     snprintf(idem, sizeof idem, "cloro-proxy-%.16s-%08llx", r->key.hex,
              (unsigned long long)(bits & 0xffffffffu));
     json_t *item =
-        json_pack("{s:s, s:o, s:s}", "taskType", task_type_of(r->key.provider), "payload",
+        json_pack("{s:s, s:o, s:s}", "taskType", cache_key_task_type(r->key.provider), "payload",
                   payload != NULL ? payload : json_object(), "idempotencyKey", idem);
     struct task *t = tasks_begin_upstream(cs->ts, item, &r->key, !r->directives.no_store);
     t->saver = true;

@@ -125,10 +125,8 @@ static void on_poll_done(const struct upstream_result *res, void *arg)
 
     json_t *doc = NULL;
     bool failed = false;
-    if (res->outcome == UPSTREAM_OK && res->status == 200) {
-        size_t len = evbuffer_get_length(res->body);
-        doc = json_loadb((const char *)evbuffer_pullup(res->body, -1), len, 0, NULL);
-    }
+    if (res->outcome == UPSTREAM_OK && res->status == 200)
+        doc = upstream_result_json(res);
     if (json_is_object(doc)) {
         tasks_update(ts, t, doc); /* may end and free t */
     } else if (res->outcome == UPSTREAM_OK && res->status == 404) {

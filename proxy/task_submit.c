@@ -203,22 +203,6 @@ static void passthrough(struct request *r)
     forward_upstream(r);
 }
 
-static const char *header_of(const struct upstream_result *res, const char *name)
-{
-    for (size_t i = 0; i < res->header_count; i++)
-        if (strcasecmp(res->headers[i].name, name) == 0)
-            return res->headers[i].value;
-    return NULL;
-}
-
-static json_t *parse_result(const struct upstream_result *res)
-{
-    if (res->outcome != UPSTREAM_OK)
-        return NULL;
-    size_t len = evbuffer_get_length(res->body);
-    return len > 0 ? json_loadb((const char *)evbuffer_pullup(res->body, -1), len, 0, NULL) : NULL;
-}
-
 /* Relays the upstream's answer to a creation as it came. */
 static void relay(struct request *r, const struct upstream_result *res)
 {
@@ -244,11 +228,11 @@ static void on_single_answered(struct request *r, const struct upstream_result *
 {
     struct task *t = r->hook_arg;
     struct tasks *ts = t->tasks;
-    json_t *doc = parse_result(res);
+    json_t *doc = upstream_result_json(res);
     const json_t *summary = json_object_get(doc, "task");
     if (res->outcome == UPSTREAM_OK && res->status == 200 && json_is_object(summary)) {
         tasks_created(ts, t, summary, json_object_get(doc, "credits"),
-                      header_of(res, "X-Request-ID"));
+                      upstream_result_header(res, "X-Request-ID"));
     } else {
         json_t *error = json_object_get(doc, "error");
         tasks_creation_failed(ts, t, json_is_object(error) ? json_incref(error) : NULL);
@@ -507,9 +491,10 @@ static void settle_upstream_item(struct batch *b, size_t i, const json_t *result
 static void on_batch_answered(struct request *r, const struct upstream_result *res)
 {
     struct batch *b = r->hook_arg;
-    json_t *doc = parse_result(res);
+    json_t *doc = upstream_result_json(res);
     const json_t *results = json_object_get(doc, "results");
-    const char *rid = res->outcome == UPSTREAM_OK ? header_of(res, "X-Request-ID") : NULL;
+    const char *rid =
+        res->outcome == UPSTREAM_OK ? upstream_result_header(res, "X-Request-ID") : NULL;
     bool whole = res->outcome == UPSTREAM_OK && res->status == 200 && json_is_array(results);
     if (!whole && b->upstream_count == b->count) {
         /* Nothing was answered here: the upstream's answer stands as is. */

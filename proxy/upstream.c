@@ -392,3 +392,19 @@ static void reap_finished(struct upstream *up)
         release_transfer(t);
     }
 }
+
+const char *upstream_result_header(const struct upstream_result *res, const char *name)
+{
+    for (size_t i = 0; i < res->header_count; i++)
+        if (strcasecmp(res->headers[i].name, name) == 0)
+            return res->headers[i].value;
+    return NULL;
+}
+
+json_t *upstream_result_json(const struct upstream_result *res)
+{
+    if (res->outcome != UPSTREAM_OK)
+        return NULL;
+    size_t len = evbuffer_get_length(res->body);
+    return len > 0 ? json_loadb((const char *)evbuffer_pullup(res->body, -1), len, 0, NULL) : NULL;
+}

@@ -9,6 +9,7 @@
 #ifndef CLORO_UPSTREAM_H
 #define CLORO_UPSTREAM_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,6 +65,11 @@ struct upstream_result {
 };
 
 typedef void (*upstream_done_cb)(const struct upstream_result *result, void *arg);
+
+/* A header of the final response (case-insensitive), or NULL. Borrowed. */
+const char *upstream_result_header(const struct upstream_result *res, const char *name);
+/* The body parsed as JSON (new reference), or NULL: no answer, empty, not JSON. */
+json_t *upstream_result_json(const struct upstream_result *res);
 
 /* Returns NULL when libcurl cannot be set up. */
 struct upstream *upstream_new(struct event_base *base, const struct upstream_options *opts);
