@@ -47,6 +47,7 @@ struct request {
     char *client_request_id;   /* owned, the client's X-Request-ID (bounded), or NULL */
     char *upstream_request_id; /* owned, the upstream's X-Request-ID, or NULL */
     const char *error_code;    /* set when the proxy made the reply itself */
+    char member[64];           /* the member its token names (auth.h); "" when auth is open */
     int64_t started_us;
     struct upstream_transfer *transfer; /* the upstream call in flight, if any */
 

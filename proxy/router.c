@@ -56,6 +56,10 @@ static const struct admin_route admin_routes[] = {
     {"/_proxy/cache/entries/", true, M_GET | M_HEAD | M_DELETE, "GET, HEAD, DELETE",
      ROUTE_CACHE_ENTRY},
     {"/_proxy/cache/purge", false, M_POST, "POST", ROUTE_CACHE_PURGE},
+    {"/_proxy/metrics", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_ADMIN_METRICS},
+    {"/_proxy/usage", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_ADMIN_USAGE},
+    {"/_proxy/", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_STATUS_PAGE},
+    {"/_proxy", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_STATUS_PAGE},
 };
 
 static unsigned method_bit(const char *method)

@@ -13,6 +13,9 @@ enum route {
     ROUTE_CACHE_ENTRY,        /* GET|HEAD|DELETE /_proxy/cache/entries/{key} */
     ROUTE_CACHE_PURGE,        /* POST /_proxy/cache/purge */
     ROUTE_ARTIFACT,           /* GET|HEAD /_proxy/artifacts/<uuid>/page-<n>.html */
+    ROUTE_ADMIN_METRICS,      /* GET|HEAD /_proxy/metrics (Prometheus text format) */
+    ROUTE_ADMIN_USAGE,        /* GET|HEAD /_proxy/usage */
+    ROUTE_STATUS_PAGE,        /* GET|HEAD /_proxy/ (and /_proxy): the status page */
 };
 
 /* The methods a /_proxy/ route takes, for the Allow header of a 405. */

@@ -4,6 +4,7 @@
  * A second signal during the drain stops at once. */
 #include "server.h"
 #include "admin.h"
+#include "auth.h"
 #include "admin_cache.h"
 #include "artifacts.h"
 #include "cache_dir.h"
@@ -71,7 +72,10 @@ static void on_request(struct evhttp_request *evreq, void *arg)
 {
     struct server *srv = arg;
     struct request *r = request_new(srv, evreq);
-    switch (router_match(r->method, r->path)) {
+    enum route route = router_match(r->method, r->path);
+    if (!auth_admit(r, route))
+        return;
+    switch (route) {
     case ROUTE_UPSTREAM:
         if (srv->tasks != NULL && tasks_route(srv->tasks, r))
             return;
@@ -99,6 +103,9 @@ static void on_request(struct evhttp_request *evreq, void *arg)
         request_add_header(r, "Allow", router_allowed_methods(r->path));
         reply_error(r, PROXY_ERROR_METHOD_NOT_ALLOWED, NULL, NULL);
         return;
+    case ROUTE_ADMIN_METRICS: /* served by metrics.c (issue 8, in progress) */
+    case ROUTE_ADMIN_USAGE:   /* served by usage.c (issue 8, in progress) */
+    case ROUTE_STATUS_PAGE:   /* served by status_page.c (issue 8, in progress) */
     case ROUTE_NOT_FOUND:
         break;
     }

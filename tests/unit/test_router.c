@@ -36,6 +36,12 @@ static const char *route_name(enum route r)
         return "ROUTE_CACHE_PURGE";
     case ROUTE_ARTIFACT:
         return "ROUTE_ARTIFACT";
+    case ROUTE_ADMIN_METRICS:
+        return "ROUTE_ADMIN_METRICS";
+    case ROUTE_ADMIN_USAGE:
+        return "ROUTE_ADMIN_USAGE";
+    case ROUTE_STATUS_PAGE:
+        return "ROUTE_STATUS_PAGE";
     }
     return "?";
 }
@@ -78,8 +84,6 @@ static void test_outside_v1_not_found(void **state)
                            "/V1/x",
                            "/v10/x",
                            "/v1x",
-                           "/_proxy",
-                           "/_proxy/",
                            "",
                            "v1/x",
                            "/_proxy/healthz/",
@@ -94,6 +98,13 @@ static void test_outside_v1_not_found(void **state)
 static void test_admin_routes(void **state)
 {
     (void)state;
+    expect("GET", "/_proxy", ROUTE_STATUS_PAGE);
+    expect("GET", "/_proxy/", ROUTE_STATUS_PAGE);
+    expect("HEAD", "/_proxy/", ROUTE_STATUS_PAGE);
+    expect("POST", "/_proxy/", ROUTE_METHOD_NOT_ALLOWED);
+    expect("GET", "/_proxy/metrics", ROUTE_ADMIN_METRICS);
+    expect("DELETE", "/_proxy/metrics", ROUTE_METHOD_NOT_ALLOWED);
+    expect("GET", "/_proxy/usage", ROUTE_ADMIN_USAGE);
     expect("GET", "/_proxy/healthz", ROUTE_ADMIN_HEALTHZ);
     expect("HEAD", "/_proxy/healthz", ROUTE_ADMIN_HEALTHZ);
     expect("GET", "/_proxy/stats", ROUTE_ADMIN_STATS);
