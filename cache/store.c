@@ -24,7 +24,12 @@
  * the key to "task_open" or removes it, in the op's txn. No counter in
  * "info": stats count both with mdb_stat. Like jobs and blobs, neither is
  * in "bytes" nor ever evicted; a TASK that does not fit after the MAP_FULL
- * eviction is dropped and counted like a put. */
+ * eviction is dropped and counted like a put.
+ *
+ * Usage counters: "usage" (key as given, 1..CACHE_USAGE_KEY_MAX bytes ->
+ * the row as given). USAGE replaces a row; USAGE_PRUNE deletes the rows
+ * before its key (a cursor from the first row). Not in "bytes", never
+ * evicted; a USAGE that does not fit is dropped and counted like a put. */
 #include "store.h"
 
 #include "cache_dir.h"
@@ -38,7 +43,7 @@
 #include <unistd.h>
 
 #define STORE_FORMAT        "cloro-proxy-cache 1"
-#define STORE_MAX_DBS       10 /* the 8 named databases below, and room for 2 more */
+#define STORE_MAX_DBS       12 /* the 9 named databases below, and room for 3 more */
 #define STORE_MAX_READERS   126
 #define STORE_HEADROOM      ((size_t)64 << 20) /* map bytes beyond max_bytes, at least */
 #define STORE_HIGH_PERCENT  90                 /* evict when bytes exceed this share... */
@@ -88,6 +93,7 @@ struct cache_store {
     MDB_dbi blobs;
     MDB_dbi tasks;
     MDB_dbi task_open;
+    MDB_dbi usage;
     bool cli;           /* opened with max_bytes 0: adopts the file's map and bound */
     uint64_t max_bytes; /* configured, or (cli) the bound the file records; 0: none */
 };
@@ -532,6 +538,32 @@ static int apply_task(struct wtxn *w, const struct cache_op *op)
     return del_quiet(w->txn, w->s->task_open, &k);
 }
 
+/* A usage row, replaced whole. */
+static int apply_usage(struct wtxn *w, const struct cache_op *op)
+{
+    MDB_val k = val(op->name, op->name_len), v = val(op->record, op->record_len);
+    return mdb_put(w->txn, w->s->usage, &k, &v, 0);
+}
+
+/* Deletes the usage rows whose key sorts before op->name. */
+static int apply_usage_prune(struct wtxn *w, const struct cache_op *op)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(w->txn, w->s->usage, &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val k, v, cut = val(op->name, op->name_len);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && mdb_cmp(w->txn, w->s->usage, &k, &cut) < 0) {
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        /* After a cursor delete, MDB_NEXT yields the item that followed. */
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int apply_touch(struct wtxn *w, const struct cache_op *op)
 {
     struct cache_meta m;
@@ -668,6 +700,12 @@ static int run_txn(struct cache_store *s, const struct cache_op *ops, const stru
         case CACHE_OP_TASK:
             rc = apply_task(&w, op);
             break;
+        case CACHE_OP_USAGE:
+        case CACHE_OP_USAGE_PRUNE:
+            if (!pms[i].valid)
+                continue;
+            rc = op->kind == CACHE_OP_USAGE ? apply_usage(&w, op) : apply_usage_prune(&w, op);
+            break;
         default:
             continue; /* an unknown kind is not applied */
         }
@@ -787,6 +825,12 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
         return -1;
     uint64_t largest = 0;
     for (size_t i = 0; i < count; i++) {
+        if (ops[i].kind == CACHE_OP_USAGE || ops[i].kind == CACHE_OP_USAGE_PRUNE) {
+            pms[i].valid = ops[i].name != NULL && ops[i].name_len >= 1 &&
+                           ops[i].name_len <= CACHE_USAGE_KEY_MAX &&
+                           (ops[i].kind == CACHE_OP_USAGE_PRUNE || ops[i].record != NULL);
+            continue;
+        }
         if (ops[i].kind == CACHE_OP_TASK) {
             pms[i].valid = true;
             if (ops[i].record != NULL && ops[i].record_len > largest)
@@ -837,12 +881,12 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
             } else if (rc == MDB_MAP_FULL) {
                 rc = 0;
                 if ((ops[i].kind == CACHE_OP_PUT || ops[i].kind == CACHE_OP_CAPTURE ||
-                     ops[i].kind == CACHE_OP_TASK) &&
+                     ops[i].kind == CACHE_OP_TASK || ops[i].kind == CACHE_OP_USAGE) &&
                     pms[i].valid) {
                     res.dropped++;
                     unrecorded++;
                 }
-                /* A touch, delete or job that does not fit is lost: the
+                /* A touch, delete, job or usage prune that does not fit is lost: the
                  * caller sees it as neither applied nor dropped. */
             }
         }
@@ -886,7 +930,8 @@ static int first_txn(struct cache_store *s, const char *dir, char *err, size_t e
         (rc = mdb_dbi_open(txn, "jobs", MDB_CREATE, &s->jobs)) != 0 ||
         (rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &s->blobs)) != 0 ||
         (rc = mdb_dbi_open(txn, "tasks", MDB_CREATE, &s->tasks)) != 0 ||
-        (rc = mdb_dbi_open(txn, "task_open", MDB_CREATE, &s->task_open)) != 0) {
+        (rc = mdb_dbi_open(txn, "task_open", MDB_CREATE, &s->task_open)) != 0 ||
+        (rc = mdb_dbi_open(txn, "usage", MDB_CREATE, &s->usage)) != 0) {
         set_err(err, err_size, "cache store '%s': cannot open its databases: %s", dir,
                 mdb_strerror(rc));
         goto fail;
@@ -1325,6 +1370,32 @@ int cache_store_foreach_open_task(struct cache_store *s,
                 break;
             }
         }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+int cache_store_foreach_usage(struct cache_store *s, const void *from, size_t from_len,
+                              int (*visit)(const unsigned char *key, size_t key_len,
+                                           const unsigned char *data, size_t len, void *arg),
+                              void *arg)
+{
+    MDB_txn *txn;
+    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return -1;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->usage, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    MDB_val k = val(from, from_len), v;
+    int rc = from_len > 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+                          : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (visit(k.mv_data, k.mv_size, v.mv_data, v.mv_size, arg) != 0)
+            break;
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);

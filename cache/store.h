@@ -8,8 +8,10 @@
  * version, the byte total and persistent counters; "jobs" and "blobs": the
  * artifacts (below); "tasks" key -> the proxy's async task records and their
  * index entries (opaque bytes), and "task_open" key -> empty, the keys of the
- * tasks that still have work (below). Only "entries" counts in the byte
- * total and is evicted; the other databases are kept for good.
+ * tasks that still have work (below); "usage": the per member, provider and
+ * day usage counters (below). Only "entries" counts in the byte total and is
+ * evicted; the other databases are kept for good (but "usage" rows older than
+ * a cut-off are pruned by a USAGE_PRUNE op).
  *
  * Reads: any thread, one short read txn per call, copied out before it ends.
  * Writes: cache_store_apply, one durable txn per batch (the proxy calls it
@@ -96,34 +98,47 @@ struct cache_job {
  * counted). A store made before they existed opens as it is and gains them,
  * empty. */
 
+/* --- Usage counters ----------------------------------------------------------
+ * "usage": a key of 1..CACHE_USAGE_KEY_MAX bytes (the proxy's usage.c writes
+ * "YYYY-MM-DD" NUL member NUL provider, so rows sort by day) -> opaque bytes
+ * (the counters), replaced whole by each CACHE_OP_USAGE. CACHE_OP_USAGE_PRUNE
+ * deletes every row whose key sorts before its key. Neither counts in the
+ * answers' byte total nor is ever evicted. A store made before "usage"
+ * existed opens as it is and gains it, empty. */
+#define CACHE_USAGE_KEY_MAX 256
+
 enum cache_op_kind {
-    CACHE_OP_PUT,     /* store record under key (replacing), hits 0, last hit = now_ms */
-    CACHE_OP_TOUCH,   /* hits at now_ms (the last of them): hits + count, last hit, LRU */
-    CACHE_OP_DELETE,  /* remove key if present */
-    CACHE_OP_JOB,     /* replace the job jobs[0] (key unused) */
-    CACHE_OP_NEW_JOB, /* create the job jobs[0] unless its id exists (an answer not stored) */
-    CACHE_OP_CAPTURE, /* jobs[0], now CAPTURED, and its blob: record holds the gzip bytes,
-                         stored under jobs[0].blob unless that blob exists */
-    CACHE_OP_TASK,    /* store record under key in "tasks" (replacing), or delete key there
-                         when record is NULL; then key joins "task_open" (open) or leaves it */
+    CACHE_OP_PUT,         /* store record under key (replacing), hits 0, last hit = now_ms */
+    CACHE_OP_TOUCH,       /* hits at now_ms (the last of them): hits + count, last hit, LRU */
+    CACHE_OP_DELETE,      /* remove key if present */
+    CACHE_OP_JOB,         /* replace the job jobs[0] (key unused) */
+    CACHE_OP_NEW_JOB,     /* create the job jobs[0] unless its id exists (an answer not stored) */
+    CACHE_OP_CAPTURE,     /* jobs[0], now CAPTURED, and its blob: record holds the gzip bytes,
+                             stored under jobs[0].blob unless that blob exists */
+    CACHE_OP_TASK,        /* store record under key in "tasks" (replacing), or delete key there
+                             when record is NULL; then key joins "task_open" (open) or leaves it */
+    CACHE_OP_USAGE,       /* store record under name in "usage" (replacing; key unused) */
+    CACHE_OP_USAGE_PRUNE, /* delete the "usage" rows whose key sorts before name */
 };
 
 struct cache_op {
     enum cache_op_kind kind;
     unsigned char key[CACHE_KEY_BYTES];
     const unsigned char *record; /* PUT: an encoded entry; TASK: the task record, NULL to
-                                    delete it; CAPTURE: gzip bytes (borrowed) */
+                                    delete it; CAPTURE: gzip bytes; USAGE: the row (borrowed) */
     size_t record_len;
     int64_t now_ms;
     uint32_t hits;                /* TOUCH: how many hits the op stands for; 0 counts as 1 */
     const struct cache_job *jobs; /* PUT: jobs to create when absent; JOB, CAPTURE: one */
     size_t job_count;
-    bool open; /* TASK: true puts key in "task_open", false removes it (if there) */
+    bool open;                 /* TASK: true puts key in "task_open", false removes it (if there) */
+    const unsigned char *name; /* USAGE, USAGE_PRUNE: a key of "usage" (borrowed) */
+    size_t name_len;           /* 1..CACHE_USAGE_KEY_MAX, else the op is not applied */
 };
 
 struct cache_apply_result {
     size_t applied;
-    size_t dropped; /* puts, captures and task ops that did not fit even after eviction */
+    size_t dropped; /* puts, captures, task and usage ops that did not fit even after eviction */
     size_t evicted; /* entries removed to make room */
 };
 
@@ -161,6 +176,14 @@ int cache_store_foreach_open_task(struct cache_store *s,
                                   int (*visit)(const unsigned char *key, const unsigned char *data,
                                                size_t len, void *arg),
                                   void *arg);
+
+/* Every "usage" row whose key sorts at or after from (from_len bytes; 0:
+ * from the first), in key order, lent to visit for the call only; visit
+ * returns 0 to go on. One read txn. Returns 0, or -1 on error. */
+int cache_store_foreach_usage(struct cache_store *s, const void *from, size_t from_len,
+                              int (*visit)(const unsigned char *key, size_t key_len,
+                                           const unsigned char *data, size_t len, void *arg),
+                              void *arg);
 
 struct cache_store_stats {
     uint64_t entries;

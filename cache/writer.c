@@ -31,7 +31,9 @@
  * deletion), like a DELETE, removes the key's entry whatever its seq, once
  * it is queued (a refused one leaves it: the queued record will be stored).
  * Answer and task keys share the map; they never collide (key.h). Each op
- * takes one queue slot, however many jobs a PUT carries. */
+ * takes one queue slot, however many jobs a PUT carries. A USAGE or
+ * USAGE_PRUNE op owns one buffer (its records[i]) holding its key, then its
+ * row: op.name and op.record point into it. */
 #include "writer.h"
 
 #include <pthread.h>
@@ -328,6 +330,41 @@ void cache_writer_task(struct cache_writer *w, const unsigned char *key, unsigne
     pthread_mutex_unlock(&w->mu);
     if (!queued)
         free(record);
+}
+
+/* One owned buffer holds the key, then the value: op.name and op.record
+ * point into it, and the queue frees it with the op like any record. */
+static bool enqueue_usage(struct cache_writer *w, enum cache_op_kind kind, const void *key,
+                          size_t key_len, const void *value, size_t value_len)
+{
+    if (key_len == 0 || key_len > CACHE_USAGE_KEY_MAX)
+        return false;
+    unsigned char *buf = xrealloc(NULL, key_len + value_len);
+    memcpy(buf, key, key_len);
+    if (value_len > 0)
+        memcpy(buf + key_len, value, value_len);
+    struct cache_op op = {.kind = kind,
+                          .name = buf,
+                          .name_len = key_len,
+                          .record = kind == CACHE_OP_USAGE ? buf + key_len : NULL,
+                          .record_len = kind == CACHE_OP_USAGE ? value_len : 0};
+    pthread_mutex_lock(&w->mu);
+    bool queued = enqueue_locked(w, &op, buf, NULL, 0);
+    pthread_mutex_unlock(&w->mu);
+    if (!queued)
+        free(buf);
+    return queued;
+}
+
+bool cache_writer_usage(struct cache_writer *w, const void *key, size_t key_len, const void *value,
+                        size_t value_len)
+{
+    return enqueue_usage(w, CACHE_OP_USAGE, key, key_len, value, value_len);
+}
+
+bool cache_writer_usage_prune(struct cache_writer *w, const void *key, size_t key_len)
+{
+    return enqueue_usage(w, CACHE_OP_USAGE_PRUNE, key, key_len, NULL, 0);
 }
 
 bool cache_writer_pending(struct cache_writer *w, const unsigned char *key, unsigned char **record,

@@ -1,5 +1,6 @@
 /* writer.h: the one write path of the proxy's cache. A thread that takes
- * queued puts, hits, deletes, artifact jobs and async task records from the
+ * queued puts, hits, deletes, artifact jobs, async task records and usage
+ * rows from the
  * event loop and applies them in batches, one durable txn each (store.h), so
  * the loop never waits on disk or fsync and a committed entry or task
  * survives kill -9.
@@ -53,6 +54,17 @@ void cache_writer_delete(struct cache_writer *w, const unsigned char *key);
  * is dropped and counted (stats dropped). */
 void cache_writer_task(struct cache_writer *w, const unsigned char *key, unsigned char *record,
                        size_t record_len, bool open);
+
+/* Stores a usage row (value) under key in "usage", replacing it, in the
+ * next txn. Both are copied. Returns false when the op was refused (queue
+ * full, counted dropped, or a key of no 1..CACHE_USAGE_KEY_MAX bytes): the
+ * caller keeps the row to write again. Usage rows do not enter the pending
+ * map (read them with cache_store_foreach_usage once committed). */
+bool cache_writer_usage(struct cache_writer *w, const void *key, size_t key_len, const void *value,
+                        size_t value_len);
+/* Deletes the usage rows whose key sorts before key (copied). Returns false
+ * when refused, as above. */
+bool cache_writer_usage_prune(struct cache_writer *w, const void *key, size_t key_len);
 
 /* When a put or a task record of key is queued but not yet committed (and
  * not deleted since), returns true with a new copy of its record (the caller

@@ -14,7 +14,9 @@
  * foreach_open_task lists the open ones with their records in key order;
  * tasks survive reopening, count in neither bytes nor entries, are never
  * evicted (watermark or MAP_FULL), a task op that cannot fit is dropped,
- * and a store without their databases opens. Each test works in
+ * and a store without their databases opens. Usage rows: USAGE stores and
+ * replaces, foreach_usage walks from a key in order, USAGE_PRUNE cuts the
+ * rows before its key, and they survive reopening. Each test works in
  * a fresh directory under /tmp, removed at the end; tampering goes through
  * the data file's bytes, since only store.c includes lmdb.h. */
 #include <setjmp.h>
@@ -1704,6 +1706,95 @@ static void test_timing(void **state)
     cache_store_close(s);
 }
 
+/* --- Usage rows -------------------------------------------------------------- */
+
+static void apply_usage(struct cache_store *s, enum cache_op_kind kind, const char *name,
+                        const char *value)
+{
+    struct cache_op op = {.kind = kind,
+                          .name = (const unsigned char *)name,
+                          .name_len = strlen(name),
+                          .record = (const unsigned char *)value,
+                          .record_len = value != NULL ? strlen(value) : 0};
+    struct cache_apply_result r;
+    assert_int_equal(cache_store_apply(s, &op, 1, &r), 0);
+    assert_int_equal(r.applied, 1);
+}
+
+struct usage_seen {
+    char text[512]; /* "key=value;" for each row visited */
+    unsigned count, stop_after;
+};
+
+static int on_usage(const unsigned char *key, size_t key_len, const unsigned char *data, size_t len,
+                    void *arg)
+{
+    struct usage_seen *u = arg;
+    size_t n = strlen(u->text);
+    snprintf(u->text + n, sizeof u->text - n, "%.*s=%.*s;", (int)key_len, (const char *)key,
+             (int)len, (const char *)data);
+    u->count++;
+    return u->stop_after > 0 && u->count == u->stop_after;
+}
+
+static const char *usage_rows(struct cache_store *s, const char *from, unsigned stop_after,
+                              struct usage_seen *u)
+{
+    memset(u, 0, sizeof *u);
+    u->stop_after = stop_after;
+    assert_int_equal(
+        cache_store_foreach_usage(s, from, from != NULL ? strlen(from) : 0, on_usage, u), 0);
+    return u->text;
+}
+
+/* USAGE stores and replaces rows; foreach_usage walks them in key order from
+ * a given key; USAGE_PRUNE removes those before its key; they survive
+ * reopening and count in neither entries nor bytes. Invalid names are not
+ * applied. */
+static void test_usage_rows(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    struct usage_seen u;
+    assert_string_equal(usage_rows(s, NULL, 0, &u), "");
+    apply_usage(s, CACHE_OP_USAGE, "2026-01-02/b", "1");
+    apply_usage(s, CACHE_OP_USAGE, "2026-01-01/a", "2");
+    apply_usage(s, CACHE_OP_USAGE, "2026-01-03/a", "3");
+    apply_usage(s, CACHE_OP_USAGE, "2026-01-02/b", "4"); /* replaces */
+    assert_string_equal(usage_rows(s, NULL, 0, &u),
+                        "2026-01-01/a=2;2026-01-02/b=4;2026-01-03/a=3;");
+    assert_string_equal(usage_rows(s, "2026-01-02", 0, &u), "2026-01-02/b=4;2026-01-03/a=3;");
+    assert_string_equal(usage_rows(s, "2026-01-01", 1, &u), "2026-01-01/a=2;");
+    assert_string_equal(usage_rows(s, "2027", 0, &u), "");
+    assert_int_equal(stats_of(s).entries, 0);
+    assert_int_equal(stats_of(s).bytes, 0);
+
+    struct cache_op bad = {.kind = CACHE_OP_USAGE,
+                           .name = NULL,
+                           .record = (const unsigned char *)"x",
+                           .record_len = 1};
+    struct cache_apply_result r;
+    assert_int_equal(cache_store_apply(s, &bad, 1, &r), 0);
+    assert_int_equal(r.applied, 0);
+    char long_name[CACHE_USAGE_KEY_MAX + 2];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    bad.name = (const unsigned char *)long_name;
+    bad.name_len = strlen(long_name);
+    assert_int_equal(cache_store_apply(s, &bad, 1, &r), 0);
+    assert_int_equal(r.applied, 0);
+
+    apply_usage(s, CACHE_OP_USAGE_PRUNE, "2026-01-02", NULL);
+    assert_string_equal(usage_rows(s, NULL, 0, &u), "2026-01-02/b=4;2026-01-03/a=3;");
+    cache_store_close(s);
+
+    s = open_store(f->dir, 16 * MIB);
+    assert_string_equal(usage_rows(s, NULL, 0, &u), "2026-01-02/b=4;2026-01-03/a=3;");
+    apply_usage(s, CACHE_OP_USAGE_PRUNE, "2099-01-01", NULL);
+    assert_string_equal(usage_rows(s, NULL, 0, &u), "");
+    cache_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1762,6 +1853,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_task_map_full, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_store_without_task_databases, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_rows, store_fixture_setup,
                                         store_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

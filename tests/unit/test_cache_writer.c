@@ -11,7 +11,8 @@
  * too: a task op is found in the pending map until committed and in the
  * store after, a task op without a record takes the key out of the pending
  * map at once, the latest record of a key is the one found, the open marks
- * reach the store, and a refused task op frees its record. Each test works
+ * reach the store, and a refused task op frees its record. Usage rows and
+ * prunes reach the store in order, copied. Each test works
  * in a fresh directory under /tmp, removed at the end. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -827,6 +828,51 @@ static void test_task_queue_full(void **state)
     cache_store_close(s);
 }
 
+static int count_usage(const unsigned char *key, size_t key_len, const unsigned char *data,
+                       size_t len, void *arg)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    snprintf(out + n, 256 - n, "%.*s=%.*s;", (int)key_len, (const char *)key, (int)len,
+             (const char *)data);
+    return 0;
+}
+
+/* Usage rows go through the queue (copied: the caller's buffers may go at
+ * once), a prune cuts the rows before its key, the latest row of a key
+ * wins, and a full queue refuses (false, counted dropped) without leaking. */
+static void test_usage_rows(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 1024);
+    assert_non_null(w);
+    char key[32], value[32];
+    snprintf(key, sizeof key, "2026-01-01/a");
+    snprintf(value, sizeof value, "1");
+    assert_true(cache_writer_usage(w, key, strlen(key), value, strlen(value)));
+    memset(key, 0, sizeof key);
+    memset(value, 0, sizeof value);
+    assert_true(cache_writer_usage(w, "2026-01-02/a", 12, "2", 1));
+    assert_true(cache_writer_usage(w, "2026-01-02/a", 12, "3", 1));
+    assert_true(cache_writer_usage_prune(w, "2026-01-02", 10));
+    assert_false(cache_writer_usage(w, "", 0, "x", 1));
+    cache_writer_stop(w);
+    char seen[256] = "";
+    assert_int_equal(cache_store_foreach_usage(s, NULL, 0, count_usage, seen), 0);
+    assert_string_equal(seen, "2026-01-02/a=3;");
+
+    w = cache_writer_start(s, 0);
+    assert_non_null(w);
+    assert_false(cache_writer_usage(w, "2026-01-03/a", 12, "4", 1));
+    assert_false(cache_writer_usage_prune(w, "2027", 4));
+    struct cache_writer_stats ws;
+    cache_writer_stats(w, &ws);
+    assert_int_equal(ws.dropped, 2);
+    cache_writer_stop(w);
+    cache_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -855,6 +901,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_task_latest_wins, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_task_queue_full, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_rows, store_fixture_setup,
                                         store_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
