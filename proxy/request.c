@@ -4,6 +4,7 @@
 #include "request.h"
 #include "clock.h"
 #include "log.h"
+#include "recent.h"
 #include "server.h"
 
 #include <errno.h>
@@ -244,6 +245,7 @@ void request_send(struct request *r, int status, struct evbuffer *body)
     if (srv->cfg->access_log && log_threshold >= LOG_LEVEL_INFO)
         log_access(r, status, bytes_in, bytes_out);
     srv->stats.responses_by_class[status >= 100 && status < 600 ? status / 100 : 0]++;
+    recent_record(srv->recent, r, status, clock_wall_ms());
     server_request_finished(srv, r);
     free_request(r);
 }

@@ -58,6 +58,7 @@ static const struct admin_route admin_routes[] = {
     {"/_proxy/cache/purge", false, M_POST, "POST", ROUTE_CACHE_PURGE},
     {"/_proxy/metrics", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_ADMIN_METRICS},
     {"/_proxy/usage", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_ADMIN_USAGE},
+    {"/_proxy/recent", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_ADMIN_RECENT},
     {"/_proxy/", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_STATUS_PAGE},
     {"/_proxy", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_STATUS_PAGE},
 };

@@ -16,6 +16,7 @@ enum route {
     ROUTE_ADMIN_METRICS,      /* GET|HEAD /_proxy/metrics (Prometheus text format) */
     ROUTE_ADMIN_USAGE,        /* GET|HEAD /_proxy/usage */
     ROUTE_STATUS_PAGE,        /* GET|HEAD /_proxy/ (and /_proxy): the status page */
+    ROUTE_ADMIN_RECENT,       /* GET|HEAD /_proxy/recent: last requests, per-minute counts */
 };
 
 /* The methods a /_proxy/ route takes, for the Allow header of a 405. */

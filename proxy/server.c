@@ -14,6 +14,7 @@
 #include "log.h"
 #include "reply.h"
 #include "request.h"
+#include "recent.h"
 #include "limiter.h"
 #include "router.h"
 #include "tasks.h"
@@ -98,6 +99,9 @@ static void on_request(struct evhttp_request *evreq, void *arg)
         return;
     case ROUTE_ARTIFACT:
         artifacts_serve(r);
+        return;
+    case ROUTE_ADMIN_RECENT:
+        recent_serve(r);
         return;
     case ROUTE_METHOD_NOT_ALLOWED:
         request_add_header(r, "Allow", router_allowed_methods(r->path));
@@ -280,6 +284,7 @@ static void teardown(struct server *srv)
         memset(srv->authorization, 0, strlen(srv->authorization));
         free(srv->authorization);
     }
+    recent_free(srv->recent);
 }
 
 /* evhttp turns reading and writing on and off several times per request;
@@ -352,6 +357,7 @@ int server_run(const struct config *cfg)
     }
     if (open_cache(&srv) != 0)
         return 1;
+    srv.recent = recent_new();
     srv.base = new_event_base();
     if (srv.base == NULL) {
         log_error("startup_failed", "error=\"cannot create the event base\"");

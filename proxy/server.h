@@ -24,6 +24,7 @@ struct limiter;
 struct artifacts;
 struct touches;
 struct tasks;
+struct recent;
 
 /* Counters shown by /_proxy/stats. Only the loop thread touches them. */
 struct server_stats {
@@ -66,6 +67,7 @@ struct server {
     struct artifacts *artifacts;  /* NULL when the cache is off */
     struct touches *touches;      /* hits not yet handed to the writer */
     struct tasks *tasks;          /* async tasks; NULL when the cache or async_tasks is off */
+    struct recent *recent;        /* the last requests, for /_proxy/recent and the status page */
     uint64_t cache_losses_logged; /* writer drops and failures already logged */
     int64_t upstream_warned_us;   /* last upstream_error warning, for rate limiting */
     uint64_t upstream_warn_suppressed;

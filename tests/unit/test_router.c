@@ -42,6 +42,8 @@ static const char *route_name(enum route r)
         return "ROUTE_ADMIN_USAGE";
     case ROUTE_STATUS_PAGE:
         return "ROUTE_STATUS_PAGE";
+    case ROUTE_ADMIN_RECENT:
+        return "ROUTE_ADMIN_RECENT";
     }
     return "?";
 }
@@ -105,6 +107,12 @@ static void test_admin_routes(void **state)
     expect("GET", "/_proxy/metrics", ROUTE_ADMIN_METRICS);
     expect("DELETE", "/_proxy/metrics", ROUTE_METHOD_NOT_ALLOWED);
     expect("GET", "/_proxy/usage", ROUTE_ADMIN_USAGE);
+    expect("GET", "/_proxy/recent", ROUTE_ADMIN_RECENT);
+    expect("HEAD", "/_proxy/recent", ROUTE_ADMIN_RECENT);
+    expect("POST", "/_proxy/recent", ROUTE_METHOD_NOT_ALLOWED);
+    expect("GET", "/_proxy/recent/", ROUTE_NOT_FOUND);
+    assert_string_equal(router_allowed_methods("/_proxy/recent"), "GET, HEAD");
+    assert_string_equal(router_allowed_methods("/_proxy/"), "GET, HEAD");
     expect("GET", "/_proxy/healthz", ROUTE_ADMIN_HEALTHZ);
     expect("HEAD", "/_proxy/healthz", ROUTE_ADMIN_HEALTHZ);
     expect("GET", "/_proxy/stats", ROUTE_ADMIN_STATS);
