@@ -8,7 +8,12 @@
  * the others of its ring and lower priorities (a call that needs no slot
  * may go while slots are full). When only buckets hold everyone back, one
  * timer wakes dispatch() when the first token is due. Each queued ticket has
- * its own queue-timeout timer (libevent keeps them in a heap). */
+ * its own queue-timeout timer (libevent keeps them in a heap).
+ * A client with limits of its own (a member) has a share: its calls in
+ * flight and its own bucket. A head held back by its share is passed over
+ * like one held back by a slot or a bucket, so a member over its share
+ * waits while everyone else goes. Shares live as long as the limiter (one
+ * per limited client: members, not addresses). */
 #include "limiter.h"
 #include "clock.h"
 #include "token_bucket.h"
@@ -21,6 +26,7 @@
 #define PRIORITY_MAX   10
 #define ENDPOINTS_MAX  32
 #define CLIENT_BUCKETS 256
+#define SHARE_BUCKETS  64
 /* Heads looked at per dispatch round before giving up: bounds the work a
  * release does when many heads are blocked on different buckets. */
 #define SCAN_MAX 128
@@ -28,12 +34,23 @@
 /* One FIFO per (priority, client, endpoint): a client's calls to a
  * rate-limited endpoint never hold back its calls to another. */
 struct limiter_client {
-    char client[48];
+    char client[LIMITER_CLIENT_MAX];
     int priority;
     int endpoint;
     struct limiter_ticket *head, *tail;
     struct limiter_client *ring_prev, *ring_next; /* its priority's ring */
     struct limiter_client *hash_next;
+};
+
+/* One limited client's own state. Invariant: in_flight counts its granted
+ * tickets not yet released (holds_share). */
+struct limiter_share {
+    char client[LIMITER_CLIENT_MAX];
+    int in_flight;
+    int max_concurrency; /* 0: none */
+    double rate;         /* 0: none; else bucket is in use */
+    struct token_bucket bucket;
+    struct limiter_share *next;
 };
 
 struct limiter {
@@ -45,6 +62,7 @@ struct limiter {
     size_t queued;
     struct limiter_client *rings[PRIORITY_MAX + 1]; /* cursor of each ring */
     struct limiter_client *clients[CLIENT_BUCKETS];
+    struct limiter_share *shares[SHARE_BUCKETS];
     char *endpoint_names[ENDPOINTS_MAX];
     struct token_bucket buckets[ENDPOINTS_MAX];
     int endpoint_count;
@@ -132,6 +150,13 @@ void limiter_free(struct limiter *l)
             free(c);
         }
     }
+    for (size_t i = 0; i < SHARE_BUCKETS; i++) {
+        while (l->shares[i] != NULL) {
+            struct limiter_share *s = l->shares[i];
+            l->shares[i] = s->next;
+            free(s);
+        }
+    }
     for (int i = 0; i < l->endpoint_count; i++)
         free(l->endpoint_names[i]);
     event_free(l->rate_timer);
@@ -169,10 +194,40 @@ int limiter_endpoint(struct limiter *l, const char *path)
     return i;
 }
 
+/* The share of a ticket with limits of its own (created on first use, its
+ * limits updated to the ticket's), or NULL for a ticket without. */
+static struct limiter_share *share_of(struct limiter *l, const struct limiter_ticket *t,
+                                      int64_t now)
+{
+    if (t->client_rate <= 0 && t->client_max_concurrency <= 0)
+        return NULL;
+    size_t h = client_hash(t->client, 0, 0) % SHARE_BUCKETS;
+    struct limiter_share *s = l->shares[h];
+    while (s != NULL && strcmp(s->client, t->client) != 0)
+        s = s->next;
+    if (s == NULL) {
+        s = zalloc(sizeof *s);
+        snprintf(s->client, sizeof s->client, "%s", t->client);
+        s->next = l->shares[h];
+        l->shares[h] = s;
+    }
+    s->max_concurrency = t->client_max_concurrency > 0 ? t->client_max_concurrency : 0;
+    double rate = t->client_rate > 0 ? t->client_rate : 0;
+    if (rate > 0 && s->rate <= 0)
+        token_bucket_init(&s->bucket, rate, burst_of(rate), now);
+    else if (rate > 0 && rate != s->rate)
+        token_bucket_set_rate(&s->bucket, rate, burst_of(rate), now);
+    s->rate = rate;
+    return s;
+}
+
 /* Why t cannot go now (NONE: it can), and for buckets how long until it can. */
 static enum limiter_wait blocked_by(struct limiter *l, const struct limiter_ticket *t, int64_t now,
                                     int64_t *wait_us)
 {
+    const struct limiter_share *s = t->share;
+    if (s != NULL && s->max_concurrency > 0 && s->in_flight >= s->max_concurrency)
+        return LIMITER_WAIT_CLIENT_SLOT;
     if (t->needs_slot && l->in_flight >= l->limit)
         return LIMITER_WAIT_SLOT;
     int64_t wait = 0;
@@ -182,7 +237,10 @@ static enum limiter_wait blocked_by(struct limiter *l, const struct limiter_tick
         int64_t g = token_bucket_wait_us(&l->global, now);
         wait = g > wait ? g : wait;
     }
-    *wait_us = wait;
+    int64_t own = s != NULL && s->rate > 0 ? token_bucket_wait_us(&t->share->bucket, now) : 0;
+    *wait_us = own > wait ? own : wait;
+    if (own > 0 && own >= wait)
+        return LIMITER_WAIT_CLIENT_RATE;
     return wait > 0 ? LIMITER_WAIT_RATE : LIMITER_WAIT_NONE;
 }
 
@@ -195,6 +253,12 @@ static void take(struct limiter *l, struct limiter_ticket *t, int64_t now)
     if (t->needs_slot) {
         l->in_flight++;
         t->holds_slot = true;
+    }
+    if (t->share != NULL) {
+        if (t->share->rate > 0)
+            token_bucket_take(&t->share->bucket, now);
+        t->share->in_flight++;
+        t->holds_share = true;
     }
     t->waited_ms = (now - t->enqueued_us) / 1000;
     histogram_record(&l->queue_wait, now - t->enqueued_us);
@@ -320,9 +384,11 @@ void limiter_submit(struct limiter *l, struct limiter_ticket *t)
     t->limiter = l;
     t->queued = false;
     t->holds_slot = false;
+    t->holds_share = false;
     t->waiting_for = LIMITER_WAIT_NONE;
     t->waited_ms = 0;
     t->enqueued_us = clock_mono_us();
+    t->share = share_of(l, t, t->enqueued_us);
     if (t->priority < 1)
         t->priority = 1;
     if (t->priority > PRIORITY_MAX)
@@ -375,7 +441,7 @@ static bool dispatch_one(struct limiter *l, int64_t now, int64_t *wake_us)
                 return true;
             }
             t->waiting_for = why;
-            if (why == LIMITER_WAIT_RATE && wait_us < *wake_us)
+            if ((why == LIMITER_WAIT_RATE || why == LIMITER_WAIT_CLIENT_RATE) && wait_us < *wake_us)
                 *wake_us = wait_us;
             c = c->ring_next;
         } while (c != start && ++scanned < SCAN_MAX);
@@ -409,6 +475,10 @@ void limiter_release(struct limiter *l, struct limiter_ticket *t)
     if (t->holds_slot) {
         t->holds_slot = false;
         l->in_flight--;
+    }
+    if (t->holds_share) {
+        t->holds_share = false;
+        t->share->in_flight--;
     }
     if (l->queued > 0)
         dispatch(l);

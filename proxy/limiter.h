@@ -6,8 +6,11 @@
  * cannot go now waits: higher X-Priority first; at equal priority clients
  * take turns (round robin), so a burst from one cannot starve another; FIFO
  * within a client and endpoint (a client's calls to a rate-limited endpoint
- * do not hold back its calls to another). Bounded by max_queue and queue_timeout, past which the
- * caller is told to answer 429. Loop thread only; callbacks run on it. */
+ * do not hold back its calls to another). A client may also have limits of
+ * its own (a member's rate_limit and max_concurrency): past them its calls
+ * wait in the same queue while others' go. Bounded by max_queue and
+ * queue_timeout, past which the caller is told to answer 429. Loop thread
+ * only; callbacks run on it. */
 #ifndef CLORO_LIMITER_H
 #define CLORO_LIMITER_H
 
@@ -21,12 +24,18 @@ struct event_base;
 struct event;
 struct limiter;
 struct limiter_client;
+struct limiter_share;
 struct limiter_callbacks;
+
+/* "member:" and a 63-character name, or an address, and the NUL. */
+#define LIMITER_CLIENT_MAX 72
 
 enum limiter_wait {
     LIMITER_WAIT_NONE,
-    LIMITER_WAIT_SLOT, /* all concurrency slots are busy */
-    LIMITER_WAIT_RATE, /* the endpoint's (or the global) bucket is empty */
+    LIMITER_WAIT_SLOT,        /* all concurrency slots are busy */
+    LIMITER_WAIT_RATE,        /* the endpoint's (or the global) bucket is empty */
+    LIMITER_WAIT_CLIENT_SLOT, /* the client has client_max_concurrency calls in flight */
+    LIMITER_WAIT_CLIENT_RATE, /* the client's own bucket (client_rate) is empty */
 };
 
 enum limiter_refusal {
@@ -37,17 +46,23 @@ enum limiter_refusal {
 /* One upstream call's claim on the limits. Embedded in its owner (struct
  * request); the limiter links it while queued or granted. */
 struct limiter_ticket {
-    bool needs_slot; /* a monitor call: takes a concurrency slot */
-    int endpoint;    /* bucket index, from limiter_endpoint() */
-    int priority;    /* 1..10 */
-    char client[48]; /* whose turn it is: the client's address */
-    void *owner;     /* handed back to the callbacks */
+    bool needs_slot;                 /* a monitor call: takes a concurrency slot */
+    int endpoint;                    /* bucket index, from limiter_endpoint() */
+    int priority;                    /* 1..10 */
+    char client[LIMITER_CLIENT_MAX]; /* whose turn it is: a member, else the address */
+    /* The client's own limits, on top of the shared ones; 0: none. Every
+     * ticket of one client counts against them (the latest submitted sets
+     * them). */
+    double client_rate;         /* its upstream calls per second */
+    int client_max_concurrency; /* its upstream calls in flight at once (any endpoint) */
+    void *owner;                /* handed back to the callbacks */
     /* NULL: the limiter's callbacks (client requests); set by callers whose
      * tickets are not requests (the task follower). */
     const struct limiter_callbacks *callbacks;
     /* Limiter state: */
     struct limiter *limiter;
-    bool queued, holds_slot;
+    bool queued, holds_slot, holds_share;
+    struct limiter_share *share; /* the client's own limits' state; NULL: none */
     enum limiter_wait waiting_for;
     int64_t enqueued_us;
     int64_t waited_ms; /* set when granted or refused */

@@ -107,6 +107,26 @@ static struct limiter_ticket *submit(struct world *w, int i, const char *client,
     return t;
 }
 
+/* Submits ticket i for a client with limits of its own (a member's). */
+static struct limiter_ticket *submit_limited(struct world *w, int i, const char *client,
+                                             bool slotless, int max_concurrency, double rate)
+{
+    struct limiter_ticket *t = &w->tickets[i];
+    memset(t, 0, sizeof *t);
+    w->owners[i].index = i;
+    snprintf(w->owners[i].name, sizeof w->owners[i].name, "%s%d", client, i);
+    t->owner = &w->owners[i];
+    t->needs_slot = !slotless;
+    t->endpoint =
+        limiter_endpoint(w->l, slotless ? "/v1/monitor/google/goto" : "/v1/monitor/chatgpt");
+    t->priority = 1;
+    t->client_max_concurrency = max_concurrency;
+    t->client_rate = rate;
+    snprintf(t->client, sizeof t->client, "%s", client);
+    limiter_submit(w->l, t);
+    return t;
+}
+
 static void assert_seen(size_t at, const char *event)
 {
     if (at >= seen.count)
@@ -275,6 +295,111 @@ static void test_bucket_holds_ten_ms(void **state)
     world_free(w);
 }
 
+/* A member with max_concurrency 1 has one call upstream at a time, its
+ * others wait in the queue (not refused), and another client's calls go
+ * past them while shared slots are free. */
+static void test_client_max_concurrency(void **state)
+{
+    (void)state;
+    struct world *w = world_new(10, 100, 60000, 0);
+    submit_limited(w, 0, "a", false, 1, 0);
+    submit_limited(w, 1, "a", false, 1, 0);
+    struct limiter_ticket *a2 = submit_limited(w, 2, "a", false, 1, 0);
+    submit(w, 3, "b", 1, false);
+    submit(w, 4, "b", 1, false);
+    assert_int_equal(seen.count, 3);
+    assert_seen(0, "granted a0");
+    assert_seen(1, "granted b3");
+    assert_seen(2, "granted b4");
+    assert_int_equal(a2->waiting_for, LIMITER_WAIT_CLIENT_SLOT);
+    struct limiter_stats st;
+    limiter_stats(w->l, &st);
+    assert_int_equal(st.in_flight, 3);
+    assert_int_equal(st.queued, 2);
+    /* b's calls ending frees nothing for a. */
+    limiter_release(w->l, &w->tickets[3]);
+    limiter_release(w->l, &w->tickets[4]);
+    assert_int_equal(seen.count, 3);
+    /* a's own call ending lets its next one go, one at a time. */
+    limiter_release(w->l, &w->tickets[0]);
+    assert_int_equal(seen.count, 4);
+    assert_seen(3, "granted a1");
+    limiter_release(w->l, &w->tickets[1]);
+    assert_seen(4, "granted a2");
+    limiter_release(w->l, &w->tickets[2]);
+    limiter_stats(w->l, &st);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.queued, 0);
+    assert_int_equal(st.timeouts + st.overflows, 0);
+    world_free(w);
+}
+
+/* The member's share counts every upstream call, slot or not (goto), on
+ * every endpoint; two members' shares are their own. */
+static void test_client_share_spans_endpoints(void **state)
+{
+    (void)state;
+    struct world *w = world_new(10, 100, 60000, 0);
+    submit_limited(w, 0, "a", false, 2, 0);
+    submit_limited(w, 1, "a", true, 2, 0);
+    submit_limited(w, 2, "a", true, 2, 0); /* a third: waits */
+    submit_limited(w, 3, "c", true, 2, 0); /* another member: its own share */
+    assert_int_equal(seen.count, 3);
+    assert_seen(2, "granted c3");
+    limiter_release(w->l, &w->tickets[1]);
+    assert_seen(3, "granted a2");
+    world_free(w);
+}
+
+/* A member's rate_limit paces its calls; another client is not held back. */
+static void test_client_rate(void **state)
+{
+    (void)state;
+    struct world *w = world_new(100, 100, 60000, 0);
+    int64_t start = clock_mono_us();
+    for (int i = 0; i < 4; i++)
+        submit_limited(w, i, "a", true, 0, 100.0); /* 100/s: one token each 10 ms */
+    submit(w, 4, "b", 1, true);
+    assert_int_equal(seen.count, 2);
+    assert_seen(0, "granted a0");
+    assert_seen(1, "granted b4");
+    assert_int_equal(w->tickets[1].waiting_for, LIMITER_WAIT_CLIENT_RATE);
+    event_base_dispatch(w->base); /* the rate timer grants the rest */
+    assert_int_equal(seen.count, 5);
+    assert_true(clock_mono_us() - start >= 29000);
+    world_free(w);
+}
+
+/* Past queue_timeout, a call held back by its member's share is refused
+ * (the caller answers 429), saying what held it. */
+static void test_client_share_timeout(void **state)
+{
+    (void)state;
+    struct world *w = world_new(10, 100, 50, 0);
+    submit_limited(w, 0, "a", false, 1, 0);
+    struct limiter_ticket *t = submit_limited(w, 1, "a", false, 1, 0);
+    event_base_dispatch(w->base);
+    assert_seen(1, "timeout a1");
+    assert_int_equal(t->waiting_for, LIMITER_WAIT_CLIENT_SLOT);
+    assert_true(t->waited_ms >= 50);
+    world_free(w);
+}
+
+/* The latest ticket's limits are the share's: a member raised to 2 while
+ * one call waits gets a second call in flight. */
+static void test_client_limits_follow_the_member(void **state)
+{
+    (void)state;
+    struct world *w = world_new(10, 100, 60000, 0);
+    submit_limited(w, 0, "a", false, 1, 0);
+    submit_limited(w, 1, "a", false, 1, 0);
+    assert_int_equal(seen.count, 1);
+    submit_limited(w, 2, "a", false, 2, 0); /* reloaded: max_concurrency = 2 */
+    assert_int_equal(seen.count, 2);
+    assert_seen(1, "granted a1");
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +412,11 @@ int main(void)
         cmocka_unit_test(test_learned_limit),
         cmocka_unit_test(test_tokens_pace_calls),
         cmocka_unit_test(test_bucket_holds_ten_ms),
+        cmocka_unit_test(test_client_max_concurrency),
+        cmocka_unit_test(test_client_share_spans_endpoints),
+        cmocka_unit_test(test_client_rate),
+        cmocka_unit_test(test_client_share_timeout),
+        cmocka_unit_test(test_client_limits_follow_the_member),
     };
     return cmocka_run_group_tests_name("unit_limiter", tests, NULL, NULL);
 }
