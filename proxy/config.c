@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define KIB  (INT64_C(1024))
 #define MIB  (KIB * 1024)
@@ -128,6 +129,15 @@ static const struct config_key keys[] = {
            "each alone"),
     KEY(sync_surcharge, CONFIG_COUNT, "2", 0, 1000,
         "credits a sync call costs over the same async task (cloro: 2), counted as saved"),
+    KEY_CHOICE(auth, "auto", "auto|members|open",
+               "members: every /v1/ request needs a member's token (Authorization: Bearer); "
+               "open: anyone may call; auto: members once any [member NAME] exists"),
+    KEY(members_file, CONFIG_PATH, "", 0, 0,
+        "file of more [member NAME] sections, kept by 'cloro-proxy members add|rm'; re-read "
+        "when it changes"),
+    KEY(admin_token_file, CONFIG_PATH, "", 0, 0,
+        "file holding the token of the /_proxy/ admin routes (CLORO_ADMIN_TOKEN wins); "
+        "required by them once any member exists"),
 };
 
 static const char *const provider_names[CONFIG_PROVIDER_COUNT] = {
@@ -373,6 +383,10 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
         set_string(cfg, k, value);
         if (slot == &cfg->api_key_file)
             cfg->api_key_file_line = 0; /* a flag: no line to name (a file sets it after) */
+        if (slot == &cfg->members_file)
+            cfg->members_file_line = 0;
+        if (slot == &cfg->admin_token_file)
+            cfg->admin_token_file_line = 0;
         return 0;
     case CONFIG_LISTEN: {
         char *host;
@@ -509,6 +523,11 @@ void config_deinit(struct config *cfg)
         memset(cfg->webhook_secret, 0, strlen(cfg->webhook_secret));
         free(cfg->webhook_secret);
     }
+    if (cfg->admin_token != NULL) {
+        memset(cfg->admin_token, 0, strlen(cfg->admin_token));
+        free(cfg->admin_token);
+    }
+    member_list_free(&cfg->members);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -520,6 +539,7 @@ struct load_ctx {
     FILE *file;
     int line; /* number of the line the handler is looking at */
     bool seen[KEY_COUNT];
+    struct member *member; /* the [member NAME] being read; NULL: its keys are skipped */
 };
 
 /* Hands inih a blank line in place of one already reported. */
@@ -554,22 +574,31 @@ static char *read_line(char *buf, int size, void *stream)
     if (first == '\0' || first == '\n' || first == '\r' || first == ';' || first == '#')
         return buf;
     if (first == '[') {
-        /* The only sections are [provider NAME]; any other is reported here,
-         * even an empty one, and on_ini_value skips the keys under it. */
+        /* The only sections are [provider NAME] and [member NAME]; any other
+         * is reported here, even an empty one, and on_ini_value skips the
+         * keys under it. */
         const char *close = strchr(buf, ']');
+        ctx->member = NULL;
         if (close == NULL) {
             config_errors_add(ctx->errs, "%s:%d: section header without ']'", ctx->path, ctx->line);
             return blank(buf);
         }
         char name[64] = "";
         int name_len = (int)(close - buf - 1);
+        if (name_len > 7 && strncmp(buf + 1, "member ", 7) == 0) {
+            char member[MEMBER_NAME_MAX + 2]; /* truncated past the longest: still refused */
+            snprintf(member, sizeof member, "%.*s", name_len - 7, buf + 8);
+            ctx->member =
+                member_list_begin(&ctx->cfg->members, member, ctx->path, ctx->line, ctx->errs);
+            return buf;
+        }
         if (name_len > 9 && name_len < (int)sizeof name && strncmp(buf + 1, "provider ", 9) == 0)
             snprintf(name, sizeof name, "%.*s", name_len - 9, buf + 10);
         if (name[0] == '\0' || provider_index(name) < 0)
             config_errors_add(ctx->errs,
-                              "%s:%d: unknown section %.*s: the sections are [provider NAME] "
-                              "with NAME one of chatgpt, gemini, grok, copilot, perplexity, "
-                              "aimode, google, google/news, google/goto",
+                              "%s:%d: unknown section %.*s: the sections are [member NAME] "
+                              "and [provider NAME] with NAME one of chatgpt, gemini, grok, "
+                              "copilot, perplexity, aimode, google, google/news, google/goto",
                               ctx->path, ctx->line, (int)(close - buf + 1), buf);
         return buf;
     }
@@ -621,6 +650,11 @@ static int on_provider_value(struct load_ctx *ctx, const char *section, const ch
 static int on_ini_value(void *user, const char *section, const char *name, const char *value)
 {
     struct load_ctx *ctx = user;
+    if (strncmp(section, "member ", 7) == 0) {
+        if (ctx->member != NULL)
+            member_set(ctx->member, name, value, ctx->path, ctx->line, ctx->errs);
+        return 1;
+    }
     if (section[0] != '\0')
         return on_provider_value(ctx, section, name, value);
     const struct config_key *k = config_key_find(name);
@@ -641,6 +675,10 @@ static int on_ini_value(void *user, const char *section, const char *name, const
     }
     if (strcmp(name, "api_key_file") == 0)
         ctx->cfg->api_key_file_line = ctx->line;
+    if (strcmp(name, "members_file") == 0)
+        ctx->cfg->members_file_line = ctx->line;
+    if (strcmp(name, "admin_token_file") == 0)
+        ctx->cfg->admin_token_file_line = ctx->line;
     return 1;
 }
 
@@ -655,6 +693,7 @@ size_t config_load_file(struct config *cfg, const char *path, struct config_erro
     }
     free(cfg->config_file);
     cfg->config_file = dup_or_die(path);
+    size_t first_member = cfg->members.count;
     int rc = ini_parse_stream(read_line, &ctx, on_ini_value, &ctx);
     if (rc > 0) {
         /* What read_line did not catch (an empty key name, say): inih tells
@@ -664,6 +703,8 @@ size_t config_load_file(struct config *cfg, const char *path, struct config_erro
         config_errors_add(errs, "%s: read error", path);
     }
     fclose(ctx.file);
+    member_list_check(&cfg->members, first_member, path, errs);
+    cfg->config_member_count = cfg->members.count;
     return errs->count - before;
 }
 
@@ -738,6 +779,15 @@ static void load_secret(struct config_errors *errs, const char *env_name, const 
     }
 }
 
+/* How messages name a key that came from the file ("FILE:LINE: key") or a flag. */
+static void key_where(const struct config *cfg, const char *key, int line, char *out, size_t size)
+{
+    if (line > 0)
+        snprintf(out, size, "%s:%d: %s", cfg->config_file, line, key);
+    else
+        snprintf(out, size, "%s", key);
+}
+
 size_t config_finish(struct config *cfg, struct config_errors *errs)
 {
     size_t before = errs->count;
@@ -751,6 +801,22 @@ size_t config_finish(struct config *cfg, struct config_errors *errs)
                 &cfg->api_key_source);
     load_secret(errs, "CLORO_WEBHOOK_SECRET", cfg->webhook_secret_file, "webhook_secret_file",
                 "secret", &cfg->webhook_secret, &cfg->webhook_secret_source);
+    key_where(cfg, "admin_token_file", cfg->admin_token_file_line, where, sizeof where);
+    load_secret(errs, "CLORO_ADMIN_TOKEN", cfg->admin_token_file, where, "admin token",
+                &cfg->admin_token, &cfg->admin_token_source);
+    /* Read again by a second config_finish: only the config file's own stay. */
+    while (cfg->members.count > cfg->config_member_count)
+        free(cfg->members.items[--cfg->members.count].source);
+    if (cfg->members_file[0] != '\0') {
+        key_where(cfg, "members_file", cfg->members_file_line, where, sizeof where);
+        if (access(cfg->members_file, R_OK) != 0)
+            config_errors_add(errs,
+                              "%s: cannot read '%s': %s (create it with 'cloro-proxy members "
+                              "add NAME')",
+                              where, cfg->members_file, strerror(errno));
+        else
+            member_list_load_file(&cfg->members, cfg->members_file, errs);
+    }
     return errs->count - before;
 }
 
@@ -802,4 +868,21 @@ void config_dump(const struct config *cfg, FILE *out)
             cfg->webhook_secret == NULL                      ? "not set (deliveries are unsigned)"
             : strcmp(cfg->webhook_secret_source, "env") == 0 ? "(set) from CLORO_WEBHOOK_SECRET"
                                                              : "(set) from webhook_secret_file");
+    fprintf(out, "# admin token: %s\n",
+            cfg->admin_token == NULL                      ? "not set"
+            : strcmp(cfg->admin_token_source, "env") == 0 ? "(set) from CLORO_ADMIN_TOKEN"
+                                                          : "(set) from admin_token_file");
+    /* Members with their limits; never a hash (0: none). */
+    for (size_t i = 0; i < cfg->members.count; i++) {
+        const struct member *m = &cfg->members.items[i];
+        fprintf(out,
+                "[member %s] rate_limit = %lld, max_concurrency = %lld, daily_credit_budget = "
+                "%lld (%s:%d)\n",
+                m->name, (long long)m->rate_limit, (long long)m->max_concurrency,
+                (long long)m->daily_credit_budget, m->source, m->line);
+    }
+    bool members = strcmp(cfg->auth, "members") == 0 ||
+                   (strcmp(cfg->auth, "auto") == 0 && cfg->members.count > 0);
+    fprintf(out, "# auth in force: %s (%zu member%s)\n", members ? "members" : "open",
+            cfg->members.count, cfg->members.count == 1 ? "" : "s");
 }

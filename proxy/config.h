@@ -5,6 +5,7 @@
 #define CLORO_CONFIG_H
 
 #include "log.h"
+#include "member.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -64,6 +65,9 @@ struct config {
     int64_t max_open_tasks;
     int64_t async_batch_window_ms;
     int64_t sync_surcharge;
+    char *auth;             /* "auto", "members" or "open" */
+    char *members_file;     /* more [member NAME] sections; "" none */
+    char *admin_token_file; /* file holding the admin token; "" none */
 
     /* [provider NAME] sections: per-provider overrides. */
     struct config_provider {
@@ -72,15 +76,25 @@ struct config {
         int upstream_async;   /* 1 async, 0 sync, CONFIG_INHERIT: upstream_mode */
     } providers[CONFIG_PROVIDER_COUNT];
 
+    /* [member NAME] sections: those of the config file first
+     * (config_member_count of them), then those of members_file (read by
+     * config_finish). Token hashes only: never a token. */
+    struct member_list members;
+    size_t config_member_count;
+
     /* Where the values came from, for messages with line numbers. */
     char *config_file;     /* NULL when no file was read */
     int api_key_file_line; /* 0 when api_key_file was not set in the file */
+    int members_file_line; /* likewise for members_file and admin_token_file */
+    int admin_token_file_line;
 
     /* Derived by config_finish, not keys of their own. */
     char *api_key;              /* secret: never logged, dumped or echoed */
     const char *api_key_source; /* "env", "file" or NULL when unset */
     char *webhook_secret;       /* secret: CLORO_WEBHOOK_SECRET, else webhook_secret_file */
     const char *webhook_secret_source;
+    char *admin_token; /* secret: CLORO_ADMIN_TOKEN, else admin_token_file */
+    const char *admin_token_source;
 };
 
 enum config_type {
@@ -131,9 +145,10 @@ size_t config_load_file(struct config *cfg, const char *path, struct config_erro
 int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t err_size);
 
 /* Derives the rest: reads the API key from CLORO_API_KEY, else api_key_file,
- * and the webhook secret from CLORO_WEBHOOK_SECRET, else webhook_secret_file.
- * Problems are appended to errs (file problems name the key's line when the
- * key came from config_file). Returns the problem count. */
+ * the webhook secret from CLORO_WEBHOOK_SECRET, else webhook_secret_file, the
+ * admin token from CLORO_ADMIN_TOKEN, else admin_token_file, and the members
+ * of members_file (problems name that file and line). Problems are appended to errs (file problems
+ * name the key's line when the key came from config_file). Returns the problem count. */
 size_t config_finish(struct config *cfg, struct config_errors *errs);
 
 /* True when a provider's sync calls go upstream as async tasks (its

@@ -15,6 +15,7 @@
 #include "credit_saver.h"
 #include "limiter.h"
 #include "log.h"
+#include "members.h"
 #include "reply.h"
 #include "request.h"
 #include "retry.h"
@@ -327,7 +328,8 @@ static void send_attempt(struct request *r)
     struct header_list headers = {.connection = request_header(r, "Connection")};
     request_foreach_header(r, collect_header, &headers);
     const char *authorization = srv->authorization;
-    if (authorization == NULL)
+    /* A member's Authorization is its token for the proxy: never cloro's. */
+    if (authorization == NULL && r->member[0] == '\0')
         authorization = request_header(r, "Authorization");
     if (authorization != NULL && headers.count < FORWARDED_HEADERS_MAX) {
         headers.items[headers.count].name = "Authorization";
@@ -422,7 +424,15 @@ static void admit(struct request *r)
     t->needs_slot = takes_slot(r);
     t->endpoint = limiter_endpoint(srv->limiter, upstream_path(r));
     t->priority = r->priority > 0 ? r->priority : body_priority(r);
-    snprintf(t->client, sizeof t->client, "%s", r->client_ip);
+    /* Turns and limits by member when auth knows one (auth.h), else by address. */
+    const struct member *m =
+        r->member[0] != '\0' && srv->members != NULL ? members_find(srv->members, r->member) : NULL;
+    if (r->member[0] != '\0')
+        snprintf(t->client, sizeof t->client, "member:%s", r->member);
+    else
+        snprintf(t->client, sizeof t->client, "%s", r->client_ip);
+    t->client_rate = m != NULL ? (double)m->rate_limit : 0;
+    t->client_max_concurrency = m != NULL ? (int)m->max_concurrency : 0;
     limiter_submit(srv->limiter, t);
 }
 
@@ -437,18 +447,27 @@ static void on_refused(struct limiter_ticket *t, enum limiter_refusal why)
     struct server *srv = r->server;
     struct limiter_stats ls;
     limiter_stats(srv->limiter, &ls);
-    bool slot = t->waiting_for == LIMITER_WAIT_SLOT;
+    /* Held back by the member's own limit (members.h) or by the shared ones. */
+    bool own =
+        t->waiting_for == LIMITER_WAIT_CLIENT_SLOT || t->waiting_for == LIMITER_WAIT_CLIENT_RATE;
+    bool slot = t->waiting_for == LIMITER_WAIT_SLOT || t->waiting_for == LIMITER_WAIT_CLIENT_SLOT;
     srv->stats.limit_rejections++;
-    json_t *details =
-        json_pack("{s:I, s:I, s:I}", "limit",
-                  (json_int_t)(slot ? ls.limit
-                                    : (json_int_t)(srv->cfg->rate_limit_per_endpoint > 0
-                                                       ? srv->cfg->rate_limit_per_endpoint
-                                                       : srv->cfg->rate_limit_global)),
-                  "queued", (json_int_t)ls.queued, "waited_ms", (json_int_t)t->waited_ms);
-    char message[160];
-    snprintf(message, sizeof message, "%s: %s",
+    json_int_t limit = t->waiting_for == LIMITER_WAIT_CLIENT_SLOT   ? t->client_max_concurrency
+                       : t->waiting_for == LIMITER_WAIT_CLIENT_RATE ? (json_int_t)t->client_rate
+                       : slot                                       ? ls.limit
+                              : (json_int_t)(srv->cfg->rate_limit_per_endpoint > 0
+                                                 ? srv->cfg->rate_limit_per_endpoint
+                                                 : srv->cfg->rate_limit_global);
+    json_t *details = json_pack("{s:I, s:I, s:I}", "limit", limit, "queued", (json_int_t)ls.queued,
+                                "waited_ms", (json_int_t)t->waited_ms);
+    if (own)
+        json_object_set_new(details, "member", json_string(r->member));
+    char message[200];
+    snprintf(message, sizeof message, "%s%s: %s",
              slot ? "Concurrency limit exceeded" : "Rate limit exceeded",
+             !own   ? ""
+             : slot ? " (the member's max_concurrency)"
+                    : " (the member's rate_limit)",
              why == LIMITER_REFUSED_QUEUE_FULL ? "the proxy's waiting queue is full"
                                                : "waited longer than queue_timeout");
     /* A retry a second later may fare better: a slot frees, a token drips. */

@@ -4,6 +4,7 @@
  * flag always beats the file. No logic of its own beyond that. */
 #include "cli_artifacts.h"
 #include "cli_cache.h"
+#include "cli_members.h"
 #include "config.h"
 #include "log.h"
 #include "server.h"
@@ -33,6 +34,12 @@ static void print_usage(FILE *out)
             "not\n"
             "  cloro-proxy artifacts ls|get ID|retry ... [--cache-dir DIR]\n"
             "                                   the captured HTML artifacts\n"
+            "  cloro-proxy members add NAME [--rate-limit N] [--max-concurrency N]\n"
+            "                      [--daily-credit-budget N] [--members-file F | --config FILE]\n"
+            "                                   add a member; its token is printed once\n"
+            "  cloro-proxy members rm NAME | ls [--members-file F | --config FILE]\n"
+            "                                   remove or list the members (never their "
+            "hashes)\n"
             "  cloro-proxy --help | --version\n\n"
             "Options:\n"
             "  -c, --config FILE                INI configuration file\n",
@@ -48,7 +55,8 @@ static void print_usage(FILE *out)
         fprintf(out, "      %-29s%s (default: %s)\n", flag, keys[i].help,
                 keys[i].default_value[0] != '\0' ? keys[i].default_value : "none");
     }
-    fprintf(out, "\nThe API key is read from CLORO_API_KEY, else from api_key_file.\n"
+    fprintf(out, "\nThe API key is read from CLORO_API_KEY, else from api_key_file; the admin\n"
+                 "token from CLORO_ADMIN_TOKEN, else from admin_token_file.\n"
                  "Exit status: 0 ok, 1 runtime failure, 2 bad configuration or usage.\n");
 }
 
@@ -200,6 +208,8 @@ int main(int argc, char **argv)
         return cli_cache_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "artifacts") == 0)
         return cli_artifacts_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "members") == 0)
+        return cli_members_main(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "help") == 0)) {
         print_usage(stdout);
         return 0;

@@ -40,6 +40,17 @@ static const struct error_row error_table[] = {
                                       "The artifact is not captured yet; try again shortly"},
     [PROXY_ERROR_TASK_EXISTS] = {409, "RESOURCE_ALREADY_EXISTS", "Task already exists"},
     [PROXY_ERROR_TASK_NOT_FOUND] = {404, "RESOURCE_NOT_FOUND", "Task not found"},
+    [PROXY_ERROR_MISSING_API_KEY] = {401, "MISSING_API_KEY", "Missing or invalid API key"},
+    [PROXY_ERROR_INVALID_API_KEY] = {401, "INVALID_OR_EXPIRED_API_KEY",
+                                     "Invalid or expired API key"},
+    [PROXY_ERROR_ADMIN_TOKEN_MISSING] = {401, "ADMIN_TOKEN_REQUIRED",
+                                         "This route needs the proxy's admin token "
+                                         "(Authorization: Bearer <admin token>)"},
+    [PROXY_ERROR_ADMIN_TOKEN_WRONG] = {403, "FORBIDDEN", "Invalid admin token"},
+    [PROXY_ERROR_ADMIN_TOKEN_UNSET] = {403, "ADMIN_TOKEN_NOT_CONFIGURED",
+                                       "Members exist, so the admin routes need an admin token, "
+                                       "and this proxy has none: set CLORO_ADMIN_TOKEN or "
+                                       "admin_token_file"},
     [PROXY_ERROR_INTERNAL] = {500, "INTERNAL_SERVER_ERROR", "Internal proxy error"},
 };
 

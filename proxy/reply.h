@@ -25,6 +25,12 @@ enum proxy_error {
     PROXY_ERROR_ARTIFACT_PENDING,
     PROXY_ERROR_TASK_EXISTS,    /* an idempotencyKey already used (cloro-api.md 7.8) */
     PROXY_ERROR_TASK_NOT_FOUND, /* a task deleted upstream */
+    /* Members and the admin token (auth.h). */
+    PROXY_ERROR_MISSING_API_KEY,     /* /v1/ without a member's token (cloro-api.md 9) */
+    PROXY_ERROR_INVALID_API_KEY,     /* a token no member holds */
+    PROXY_ERROR_ADMIN_TOKEN_MISSING, /* an admin route without the admin token */
+    PROXY_ERROR_ADMIN_TOKEN_WRONG,   /* an admin route with another token */
+    PROXY_ERROR_ADMIN_TOKEN_UNSET,   /* members exist, but the proxy has no admin token */
     PROXY_ERROR_INTERNAL,
 };
 

@@ -5,6 +5,7 @@
 #include "server.h"
 #include "admin.h"
 #include "auth.h"
+#include "members.h"
 #include "admin_cache.h"
 #include "artifacts.h"
 #include "cache_dir.h"
@@ -138,6 +139,7 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     (void)events;
     struct server *srv = arg;
     forward_sweep_departed(srv);
+    members_tick(srv->members);
     if (srv->artifacts != NULL)
         artifacts_tick(srv->artifacts);
     if (srv->writer == NULL)
@@ -251,6 +253,8 @@ static void teardown(struct server *srv)
     /* Queued tickets live in their requests: the queue goes first. */
     limiter_free(srv->limiter);
     srv->limiter = NULL;
+    members_free(srv->members);
+    srv->members = NULL;
     while (srv->live != NULL) {
         struct request *r = srv->live;
         if (r->transfer != NULL)
@@ -374,6 +378,9 @@ int server_run(const struct config *cfg)
         goto out;
     }
     srv.authorization = make_authorization(cfg->api_key);
+    srv.members = members_new(cfg);
+    if (!auth_check_startup(&srv))
+        goto out;
     struct limiter_options lim = {
         .max_concurrency = (int)cfg->max_concurrency,
         .rate_per_endpoint = (double)cfg->rate_limit_per_endpoint,

@@ -16,6 +16,7 @@ struct evhttp;
 struct evhttp_bound_socket;
 struct event;
 struct upstream;
+struct members;
 struct request;
 struct cache_store;
 struct cache_writer;
@@ -52,7 +53,8 @@ struct server {
     struct evhttp_bound_socket *bound;
     struct upstream *upstream;
     struct event *sigterm, *sigint, *drain_timer, *tick;
-    char *authorization; /* "Bearer <key>" when the proxy holds a key; secret */
+    char *authorization;     /* "Bearer <key>" when the proxy holds a key; secret */
+    struct members *members; /* the member table (members.h), for auth and the limiter */
     int64_t started_wall_ms;
     bool draining;
     uint64_t in_flight;         /* requests not yet answered */

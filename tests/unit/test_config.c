@@ -911,6 +911,7 @@ static int clear_env(void **state)
 {
     (void)state;
     unsetenv("CLORO_API_KEY");
+    unsetenv("CLORO_ADMIN_TOKEN");
     return 0;
 }
 
@@ -1102,6 +1103,207 @@ static void test_dump_hides_key(void **state)
     config_deinit(&cfg);
 }
 
+/* ---- [member NAME] sections, members_file, the admin token ----------- */
+
+#define HASH_A "0f0e0d0c0b0a09080706050403020100f0e0d0c0b0a090807060504030201000"
+#define HASH_B "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+static void test_load_member_sections(void **state)
+{
+    (void)state;
+    struct loaded l;
+    load_text(&l, "auth = members\n"
+                  "[member alice]\n"
+                  "token_sha256 = " HASH_A "\n"
+                  "rate_limit = 5\n"
+                  "max_concurrency = 2\n"
+                  "daily_credit_budget = 1000\n"
+                  "[provider chatgpt]\n"
+                  "cache_ttl = 1h\n"
+                  "[member bob.ci]\n"
+                  "token_sha256 = " HASH_B "\n");
+    assert_int_equal(l.problems, 0);
+    assert_string_equal(l.cfg.auth, "members");
+    assert_int_equal(l.cfg.members.count, 2);
+    assert_int_equal(l.cfg.config_member_count, 2);
+    const struct member *a = member_list_find(&l.cfg.members, "alice");
+    assert_non_null(a);
+    assert_int_equal(a->rate_limit, 5);
+    assert_int_equal(a->max_concurrency, 2);
+    assert_int_equal(a->daily_credit_budget, 1000);
+    assert_int_equal(a->line, 2);
+    assert_int_equal(a->token_sha256[0], 0x0f);
+    assert_int_equal(a->token_sha256[31], 0x00);
+    const struct member *b = member_list_find(&l.cfg.members, "bob.ci");
+    assert_non_null(b);
+    assert_int_equal(b->token_sha256[0], 0xaa);
+    assert_int_equal(b->rate_limit, 0);
+    /* The provider section between them still applies. */
+    assert_int_equal(config_cache_ttl_ms(&l.cfg, "chatgpt"), 3600 * 1000);
+    loaded_free(&l);
+}
+
+static void test_load_member_problems(void **state)
+{
+    (void)state;
+    struct loaded l;
+    load_text(&l, "[member alice]\n"                    /* 1 */
+                  "token_sha256 = " HASH_A "\n"         /* 2 */
+                  "[member alice]\n"                    /* 3: duplicate */
+                  "token_sha256 = " HASH_B "\n"         /* 4: skipped */
+                  "[member bob]\n"                      /* 5 */
+                  "token_sha256 = sk_live_not_a_hash\n" /* 6: bad hash */
+                  "[member carol]\n"                    /* 7 */
+                  "token_sha256 = " HASH_B "\n"         /* 8 */
+                  "max_concurency = 1\n"                /* 9: unknown key */
+                  "rate_limit = 2.5\n"                  /* 10: bad value */
+                  "[member no/slash]\n"                 /* 11: bad name */
+                  "rate_limit = 1\n"                    /* 12: skipped */
+                  "[member dave]\n"                     /* 13: no hash */
+                  "auth = sometimes\n");                /* 14: unknown key in [member] */
+    assert_int_equal(l.problems, 8);
+    assert_problem(l.errs.lines[0], l.path, 3, "duplicate member 'alice'", ":1)");
+    assert_problem(l.errs.lines[1], l.path, 6, "token_sha256", "64 hexadecimal");
+    assert_null(strstr(l.errs.lines[1], "sk_live_not_a_hash"));
+    assert_problem(l.errs.lines[2], l.path, 9, "unknown key 'max_concurency'", "[member carol]");
+    assert_problem(l.errs.lines[3], l.path, 10, "rate_limit", "2.5");
+    assert_problem(l.errs.lines[4], l.path, 11, "[member no/slash]", "name");
+    assert_problem(l.errs.lines[5], l.path, 14, "unknown key 'auth'", "[member dave]");
+    /* Checked at the end of the file: bob (bad hash) and dave have none. */
+    assert_problem(l.errs.lines[6], l.path, 5, "[member bob]", "no token_sha256");
+    assert_problem(l.errs.lines[7], l.path, 13, "[member dave]", "no token_sha256");
+    loaded_free(&l);
+}
+
+static void test_auth_choice(void **state)
+{
+    (void)state;
+    struct config cfg;
+    config_init(&cfg);
+    assert_string_equal(cfg.auth, "auto");
+    set_ok(&cfg, "auth", "open");
+    set_ok(&cfg, "auth", "members");
+    set_bad(&cfg, "auth", "everyone", "auto|members|open");
+    config_deinit(&cfg);
+}
+
+static void test_finish_members_file(void **state)
+{
+    (void)state;
+    char *file = write_temp("# the team\n"
+                            "[member bob]\n"
+                            "token_sha256 = " HASH_B "\n"
+                            "max_concurrency = 1\n");
+    char text[512];
+    snprintf(text, sizeof text,
+             "[member alice]\ntoken_sha256 = " HASH_A "\n[provider chatgpt]\ncache_ttl = 1h\n");
+    struct loaded l;
+    load_text(&l, text);
+    assert_int_equal(l.problems, 0);
+    set_ok(&l.cfg, "members_file", file);
+    assert_int_equal(config_finish(&l.cfg, &l.errs), 0);
+    assert_int_equal(l.cfg.members.count, 2);
+    assert_int_equal(l.cfg.config_member_count, 1);
+    const struct member *b = member_list_find(&l.cfg.members, "bob");
+    assert_non_null(b);
+    assert_string_equal(b->source, file);
+    assert_int_equal(b->line, 2);
+    assert_int_equal(b->max_concurrency, 1);
+    loaded_free(&l);
+    remove_temp(file);
+
+    /* Problems name the members file and its lines; a member of both files
+     * is a duplicate. */
+    file = write_temp("[member carol]\n"
+                      "token_sha256 = " HASH_B "\n"
+                      "[member alice]\n"
+                      "token_sha256 = " HASH_B "\n"
+                      "[member erin]\n"
+                      "budget = 5\n");
+    load_text(&l, text);
+    set_ok(&l.cfg, "members_file", file);
+    size_t n = config_finish(&l.cfg, &l.errs);
+    print_problems(&l.errs);
+    assert_int_equal(n, 3);
+    assert_problem(l.errs.lines[0], file, 3, "duplicate member 'alice'", l.path);
+    assert_problem(l.errs.lines[1], file, 6, "unknown key 'budget'", NULL);
+    assert_problem(l.errs.lines[2], file, 5, "[member erin]", "no token_sha256");
+    loaded_free(&l);
+    remove_temp(file);
+
+    /* A members_file that cannot be read names the config's line. */
+    load_text(&l, "log_level = info\nmembers_file = /nonexistent-cloro/members.ini\n");
+    assert_int_equal(l.problems, 0);
+    assert_int_equal(l.cfg.members_file_line, 2);
+    assert_int_equal(config_finish(&l.cfg, &l.errs), 1);
+    assert_problem(l.errs.lines[0], l.path, 2, "members_file", "/nonexistent-cloro/members.ini");
+    loaded_free(&l);
+}
+
+static void test_finish_admin_token(void **state)
+{
+    (void)state;
+    char *token_file = write_temp(" adm-from-file \n");
+    struct config cfg;
+    struct config_errors errs = {0};
+    config_init(&cfg);
+    assert_int_equal(config_finish(&cfg, &errs), 0);
+    assert_null(cfg.admin_token);
+    config_deinit(&cfg);
+
+    config_init(&cfg);
+    set_ok(&cfg, "admin_token_file", token_file);
+    assert_int_equal(config_finish(&cfg, &errs), 0);
+    assert_string_equal(cfg.admin_token, "adm-from-file");
+    assert_string_equal(cfg.admin_token_source, "file");
+    config_deinit(&cfg);
+
+    config_init(&cfg);
+    set_ok(&cfg, "admin_token_file", token_file);
+    setenv("CLORO_ADMIN_TOKEN", "adm-from-env", 1);
+    assert_int_equal(config_finish(&cfg, &errs), 0);
+    unsetenv("CLORO_ADMIN_TOKEN");
+    assert_string_equal(cfg.admin_token, "adm-from-env");
+    assert_string_equal(cfg.admin_token_source, "env");
+    config_deinit(&cfg);
+
+    config_init(&cfg);
+    setenv("CLORO_ADMIN_TOKEN", "two words", 1);
+    assert_int_equal(config_finish(&cfg, &errs), 1);
+    unsetenv("CLORO_ADMIN_TOKEN");
+    assert_non_null(strstr(errs.lines[0], "CLORO_ADMIN_TOKEN"));
+    assert_null(strstr(errs.lines[0], "two words"));
+    assert_null(cfg.admin_token);
+    config_errors_free(&errs);
+    config_deinit(&cfg);
+    remove_temp(token_file);
+}
+
+static void test_dump_lists_members_without_hashes(void **state)
+{
+    (void)state;
+    struct loaded l;
+    load_text(&l, "[member alice]\n"
+                  "token_sha256 = " HASH_A "\n"
+                  "rate_limit = 7\n"
+                  "max_concurrency = 3\n");
+    assert_int_equal(l.problems, 0);
+    setenv("CLORO_ADMIN_TOKEN", "adm-SECRET-dump", 1);
+    assert_int_equal(config_finish(&l.cfg, &l.errs), 0);
+    unsetenv("CLORO_ADMIN_TOKEN");
+    char *text = dump_to_string(&l.cfg);
+    assert_non_null(strstr(text, "[member alice] rate_limit = 7, max_concurrency = 3, "
+                                 "daily_credit_budget = 0"));
+    assert_non_null(strstr(text, "\nauth = auto\n"));
+    assert_non_null(strstr(text, "# auth in force: members (1 member)"));
+    assert_non_null(strstr(text, "# admin token: (set) from CLORO_ADMIN_TOKEN"));
+    assert_null(strstr(text, HASH_A));
+    assert_null(strstr(text, "0f0e0d0c"));
+    assert_null(strstr(text, "adm-SECRET-dump"));
+    free(text);
+    loaded_free(&l);
+}
+
 /* ---- conf/cloro-proxy.conf -------------------------------------------- */
 
 static char *trim(char *s)
@@ -1208,6 +1410,12 @@ int main(void)
         cmocka_unit_test_setup(test_finish_unreadable_file_names_line, clear_env),
         cmocka_unit_test_setup(test_finish_rejects_bad_keys, clear_env),
         cmocka_unit_test_setup(test_dump_hides_key, clear_env),
+        cmocka_unit_test(test_load_member_sections),
+        cmocka_unit_test(test_load_member_problems),
+        cmocka_unit_test(test_auth_choice),
+        cmocka_unit_test_setup(test_finish_members_file, clear_env),
+        cmocka_unit_test_setup(test_finish_admin_token, clear_env),
+        cmocka_unit_test_setup(test_dump_lists_members_without_hashes, clear_env),
         cmocka_unit_test(test_example_conf_lists_every_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

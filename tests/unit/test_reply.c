@@ -115,6 +115,12 @@ static void test_error_table(void **state)
         {PROXY_ERROR_PAYLOAD_TOO_LARGE, 413, "PAYLOAD_TOO_LARGE"},
         {PROXY_ERROR_UPSTREAM_UNAVAILABLE, 502, "UPSTREAM_UNAVAILABLE"},
         {PROXY_ERROR_UPSTREAM_TIMEOUT, 504, "UPSTREAM_TIMEOUT"},
+        /* cloro's auth codes for members' tokens (cloro-api.md 9), the proxy's for admin. */
+        {PROXY_ERROR_MISSING_API_KEY, 401, "MISSING_API_KEY"},
+        {PROXY_ERROR_INVALID_API_KEY, 401, "INVALID_OR_EXPIRED_API_KEY"},
+        {PROXY_ERROR_ADMIN_TOKEN_MISSING, 401, "ADMIN_TOKEN_REQUIRED"},
+        {PROXY_ERROR_ADMIN_TOKEN_WRONG, 403, "FORBIDDEN"},
+        {PROXY_ERROR_ADMIN_TOKEN_UNSET, 403, "ADMIN_TOKEN_NOT_CONFIGURED"},
         /* cloro's own code for a 500 (cloro-api.md 9.2). */
         {PROXY_ERROR_INTERNAL, 500, "INTERNAL_SERVER_ERROR"},
     };
