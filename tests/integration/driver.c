@@ -65,6 +65,13 @@ size_t reply_on_header(char *data, size_t size, size_t n, void *userp)
 int driver_add(struct driver *d, const struct proc *p, const char *path, const char *body,
                int priority, const char *iface, long timeout_ms)
 {
+    return driver_add_headers(d, p, path, body, priority, iface, timeout_ms, NULL);
+}
+
+int driver_add_headers(struct driver *d, const struct proc *p, const char *path, const char *body,
+                       int priority, const char *iface, long timeout_ms,
+                       const char *const headers[])
+{
     assert_true(d->n < d->cap);
     struct call *c = &d->calls[d->n];
     c->body = body != NULL ? strdup(body) : NULL;
@@ -76,6 +83,8 @@ int driver_add(struct driver *d, const struct proc *p, const char *path, const c
         snprintf(line, sizeof line, "X-Priority: %d", priority);
         c->headers = curl_slist_append(c->headers, line);
     }
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        c->headers = curl_slist_append(c->headers, headers[i]);
     char *url = proc_url(p, path);
     CURL *e = curl_easy_init();
     curl_easy_setopt(e, CURLOPT_URL, url);

@@ -33,6 +33,10 @@ void driver_init(struct driver *d, int cap);
  * binds the default source address (127.0.0.1). Returns the call's index. */
 int driver_add(struct driver *d, const struct proc *p, const char *path, const char *body,
                int priority, const char *iface, long timeout_ms);
+/* driver_add with more request headers ("Name: value", NULL-terminated; may be NULL). */
+int driver_add_headers(struct driver *d, const struct proc *p, const char *path, const char *body,
+                       int priority, const char *iface, long timeout_ms,
+                       const char *const headers[]);
 /* Drives every running call for about ms milliseconds. */
 void driver_pump(struct driver *d, int ms);
 /* Drives until every call completed or timeout_ms passed; true when all did. */
