@@ -185,6 +185,44 @@ static int task_provider(const json_t *task_type)
     return -1;
 }
 
+/* The route's provider index, or -1 for POST /v1/async/task (the body says),
+ * or -2 for a route that is not cacheable. */
+static int route_provider(const char *method, const char *path)
+{
+    const char *sync = cache_key_provider(method, path);
+    if (sync != NULL)
+        return provider_index(sync, strlen(sync));
+    if (method == NULL || path == NULL || strcmp(method, "POST") != 0 ||
+        strcmp(path, ASYNC_TASK_PATH) != 0)
+        return -2;
+    return -1;
+}
+
+/* Canonicalizes a parsed body of the route whose provider index is index
+ * (-1: an async task), changing root. On OK, *provider is a providers[] name
+ * and *text a new string (free). */
+static enum cache_key_result canonicalize_doc(int index, json_t *root, const char **provider,
+                                              char **text)
+{
+    if (!json_is_object(root))
+        return CACHE_KEY_INVALID;
+    json_t *request = root;
+    if (index < 0) {
+        /* POST /v1/async/task: only taskType and payload decide the answer;
+         * idempotencyKey, webhook, priority (and anything else) do not. */
+        index = task_provider(json_object_get(root, "taskType"));
+        request = json_object_get(root, "payload");
+        if (index < 0 || !json_is_object(request))
+            return CACHE_KEY_INVALID;
+    }
+    remove_defaults(request, providers[index].rules, providers[index].flags);
+    *text = json_dumps(request, JSON_COMPACT | JSON_SORT_KEYS);
+    if (*text == NULL)
+        return CACHE_KEY_INVALID;
+    *provider = providers[index].name;
+    return CACHE_KEY_OK;
+}
+
 /* Resolves the route and canonicalizes the body. On OK, *provider is a
  * providers[] name and *text a new string (free). A failure inside jansson
  * (including out of memory) gives INVALID: a key that cannot be computed
@@ -194,41 +232,17 @@ static enum cache_key_result canonicalize(const char *method, const char *path, 
 {
     *provider = NULL;
     *text = NULL;
-    int index = -1;
-    const char *sync = cache_key_provider(method, path);
-    if (sync != NULL)
-        index = provider_index(sync, strlen(sync));
-    else if (method == NULL || path == NULL || strcmp(method, "POST") != 0 ||
-             strcmp(path, ASYNC_TASK_PATH) != 0)
+    int index = route_provider(method, path);
+    if (index == -2)
         return CACHE_KEY_NOT_CACHEABLE;
     if (body == NULL)
         return CACHE_KEY_INVALID;
-
     /* Duplicate names are rejected: which one cloro would honour is unknown. */
     json_error_t error;
     json_t *root = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &error);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return CACHE_KEY_INVALID;
-    }
-    json_t *request = root;
-    if (index < 0) {
-        /* POST /v1/async/task: only taskType and payload decide the answer;
-         * idempotencyKey, webhook, priority (and anything else) do not. */
-        index = task_provider(json_object_get(root, "taskType"));
-        request = json_object_get(root, "payload");
-        if (index < 0 || !json_is_object(request)) {
-            json_decref(root);
-            return CACHE_KEY_INVALID;
-        }
-    }
-    remove_defaults(request, providers[index].rules, providers[index].flags);
-    *text = json_dumps(request, JSON_COMPACT | JSON_SORT_KEYS);
+    enum cache_key_result r = canonicalize_doc(index, root, provider, text);
     json_decref(root);
-    if (*text == NULL)
-        return CACHE_KEY_INVALID;
-    *provider = providers[index].name;
-    return CACHE_KEY_OK;
+    return r;
 }
 
 static int sha256_key(const char *provider, const char *text, unsigned char out[CACHE_KEY_BYTES])
@@ -278,6 +292,20 @@ static void fill_hex(struct cache_key *key)
     key->hex[CACHE_KEY_HEX_LEN] = '\0';
 }
 
+/* Hashes canonical text (freed here) into out. */
+static enum cache_key_result finish_key(const char *provider, char *text, struct cache_key *out)
+{
+    int rc = sha256_key(provider, text, out->bytes);
+    free(text);
+    if (rc != 0) {
+        memset(out, 0, sizeof *out);
+        return CACHE_KEY_INVALID;
+    }
+    fill_hex(out);
+    snprintf(out->provider, sizeof out->provider, "%s", provider);
+    return CACHE_KEY_OK;
+}
+
 /* out is zeroed first, so it is empty unless the result is OK. */
 enum cache_key_result cache_key_compute(const char *method, const char *path, const void *body,
                                         size_t body_len, struct cache_key *out)
@@ -288,15 +316,25 @@ enum cache_key_result cache_key_compute(const char *method, const char *path, co
     enum cache_key_result r = canonicalize(method, path, body, body_len, &provider, &text);
     if (r != CACHE_KEY_OK)
         return r;
-    int rc = sha256_key(provider, text, out->bytes);
-    free(text);
-    if (rc != 0) {
-        memset(out, 0, sizeof *out);
-        return CACHE_KEY_INVALID;
-    }
-    fill_hex(out);
-    snprintf(out->provider, sizeof out->provider, "%s", provider);
-    return CACHE_KEY_OK;
+    return finish_key(provider, text, out);
+}
+
+enum cache_key_result cache_key_compute_doc(const char *method, const char *path,
+                                            const json_t *body, struct cache_key *out)
+{
+    memset(out, 0, sizeof *out);
+    int index = route_provider(method, path);
+    if (index == -2)
+        return CACHE_KEY_NOT_CACHEABLE;
+    /* Canonicalizing changes the document: work on a copy of it. */
+    json_t *copy = json_deep_copy(body);
+    const char *provider = NULL;
+    char *text = NULL;
+    enum cache_key_result r = canonicalize_doc(index, copy, &provider, &text);
+    json_decref(copy);
+    if (r != CACHE_KEY_OK)
+        return r;
+    return finish_key(provider, text, out);
 }
 
 char *cache_key_canonical(const char *method, const char *path, const void *body, size_t body_len)

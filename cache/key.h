@@ -22,6 +22,7 @@
 #ifndef CLORO_CACHE_KEY_H
 #define CLORO_CACHE_KEY_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 /* Bumped whenever the rules above change: a new version is a clean key space. */
@@ -57,6 +58,11 @@ const char *cache_key_task_type(const char *provider);
 /* Computes the key of a request. path is without the query string. */
 enum cache_key_result cache_key_compute(const char *method, const char *path, const void *body,
                                         size_t body_len, struct cache_key *out);
+
+/* The same for a body already parsed (not changed). Duplicate names cannot
+ * be detected here: the caller parsed with JSON_REJECT_DUPLICATES. */
+enum cache_key_result cache_key_compute_doc(const char *method, const char *path,
+                                            const json_t *body, struct cache_key *out);
 
 /* The canonical body text the key hashes (for tests and `cache show`), or
  * NULL when the body is not cacheable. New string: the caller frees it. */

@@ -507,7 +507,8 @@ struct sweep {
 static void collect_departed(struct limiter_ticket *t, void *arg)
 {
     struct sweep *sweep = arg;
-    if (sweep->count < SWEEP_MAX && !on_alive(t))
+    /* Background calls (task polls) carry callbacks of their own: no client. */
+    if (t->callbacks == NULL && sweep->count < SWEEP_MAX && !on_alive(t))
         sweep->gone[sweep->count++] = t;
 }
 

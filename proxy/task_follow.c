@@ -68,7 +68,7 @@ static void answer_client(struct tasks *ts, struct request *r, const char *id, c
 {
     struct task *t = tasks_find(ts, id);
     if (t != NULL) {
-        tasks_reply_view(r, tasks_view(t->rec, true), how);
+        tasks_reply_view(r, tasks_task_view(t, true), how);
         return;
     }
     json_t *rec = tasks_load_record(ts, id);
@@ -247,7 +247,7 @@ void task_get(struct tasks *ts, struct request *r, const char *id)
     if (tasks_record_terminal(t->rec) || leader == NULL || leader->creating ||
         age_ms < srv->cfg->poll_interval_ms) {
         tasks_counters(ts)->client_polls_answered++;
-        tasks_reply_view(r, tasks_view(t->rec, true), "HIT");
+        tasks_reply_view(r, tasks_task_view(t, true), "HIT");
         return;
     }
     r->next_waiter = leader->waiters;

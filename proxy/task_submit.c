@@ -137,12 +137,7 @@ static void sort_item(struct tasks *ts, struct item *it, size_t index, json_t *s
     }
     if (!well_formed(it->doc))
         return;
-    char *text = json_dumps(it->doc, JSON_COMPACT);
-    if (text == NULL)
-        abort();
-    it->keyed =
-        cache_key_compute("POST", "/v1/async/task", text, strlen(text), &it->key) == CACHE_KEY_OK;
-    free(text);
+    it->keyed = cache_key_compute_doc("POST", "/v1/async/task", it->doc, &it->key) == CACHE_KEY_OK;
     if (!it->keyed)
         return;
     if (cached_answer(srv, &it->key, d, &it->hit)) {

@@ -121,16 +121,68 @@ static bool has_work(const struct tasks *ts, const struct task *t)
     return !tasks_record_terminal(t->rec) || hook_pending(ts, t->rec);
 }
 
+/* A record is its JSON text; a task answered from the cache appends a NUL
+ * and the cached answer's body as it was stored ({"success":true,
+ * "result":...}), whose result is the task's response: copied, never
+ * parsed or printed again, since a 500-task batch of hits makes 500. */
 static void save(struct tasks *ts, struct task *t)
 {
     if (t->id[0] == '\0')
         return; /* in creation: nothing to keep yet */
-    char *text = json_dumps(t->rec, JSON_COMPACT);
+    json_t *meta = t->rec;
+    if (t->raw_answer != NULL && json_object_get(t->rec, "response") != NULL) {
+        meta = json_copy(t->rec); /* the response goes as the raw answer */
+        json_object_del(meta, "response");
+    } else {
+        json_incref(meta);
+    }
+    char *text = json_dumps(meta, JSON_COMPACT);
+    json_decref(meta);
     if (text == NULL)
         abort();
+    size_t len = strlen(text);
+    if (t->raw_answer != NULL) {
+        char *joined = realloc(text, len + 1 + t->raw_answer_len);
+        if (joined == NULL)
+            abort();
+        memcpy(joined + len + 1, t->raw_answer, t->raw_answer_len);
+        text = joined;
+        len += 1 + t->raw_answer_len;
+    }
     unsigned char key[CACHE_KEY_BYTES];
     cache_task_key("id", t->id, key);
-    cache_writer_task(ts->srv->writer, key, (unsigned char *)text, strlen(text), has_work(ts, t));
+    cache_writer_task(ts->srv->writer, key, (unsigned char *)text, len, has_work(ts, t));
+}
+
+/* Parses a stored record (see save): the JSON, and the response from the
+ * raw answer after a NUL when there is one. New reference, or NULL. */
+static json_t *parse_record(const unsigned char *data, size_t len)
+{
+    const unsigned char *nul = memchr(data, '\0', len);
+    size_t meta_len = nul != NULL ? (size_t)(nul - data) : len;
+    json_t *rec = json_loadb((const char *)data, meta_len, 0, NULL);
+    if (!json_is_object(rec)) {
+        json_decref(rec);
+        return NULL;
+    }
+    if (nul != NULL) {
+        json_t *answer = json_loadb((const char *)nul + 1, len - meta_len - 1, 0, NULL);
+        json_t *result = json_object_get(answer, "result");
+        json_object_set_new(rec, "response", result != NULL ? json_incref(result) : json_object());
+        json_decref(answer);
+    }
+    return rec;
+}
+
+/* Gives a cache-answered task's record its response (from the raw answer). */
+static void ensure_response(struct task *t)
+{
+    if (t->raw_answer == NULL || json_object_get(t->rec, "response") != NULL)
+        return;
+    json_t *answer = json_loadb((const char *)t->raw_answer, t->raw_answer_len, 0, NULL);
+    json_t *result = json_object_get(answer, "result");
+    json_object_set_new(t->rec, "response", result != NULL ? json_incref(result) : json_object());
+    json_decref(answer);
 }
 
 static void index_idempotency(struct tasks *ts, const struct task *t)
@@ -212,6 +264,12 @@ json_t *tasks_view(const json_t *rec, bool with_webhook)
     return view;
 }
 
+json_t *tasks_task_view(struct task *t, bool with_webhook)
+{
+    ensure_response(t);
+    return tasks_view(t->rec, with_webhook);
+}
+
 void tasks_reply_view(struct request *r, json_t *view, const char *cache_status)
 {
     char *text = json_dumps(view, JSON_COMPACT);
@@ -277,6 +335,7 @@ static void task_free(struct tasks *ts, struct task *t)
     json_decref(t->rec);
     json_decref(t->failure_body);
     json_decref(t->saver_item);
+    free(t->raw_answer);
     free(t->authorization);
     free(t);
 }
@@ -303,6 +362,7 @@ static void deliver(struct tasks *ts, struct task *t)
     if (ts->webhooks == NULL || !tasks_record_terminal(t->rec) || !hook_pending(ts, t->rec))
         return;
     json_t *hook = json_object_get(t->rec, "hook");
+    ensure_response(t);
     json_t *view = tasks_view(t->rec, false);
     char *text = json_dumps(view, JSON_COMPACT);
     json_decref(view);
@@ -645,18 +705,18 @@ static struct task *new_local(struct tasks *ts, const json_t *item, enum task_or
 
 struct task *tasks_new_cached(struct tasks *ts, const json_t *item, const struct cache_entry *e)
 {
-    json_t *doc = json_loadb((const char *)e->body, e->body_len, 0, NULL);
-    const json_t *result = json_object_get(doc, "result");
     struct task *t = new_local(ts, item, TASK_ORIGIN_CACHE, NULL);
     json_t *task = json_object_get(t->rec, "task");
     json_object_set_new(task, "status", json_string("COMPLETED"));
     json_object_set_new(task, "latencyMs", json_integer(0));
     json_object_set_new(t->rec, "credits", local_credits(true));
-    json_object_set_new(t->rec, "response",
-                        result != NULL ? json_deep_copy(result) : json_object());
+    t->raw_answer = malloc(e->body_len > 0 ? e->body_len : 1);
+    if (t->raw_answer == NULL)
+        abort();
+    memcpy(t->raw_answer, e->body, e->body_len);
+    t->raw_answer_len = e->body_len;
     if (e->request_id != NULL && e->request_id[0] != '\0')
         json_object_set_new(t->rec, "rid", json_string(e->request_id));
-    json_decref(doc);
     ts->counters.from_cache++;
     save(ts, t);
     index_idempotency(ts, t);
@@ -688,12 +748,8 @@ json_t *tasks_load_record(struct tasks *ts, const char *id)
     if (!cache_writer_pending(ts->srv->writer, key, &data, &len) &&
         cache_store_get_task(ts->srv->store, key, &data, &len) != CACHE_GET_FOUND)
         return NULL;
-    json_t *rec = json_loadb((const char *)data, len, 0, NULL);
+    json_t *rec = parse_record(data, len);
     free(data);
-    if (!json_is_object(rec)) {
-        json_decref(rec);
-        return NULL;
-    }
     return rec;
 }
 
@@ -703,7 +759,7 @@ static int load_open(const unsigned char *key, const unsigned char *data, size_t
 {
     (void)key;
     struct tasks *ts = arg;
-    json_t *rec = json_loadb((const char *)data, len, 0, NULL);
+    json_t *rec = parse_record(data, len);
     const char *id = json_string_value(json_object_get(json_object_get(rec, "task"), "id"));
     const char *origin = json_string_value(json_object_get(rec, "origin"));
     if (id == NULL || origin == NULL || strlen(id) >= IDS_UUID_LEN + 8) {
@@ -727,6 +783,14 @@ static int load_open(const unsigned char *key, const unsigned char *data, size_t
                      : "");
     }
     t->store_result = !json_is_false(json_object_get(rec, "store"));
+    const unsigned char *nul = memchr(data, '\0', len);
+    if (nul != NULL) {
+        t->raw_answer_len = len - (size_t)(nul - data) - 1;
+        t->raw_answer = malloc(t->raw_answer_len > 0 ? t->raw_answer_len : 1);
+        if (t->raw_answer == NULL)
+            abort();
+        memcpy(t->raw_answer, nul + 1, t->raw_answer_len);
+    }
     register_id(ts, t);
     return 0;
 }

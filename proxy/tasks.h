@@ -49,6 +49,8 @@ struct task {
     struct task *followers;     /* upstream: its attached tasks */
     struct task *next_follower; /* in the leader's list */
     char *authorization;        /* upstream: to poll with when the proxy holds no key */
+    unsigned char *raw_answer;  /* cache: the cached answer's body, its response inside */
+    size_t raw_answer_len;
 
     /* Following (upstream tasks; task_follow.c). */
     struct event *timer;
@@ -127,6 +129,8 @@ json_t *tasks_creation_view(const json_t *rec);
 /* What GET /v1/async/task/{id} answers (with_webhook) or a webhook carries. */
 json_t *tasks_view(const json_t *rec, bool with_webhook);
 bool tasks_record_terminal(const json_t *rec);
+/* tasks_view of a live task (its response read back when kept raw). */
+json_t *tasks_task_view(struct task *t, bool with_webhook);
 
 /* Sends view as the 200 answer to r, artifact URLs rewritten; ends r. */
 void tasks_reply_view(struct request *r, json_t *view, const char *cache_status);

@@ -137,8 +137,15 @@ static json_t *wait_task(const struct proc *p, const char *id, const char *statu
         long code;
         json_t *doc = get_task(p, id, &code);
         const char *s = dig_str(doc, "task.status");
-        if ((code == 200 && s != NULL && strcmp(s, status) == 0) || now_ms() > deadline)
+        if (code == 200 && s != NULL && strcmp(s, status) == 0)
             return doc;
+        if (now_ms() > deadline) {
+            char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+            print_message("task %s is not %s after %d ms: status %ld, %s\n", id, status,
+                          timeout_ms, code, text != NULL ? text : "(no JSON)");
+            free(text);
+            return doc;
+        }
         json_decref(doc);
         sleep_ms(50);
     }

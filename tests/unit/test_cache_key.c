@@ -31,10 +31,23 @@ static enum cache_key_result compute(const char *method, const char *path, const
     return cache_key_compute(method, path, body, body == NULL ? 0 : strlen(body), key);
 }
 
+/* Also checks that the parsed-document form gives the same key and leaves
+ * the document as it was. */
 static struct cache_key key_of(const char *path, const char *body)
 {
     struct cache_key key;
     assert_int_equal(compute("POST", path, body, &key), CACHE_KEY_OK);
+    json_t *doc = json_loads(body, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(doc);
+    json_t *before = json_deep_copy(doc);
+    struct cache_key from_doc;
+    assert_int_equal(cache_key_compute_doc("POST", path, doc, &from_doc), CACHE_KEY_OK);
+    assert_memory_equal(from_doc.bytes, key.bytes, CACHE_KEY_BYTES);
+    assert_string_equal(from_doc.hex, key.hex);
+    assert_string_equal(from_doc.provider, key.provider);
+    assert_true(json_equal(doc, before));
+    json_decref(before);
+    json_decref(doc);
     return key;
 }
 
