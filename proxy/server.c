@@ -18,6 +18,7 @@
 #include "recent.h"
 #include "limiter.h"
 #include "router.h"
+#include "status_page.h"
 #include "tasks.h"
 #include "touches.h"
 #include "store.h"
@@ -101,6 +102,9 @@ static void on_request(struct evhttp_request *evreq, void *arg)
     case ROUTE_ARTIFACT:
         artifacts_serve(r);
         return;
+    case ROUTE_STATUS_PAGE:
+        status_page_serve(r);
+        return;
     case ROUTE_ADMIN_RECENT:
         recent_serve(r);
         return;
@@ -110,7 +114,6 @@ static void on_request(struct evhttp_request *evreq, void *arg)
         return;
     case ROUTE_ADMIN_METRICS: /* served by metrics.c (issue 8, in progress) */
     case ROUTE_ADMIN_USAGE:   /* served by usage.c (issue 8, in progress) */
-    case ROUTE_STATUS_PAGE:   /* served by status_page.c (issue 8, in progress) */
     case ROUTE_NOT_FOUND:
         break;
     }
