@@ -45,6 +45,18 @@ static json_t *limits_view(const struct server *srv)
     return view;
 }
 
+/* {"count", "sum_ms", "p50_ms", "p99_ms"} of a latency histogram (latency.h). */
+static json_t *latency_view(const struct latency *l)
+{
+    json_t *view = json_pack("{s:I, s:f, s:f, s:f}", "count", (json_int_t)l->count, "sum_ms",
+                             (double)l->sum_us / 1000.0, "p50_ms",
+                             (double)histogram_quantile(&l->q, 0.5) / 1000.0, "p99_ms",
+                             (double)histogram_quantile(&l->q, 0.99) / 1000.0);
+    if (view == NULL)
+        abort();
+    return view;
+}
+
 void admin_stats(struct request *r)
 {
     const struct server *srv = r->server;
@@ -67,6 +79,9 @@ void admin_stats(struct request *r)
     if (body == NULL)
         abort();
     json_object_set_new(body, "limits", limits_view(srv));
+    json_object_set_new(body, "latency",
+                        json_pack("{s:o, s:o}", "hit", latency_view(&s->latency_hit), "upstream",
+                                  latency_view(&s->latency_upstream)));
     if (srv->artifacts != NULL)
         json_object_set_new(body, "artifacts", artifacts_stats(srv->artifacts));
     if (srv->tasks != NULL)

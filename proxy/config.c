@@ -129,6 +129,9 @@ static const struct config_key keys[] = {
            "each alone"),
     KEY(sync_surcharge, CONFIG_COUNT, "2", 0, 1000,
         "credits a sync call costs over the same async task (cloro: 2), counted as saved"),
+    KEY(usage_retention_days, CONFIG_COUNT, "90", 0, 36500,
+        "days of usage counters kept in the store (per member, provider and UTC day); 0: for "
+        "good"),
     KEY_CHOICE(auth, "auto", "auto|members|open",
                "members: every /v1/ request needs a member's token (Authorization: Bearer); "
                "open: anyone may call; auto: members once any [member NAME] exists"),

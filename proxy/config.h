@@ -65,9 +65,10 @@ struct config {
     int64_t max_open_tasks;
     int64_t async_batch_window_ms;
     int64_t sync_surcharge;
-    char *auth;             /* "auto", "members" or "open" */
-    char *members_file;     /* more [member NAME] sections; "" none */
-    char *admin_token_file; /* file holding the admin token; "" none */
+    int64_t usage_retention_days; /* 0: usage rows are kept for good */
+    char *auth;                   /* "auto", "members" or "open" */
+    char *members_file;           /* more [member NAME] sections; "" none */
+    char *admin_token_file;       /* file holding the admin token; "" none */
 
     /* [provider NAME] sections: per-provider overrides. */
     struct config_provider {

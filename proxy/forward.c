@@ -347,6 +347,7 @@ static void send_attempt(struct request *r)
         .timeout_ms = remaining_ms(r),
     };
     srv->stats.upstream_calls++;
+    r->upstream_attempts++;
     r->transfer = upstream_start(srv->upstream, &call, on_upstream_done, r);
     free(url);
     if (r->transfer != NULL)

@@ -4,6 +4,7 @@
  * flag always beats the file. No logic of its own beyond that. */
 #include "cli_artifacts.h"
 #include "cli_cache.h"
+#include "cli_usage.h"
 #include "cli_members.h"
 #include "config.h"
 #include "log.h"
@@ -34,6 +35,8 @@ static void print_usage(FILE *out)
             "not\n"
             "  cloro-proxy artifacts ls|get ID|retry ... [--cache-dir DIR]\n"
             "                                   the captured HTML artifacts\n"
+            "  cloro-proxy usage [--member M] [--since YYYY-MM-DD] [--cache-dir DIR]\n"
+            "                                   usage per member, provider and day\n"
             "  cloro-proxy members add NAME [--rate-limit N] [--max-concurrency N]\n"
             "                      [--daily-credit-budget N] [--members-file F | --config FILE]\n"
             "                                   add a member; its token is printed once\n"
@@ -208,6 +211,8 @@ int main(int argc, char **argv)
         return cli_cache_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "artifacts") == 0)
         return cli_artifacts_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "usage") == 0)
+        return cli_usage_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "members") == 0)
         return cli_members_main(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "help") == 0)) {

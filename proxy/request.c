@@ -2,6 +2,7 @@
  * request so handlers never touch evhttp; request_send() is where the reply
  * leaves, the access-log line is written and the context is freed. */
 #include "request.h"
+#include "accounting.h"
 #include "clock.h"
 #include "log.h"
 #include "recent.h"
@@ -236,6 +237,7 @@ void request_send(struct request *r, int status, struct evbuffer *body)
         request_add_header(r, "Connection", "close");
     size_t bytes_in = evbuffer_get_length(evhttp_request_get_input_buffer(r->evreq));
     size_t bytes_out = body != NULL ? evbuffer_get_length(body) : 0;
+    accounting_request_done(r, status, bytes_in, bytes_out);
     srv->replies_unflushed++;
     evhttp_request_set_on_complete_cb(r->evreq, on_reply_written, srv);
     struct evhttp_connection *conn = evhttp_request_get_connection(r->evreq);

@@ -65,6 +65,7 @@ struct request {
     int retries;         /* upstream attempts after the first */
     int64_t deadline_us; /* arrival + upstream_timeout: queue waits and retries included */
     struct event *retry_timer;
+    int upstream_attempts; /* upstream calls made for it (accounting.c counts them) */
 
     /* Set by callers that send something other than the client's own call
      * (async submissions, tasks.h): what goes upstream and who settles it. */

@@ -7,12 +7,14 @@
 #include "auth.h"
 #include "members.h"
 #include "admin_cache.h"
+#include "admin_usage.h"
 #include "artifacts.h"
 #include "cache_dir.h"
 #include "clock.h"
 #include "coalescer.h"
 #include "forward.h"
 #include "log.h"
+#include "metrics.h"
 #include "reply.h"
 #include "request.h"
 #include "recent.h"
@@ -23,6 +25,7 @@
 #include "touches.h"
 #include "store.h"
 #include "upstream.h"
+#include "usage.h"
 #include "writer.h"
 
 #include <arpa/inet.h>
@@ -112,8 +115,12 @@ static void on_request(struct evhttp_request *evreq, void *arg)
         request_add_header(r, "Allow", router_allowed_methods(r->path));
         reply_error(r, PROXY_ERROR_METHOD_NOT_ALLOWED, NULL, NULL);
         return;
-    case ROUTE_ADMIN_METRICS: /* served by metrics.c (issue 8, in progress) */
-    case ROUTE_ADMIN_USAGE:   /* served by usage.c (issue 8, in progress) */
+    case ROUTE_ADMIN_METRICS:
+        metrics_serve(r);
+        return;
+    case ROUTE_ADMIN_USAGE:
+        admin_usage(r);
+        return;
     case ROUTE_NOT_FOUND:
         break;
     }
@@ -145,6 +152,7 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     members_tick(srv->members);
     if (srv->artifacts != NULL)
         artifacts_tick(srv->artifacts);
+    usage_flush(srv->usage, srv->writer, clock_wall_ms());
     if (srv->writer == NULL)
         return;
     touches_flush(srv->touches, srv->writer);
@@ -272,8 +280,11 @@ static void teardown(struct server *srv)
     /* Commits every answer and hit still queued before the store closes. */
     if (srv->writer != NULL) {
         touches_flush(srv->touches, srv->writer);
+        usage_flush(srv->usage, srv->writer, clock_wall_ms());
         cache_writer_stop(srv->writer);
     }
+    usage_free(srv->usage);
+    metrics_free(srv->metrics);
     touches_free(srv->touches);
     if (srv->store != NULL)
         cache_store_close(srv->store);
@@ -365,6 +376,10 @@ int server_run(const struct config *cfg)
     if (open_cache(&srv) != 0)
         return 1;
     srv.recent = recent_new();
+    srv.metrics = metrics_new();
+    srv.usage = usage_new(cfg->usage_retention_days);
+    if (srv.store != NULL && usage_load(srv.usage, srv.store, clock_wall_ms()) != 0)
+        log_warn("usage_load_failed", "error=\"cannot read today's usage counters\"");
     srv.base = new_event_base();
     if (srv.base == NULL) {
         log_error("startup_failed", "error=\"cannot create the event base\"");

@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "ids.h"
+#include "latency.h"
 #include "request.h"
 
 #include <stdbool.h>
@@ -25,6 +26,8 @@ struct limiter;
 struct artifacts;
 struct touches;
 struct tasks;
+struct usage;
+struct metrics;
 struct recent;
 
 /* Counters shown by /_proxy/stats. Only the loop thread touches them. */
@@ -37,13 +40,15 @@ struct server_stats {
     uint64_t proxy_errors; /* responses the proxy made itself with status >= 400 */
     uint64_t cache_by_outcome[CACHE_OUTCOME_COUNT];
     uint64_t cache_credits_saved;
-    uint64_t cache_read_errors;   /* lookups that failed or found a corrupt record */
-    uint64_t cache_not_stored;    /* answers that could not be queued for storing */
-    uint64_t retries;             /* upstream attempts after a first */
-    uint64_t upstream_429;        /* 429s the upstream answered */
-    uint64_t limit_rejections;    /* 429s the proxy answered (queue full or timed out) */
-    uint64_t abandoned_in_queue;  /* queued calls dropped because their client left */
-    uint64_t abandoned_in_flight; /* calls cancelled because their client left */
+    uint64_t cache_read_errors;      /* lookups that failed or found a corrupt record */
+    uint64_t cache_not_stored;       /* answers that could not be queued for storing */
+    uint64_t retries;                /* upstream attempts after a first */
+    uint64_t upstream_429;           /* 429s the upstream answered */
+    uint64_t limit_rejections;       /* 429s the proxy answered (queue full or timed out) */
+    uint64_t abandoned_in_queue;     /* queued calls dropped because their client left */
+    uint64_t abandoned_in_flight;    /* calls cancelled because their client left */
+    struct latency latency_hit;      /* /v1/ answers the cache gave (accounting.c) */
+    struct latency latency_upstream; /* /v1/ answers that went or waited upstream */
 };
 
 struct server {
@@ -69,6 +74,8 @@ struct server {
     struct artifacts *artifacts;  /* NULL when the cache is off */
     struct touches *touches;      /* hits not yet handed to the writer */
     struct tasks *tasks;          /* async tasks; NULL when the cache or async_tasks is off */
+    struct usage *usage;          /* usage per member, provider and day (usage.h) */
+    struct metrics *metrics;      /* answers by route, status and cache result (metrics.h) */
     struct recent *recent;        /* the last requests, for /_proxy/recent and the status page */
     uint64_t cache_losses_logged; /* writer drops and failures already logged */
     int64_t upstream_warned_us;   /* last upstream_error warning, for rate limiting */
