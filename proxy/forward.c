@@ -9,6 +9,7 @@
  * proxy's own envelope (reply.c); the upstream's own answers pass unchanged. */
 #include "forward.h"
 #include "answer.h"
+#include "budget.h"
 #include "cache_io.h"
 #include "clock.h"
 #include "coalescer.h"
@@ -697,6 +698,12 @@ void forward_upstream(struct request *r)
     admit(r);
 }
 
+/* A member past its daily credit budget makes no paid call (budget.h). */
+static bool within_budget(struct request *r)
+{
+    return !takes_slot(r) || budget_admit(r);
+}
+
 void forward_request(struct request *r)
 {
     struct server *srv = r->server;
@@ -706,7 +713,8 @@ void forward_request(struct request *r)
     size_t body_len = evbuffer_get_length(body);
     if (srv->store == NULL) {
         r->cache_outcome = CACHE_OUTCOME_NONE;
-        admit(r);
+        if (within_budget(r))
+            admit(r);
         return;
     }
     const void *bytes = body_len > 0 ? (const void *)evbuffer_pullup(body, -1) : "";
@@ -719,7 +727,8 @@ void forward_request(struct request *r)
         /* Not a cacheable call (or the client asked for no storing): pass it through. */
         r->keyed = false;
         r->cache_outcome = CACHE_OUTCOME_BYPASS;
-        admit(r);
+        if (within_budget(r))
+            admit(r);
         return;
     }
     if (answer_from_cache(r))
@@ -738,6 +747,8 @@ void forward_request(struct request *r)
         coalescer_join(srv->coalescer, f, r);
         return;
     }
+    if (!within_budget(r))
+        return;
     r->flight = coalescer_begin(srv->coalescer, r->key.bytes, r);
     if (credit_saver_wanted(r)) {
         credit_saver_ask(tasks_credit_saver(srv->tasks), r);

@@ -51,6 +51,8 @@ static const struct error_row error_table[] = {
                                        "Members exist, so the admin routes need an admin token, "
                                        "and this proxy has none: set CLORO_ADMIN_TOKEN or "
                                        "admin_token_file"},
+    [PROXY_ERROR_BUDGET_EXCEEDED] = {403, "BUDGET_EXCEEDED",
+                                     "The member's daily credit budget is spent"},
     [PROXY_ERROR_INTERNAL] = {500, "INTERNAL_SERVER_ERROR", "Internal proxy error"},
 };
 

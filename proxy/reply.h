@@ -31,6 +31,7 @@ enum proxy_error {
     PROXY_ERROR_ADMIN_TOKEN_MISSING, /* an admin route without the admin token */
     PROXY_ERROR_ADMIN_TOKEN_WRONG,   /* an admin route with another token */
     PROXY_ERROR_ADMIN_TOKEN_UNSET,   /* members exist, but the proxy has no admin token */
+    PROXY_ERROR_BUDGET_EXCEEDED,     /* a member's daily_credit_budget is spent (budget.h) */
     PROXY_ERROR_INTERNAL,
 };
 
