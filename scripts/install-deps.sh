@@ -14,6 +14,12 @@ packages=(
   zlib1g-dev
   curl
 )
+# tests/browser: the status page in headless Chromium (Debian's, never a
+# downloaded build), driven by playwright-core from npm. Node.js and npm only
+# when missing: a machine may already have its own (nodesource's bundles npm).
+packages+=(chromium)
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 # bench/ compares the proxy side by side with nginx under wrk.
 if [ "${WITH_BENCH:-0}" = 1 ]; then
   packages+=(wrk nginx-light)
