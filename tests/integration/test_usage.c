@@ -9,7 +9,8 @@
  * (promtext.h) and its numbers equal those of /_proxy/stats,
  * /_proxy/cache/stats and /_proxy/usage. The counters survive a restart on
  * the same cache directory and go on from there, and `cloro-proxy usage`
- * prints the same numbers from the store. With two members, one with a
+ * prints the same numbers from the store. In async upstream mode, the credit
+ * saver's savings are counted by=async everywhere. With two members, one with a
  * daily_credit_budget: past it, 403 BUDGET_EXCEEDED before any upstream
  * call while its hits are still served, the other member unaffected, and
  * the refusal holds across a restart. */
@@ -508,6 +509,49 @@ static void test_counters_survive_restart(void **state)
     free(out.output);
 }
 
+/* The credit saver: a sync call asked as an async task is charged the task's
+ * credits and saves the surcharge, by=async, in usage, metrics and stats. */
+static void test_credit_saver_counts_async_savings(void **state)
+{
+    (void)state;
+    char dir[160];
+    snprintf(dir, sizeof dir, "%s/saver-cache", base_dir);
+    const char *args[] = {"--cache-dir", dir, "--upstream-mode", "async", "--poll-initial",
+                          "50ms",        NULL};
+    struct proc saver;
+    assert_int_equal(proc_start_proxy(&saver, fake.url, args, proxy_env), 0);
+    struct http_reply r;
+    http_post(&saver, "/v1/monitor/chatgpt", "{\"prompt\":\"usage saver\",\"country\":\"US\"}",
+              NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(http_header(&r, "X-Credits-Saved-By"), "async");
+    long long charged = header_number(&r, "X-Credits-Charged");
+    long long saved = header_number(&r, "X-Credits-Saved");
+    assert_true(charged > 0 && saved > 0);
+    http_reply_free(&r);
+    json_t *usage = usage_report(&saver);
+    assert_int_equal(json_integer_value(json_dig(usage, "totals.credits_charged")), charged);
+    assert_int_equal(json_integer_value(json_dig(usage, "totals.credits_saved_async")), saved);
+    assert_int_equal(json_integer_value(json_dig(usage, "totals.credits_saved_cache")), 0);
+    assert_int_equal(json_integer_value(json_dig(usage, "totals.upstream_calls")), 1);
+    json_decref(usage);
+    json_t *stats = get_json(&saver, "/_proxy/stats", 200);
+    assert_int_equal(json_integer_value(json_dig(stats, "tasks.credit_saver.credits_saved")),
+                     saved);
+    json_decref(stats);
+    http_get(&saver, "/_proxy/metrics", &r);
+    struct promtext doc;
+    char err[512];
+    if (promtext_parse(r.body, &doc, err, sizeof err) != 0)
+        fail_msg("/_proxy/metrics is not valid exposition text: %s", err);
+    const char *by_async[] = {"by", "async", NULL};
+    assert_equal_num(metric(&doc, "cloro_proxy_credits_saved_total", by_async), saved,
+                     "saved by async");
+    promtext_free(&doc);
+    http_reply_free(&r);
+    proc_stop(&saver);
+}
+
 /* ---- budgets: two members ------------------------------------------------- */
 
 #define ADMIN       "adm_usage_test_41d2"
@@ -656,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_bad_parameters_are_400),
         cmocka_unit_test(test_metrics_parse_and_agree),
         cmocka_unit_test(test_counters_survive_restart),
+        cmocka_unit_test(test_credit_saver_counts_async_savings),
         cmocka_unit_test(test_budget_per_member),
     };
     return cmocka_run_group_tests_name("integration_usage", tests, group_setup, group_teardown);
