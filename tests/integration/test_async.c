@@ -141,8 +141,8 @@ static json_t *wait_task(const struct proc *p, const char *id, const char *statu
             return doc;
         if (now_ms() > deadline) {
             char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-            print_message("task %s is not %s after %d ms: status %ld, %s\n", id, status,
-                          timeout_ms, code, text != NULL ? text : "(no JSON)");
+            print_message("task %s is not %s after %d ms: status %ld, %s\n", id, status, timeout_ms,
+                          code, text != NULL ? text : "(no JSON)");
             free(text);
             return doc;
         }
