@@ -194,18 +194,19 @@ static void free_request(struct request *r)
 static void log_access(const struct request *r, int status, size_t bytes_in, size_t bytes_out)
 {
     int64_t latency_us = clock_mono_us() - r->started_us;
-    char path[512], client_rid[160], upstream_rid[160];
+    char path[512], client_rid[160], upstream_rid[160], member[160];
     log_write(LOG_LEVEL_INFO, "access",
               "rid=%s client=%s method=%s path=%s status=%d latency_ms=%lld.%03lld bytes_in=%zu "
-              "bytes_out=%zu upstream_rid=%s client_rid=%s cache=%s%s%s",
+              "bytes_out=%zu upstream_rid=%s client_rid=%s cache=%s member=%s%s%s",
               r->id, r->client_addr, r->method, log_value(path, sizeof path, r->path), status,
               (long long)(latency_us / 1000), (long long)(latency_us % 1000), bytes_in, bytes_out,
               log_value(upstream_rid, sizeof upstream_rid,
                         r->upstream_request_id != NULL ? r->upstream_request_id : "-"),
               log_value(client_rid, sizeof client_rid,
                         r->client_request_id != NULL ? r->client_request_id : "-"),
-              request_cache_outcome_name(r->cache_outcome), r->error_code != NULL ? " error=" : "",
-              r->error_code != NULL ? r->error_code : "");
+              request_cache_outcome_name(r->cache_outcome),
+              r->member[0] != '\0' ? log_value(member, sizeof member, r->member) : "-",
+              r->error_code != NULL ? " error=" : "", r->error_code != NULL ? r->error_code : "");
 }
 
 /* evhttp calls one of these two per reply: written out, or its connection

@@ -299,6 +299,12 @@ static void test_member_token_works_and_never_leaves(void **state)
     assert_int_equal(auth_count("Bearer " TOKEN_BOB), 0);
     free(b1);
     free(b2);
+    /* The access log names the member, never the token. */
+    char *log = proc_log(&proxy);
+    assert_non_null(strstr(log, "path=/v1/monitor/chatgpt status=200"));
+    assert_non_null(strstr(log, "member=alice"));
+    assert_non_null(strstr(log, "member=bob"));
+    free(log);
     assert_log_clean((const char *[]){TOKEN_ALICE, TOKEN_BOB, KEY, ADMIN, NULL});
 }
 
