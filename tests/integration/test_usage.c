@@ -13,7 +13,11 @@
  * saver's savings are counted by=async everywhere. With two members, one with a
  * daily_credit_budget: past it, 403 BUDGET_EXCEEDED before any upstream
  * call while its hits are still served, the other member unaffected, and
- * the refusal holds across a restart. */
+ * the refusal holds across a restart. With auth = members and three members,
+ * a mixed workload (hits of each other's answers, calls coalesced across
+ * members, errors) is counted for exactly the member who made each request,
+ * in /_proxy/usage?member=NAME and the per-member metrics; refused 401s count
+ * for no member (they go to "-"). */
 #include "driver.h"
 #include "harness.h"
 #include "promtext.h"
@@ -36,6 +40,7 @@
 
 static struct proc fake;
 static struct proc proxy;
+static struct proc team_fake, team_proxy; /* test_members_counters_exact's */
 static char base_dir[64];
 static char cache_dir[128];
 static const char *const proxy_env[] = {"CLORO_API_KEY=" KEY, NULL};
@@ -86,12 +91,13 @@ static long long header_number(const struct http_reply *r, const char *name)
     return v != NULL ? atoll(v) : 0;
 }
 
-/* Counts one answer as the proxy should. upstream_calls: how many calls it
- * made upstream for it (known to the test from the fake's counter). */
-static void count(const char *provider, const char *body, const struct http_reply *r,
-                  long long upstream_calls)
+/* Counts one answer into a tally as the proxy should. upstream_calls: how
+ * many calls it made upstream for it (known to the test from the fake's
+ * counter). */
+static void count_into(long long (*into)[COUNTERS], const char *provider, const char *body,
+                       const struct http_reply *r, long long upstream_calls)
 {
-    long long *t = tally[provider_index(provider)];
+    long long *t = into[provider_index(provider)];
     const char *x = http_header(r, "X-Cache");
     t[C_REQUESTS]++;
     t[C_HITS] += x != NULL && (strcmp(x, "HIT") == 0 || strcmp(x, "STALE") == 0);
@@ -104,6 +110,12 @@ static void count(const char *provider, const char *body, const struct http_repl
     t[C_ERRORS] += r->status >= 400;
     t[C_BYTES_IN] += body != NULL ? (long long)strlen(body) : 0;
     t[C_BYTES_OUT] += (long long)r->body_len;
+}
+
+static void count(const char *provider, const char *body, const struct http_reply *r,
+                  long long upstream_calls)
+{
+    count_into(tally, provider, body, r, upstream_calls);
 }
 
 static long long upstream_total(void)
@@ -158,6 +170,10 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
+    if (team_proxy.pid > 0)
+        proc_stop(&team_proxy);
+    if (team_fake.pid > 0)
+        proc_stop(&team_fake);
     proc_stop(&proxy);
     proc_stop(&fake);
     if (getenv("KEEP_TEST_LOGS") == NULL)
@@ -166,14 +182,19 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* The report's counters object at members -> "-" -> providers -> p -> totals
- * (p NULL: the member's totals). */
-static json_t *report_row(json_t *report, const char *p)
+/* The report's counters object at members -> member -> providers -> p ->
+ * totals (p NULL: the member's totals). */
+static json_t *member_row(json_t *report, const char *member, const char *p)
 {
-    json_t *m = json_object_get(json_object_get(report, "members"), "-");
+    json_t *m = json_object_get(json_object_get(report, "members"), member);
     return p == NULL
                ? json_object_get(m, "totals")
                : json_object_get(json_object_get(json_object_get(m, "providers"), p), "totals");
+}
+
+static json_t *report_row(json_t *report, const char *p)
+{
+    return member_row(report, "-", p);
 }
 
 static void assert_row(json_t *row, const long long *want, const char *what)
@@ -693,6 +714,317 @@ static void test_budget_per_member(void **state)
     proc_stop(&team);
 }
 
+/* ---- members' counters after a mixed workload ----------------------------- */
+
+#define TOKEN_CAROL   "cpm_usage_carol_0003"
+#define TOKEN_UNKNOWN "cpm_usage_nobody_0004"
+#define TEAM          3
+#define REFUSED       TEAM /* the tally of the 401s: reported as member "-" */
+
+static const char *const team_names[TEAM + 1] = {"alice", "bob", "carol", "-"};
+static const char *const team_tokens[TEAM] = {TOKEN_ALICE, TOKEN_BOB, TOKEN_CAROL};
+static long long team_tally[TEAM + 1][PROVIDERS][COUNTERS];
+
+static long long team_upstream(void)
+{
+    return fake_stat(&team_fake, "requests_total");
+}
+
+/* One call to the team's proxy with auth as its Authorization line (NULL:
+ * none) and one more header (NULL: none), counted into who's tally. */
+static void team_call_auth(int who, const char *auth, const char *method, const char *path,
+                           const char *provider, const char *body, const char *extra,
+                           struct http_reply *r)
+{
+    const char *headers[4] = {"Content-Type: application/json"};
+    size_t n = 1;
+    if (auth != NULL)
+        headers[n++] = auth;
+    if (extra != NULL)
+        headers[n++] = extra;
+    headers[n] = NULL;
+    long long before = team_upstream();
+    char *url = proc_url(&team_proxy, path);
+    http_call(method, url, body, headers, r);
+    free(url);
+    if (r->curl_code != 0)
+        fail_msg("%s %s: no answer (curl %d)", method, path, r->curl_code);
+    count_into(team_tally[who], provider, body, r, team_upstream() - before);
+}
+
+/* One call of member who with its own token (body NULL: a GET). */
+static void team_call(int who, const char *path, const char *provider, const char *body,
+                      const char *extra, struct http_reply *r)
+{
+    char auth[128];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", team_tokens[who]);
+    team_call_auth(who, auth, body != NULL ? "POST" : "GET", path, provider, body, extra, r);
+}
+
+/* The reply's status, and its X-Cache unless x_cache is NULL; frees it. */
+static void expect_reply(struct http_reply *r, long status, const char *x_cache)
+{
+    const char *x = http_header(r, "X-Cache");
+    if (r->status != status || (x_cache != NULL && (x == NULL || strcmp(x, x_cache) != 0)))
+        fail_msg("expected %ld X-Cache %s, got %ld X-Cache %s: %s", status, x_cache, r->status,
+                 x != NULL ? x : "(none)", r->body);
+    http_reply_free(r);
+}
+
+/* A refused call: 401 with code, no X-Cache, nothing upstream. */
+static void expect_refused(struct http_reply *r, const char *code)
+{
+    if (r->status != 401 || strcmp(http_error_code(r), code) != 0)
+        fail_msg("expected 401 %s, got %ld %s: %s", code, r->status, http_error_code(r), r->body);
+    assert_null(http_header(r, "X-Cache"));
+    http_reply_free(r);
+}
+
+/* A usage row the client tally says is empty may be absent from the report. */
+static void assert_row_or_none(json_t *row, const long long *want, const char *what)
+{
+    bool empty = true;
+    for (size_t k = 0; k < COUNTERS; k++)
+        empty = empty && want[k] == 0;
+    if (row != NULL || !empty)
+        assert_row(row, want, what);
+}
+
+static json_t *team_admin_json(const char *path)
+{
+    struct http_reply r;
+    call_as(&team_proxy, ADMIN, path, NULL, &r);
+    if (r.status != 200)
+        fail_msg("GET %s: %ld %s", path, r.status, r.body);
+    json_t *j = http_json(&r);
+    http_reply_free(&r);
+    assert_non_null(j);
+    return j;
+}
+
+/* Issue 8: with auth = members, three members' misses, hits of their own and
+ * of each other's answers, calls coalesced across members, the fake's 500 and
+ * 400, the proxy's own 400, a no-store bypass and a pass-through GET are
+ * each counted for the member who made them, exactly as the client saw them
+ * (per provider and in total, in /_proxy/usage?member=NAME, the whole report
+ * and the per-member metrics). The workload gives every member different
+ * numbers, so a request counted for the wrong member (a hit for the member
+ * whose answer it replays, a coalesced call for the leader's member) fails.
+ * Refused calls (401: an unknown token, none, the admin token) count for no
+ * member: the implementation counts them, as any /v1/ request, under the
+ * anonymous member "-" (requests and errors, provider of the path, nothing
+ * upstream), which the README's "- when auth is open" does not spell out. */
+static void test_members_counters_exact(void **state)
+{
+    (void)state;
+    enum { ALICE, BOB, CAROL };
+    char members[160], text[1024] = "", hex[65];
+    for (int i = 0; i < TEAM; i++) {
+        sha256_hex(team_tokens[i], hex);
+        size_t used = strlen(text);
+        snprintf(text + used, sizeof text - used, "[member %s]\ntoken_sha256 = %s\n\n",
+                 team_names[i], hex);
+    }
+    snprintf(members, sizeof members, "%s/team3.ini", base_dir);
+    FILE *f = fopen(members, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    /* A fake of its own: every answer 400 ms late, so that a burst really
+     * coalesces, and its counter is this workload's upstream calls only. */
+    const char *fake_args[] = {
+        "--api-key",           KEY,   "--log-level", "warn", "--latency-ms", "400",
+        "--concurrency-limit", "100", NULL};
+    assert_int_equal(proc_start_fake(&team_fake, fake_args), 0);
+    char team_cache[160];
+    snprintf(team_cache, sizeof team_cache, "%s/team-cache", base_dir);
+    const char *args[] = {"--cache-dir", team_cache, "--members-file", members, "--auth",
+                          "members",     NULL};
+    const char *env[] = {"CLORO_API_KEY=" KEY, "CLORO_ADMIN_TOKEN=" ADMIN, NULL};
+    assert_int_equal(proc_start_proxy(&team_proxy, team_fake.url, args, env), 0);
+
+    const char *chat = "{\"prompt\":\"team one\",\"country\":\"US\"}";
+    const char *news = "{\"query\":\"team news\",\"country\":\"US\"}";
+    const char *gem = "{\"prompt\":\"team gem\",\"country\":\"US\"}";
+    struct http_reply r;
+    /* Misses, and hits of one's own answers and of another member's. */
+    team_call(ALICE, "/v1/monitor/chatgpt", "chatgpt", chat, NULL, &r);
+    expect_reply(&r, 200, "MISS");
+    team_call(ALICE, "/v1/monitor/chatgpt", "chatgpt", chat, NULL, &r);
+    expect_reply(&r, 200, "HIT");
+    team_call(BOB, "/v1/monitor/chatgpt", "chatgpt",
+              "{ \"country\":\"US\", \"prompt\":\"team one\" }", NULL, &r); /* alice's answer */
+    expect_reply(&r, 200, "HIT");
+    team_call(BOB, "/v1/monitor/google", "google", news, NULL, &r);
+    expect_reply(&r, 200, "MISS");
+    for (int i = 0; i < 2; i++) { /* bob's answer */
+        team_call(CAROL, "/v1/monitor/google", "google", news, NULL, &r);
+        expect_reply(&r, 200, "HIT");
+    }
+    team_call(CAROL, "/v1/monitor/gemini", "gemini", gem, NULL, &r);
+    expect_reply(&r, 200, "MISS");
+    team_call(ALICE, "/v1/monitor/gemini", "gemini", gem, NULL, &r); /* carol's answer */
+    expect_reply(&r, 200, "HIT");
+
+    /* Coalesced: five identical calls at once, from all three members; one
+     * goes upstream (whoever came first), the others wait on it. */
+    static const int burst[] = {ALICE, BOB, CAROL, ALICE, CAROL};
+    const int burst_n = (int)(sizeof burst / sizeof burst[0]);
+    const char *slow = "{\"prompt\":\"team together\",\"country\":\"US\"}";
+    long long before = team_upstream();
+    struct driver d;
+    driver_init(&d, burst_n);
+    for (int i = 0; i < burst_n; i++) {
+        char auth[128];
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", team_tokens[burst[i]]);
+        const char *headers[] = {auth, NULL};
+        driver_add_headers(&d, &team_proxy, "/v1/monitor/chatgpt", slow, 0, NULL, 30000L, headers);
+    }
+    assert_true(driver_finish(&d, 30000));
+    assert_int_equal(team_upstream() - before, 1);
+    int misses = 0, coalesced = 0;
+    for (int i = 0; i < burst_n; i++) {
+        const struct http_reply *c = &d.calls[i].reply;
+        const char *x = http_header(c, "X-Cache");
+        if (c->status != 200 || x == NULL)
+            fail_msg("burst call %d: %ld, X-Cache %s", i, c->status, x != NULL ? x : "(none)");
+        misses += strcmp(x, "MISS") == 0;
+        coalesced += strcmp(x, "COALESCED") == 0;
+        count_into(team_tally[burst[i]], "chatgpt", slow, c, strcmp(x, "MISS") == 0 ? 1 : 0);
+    }
+    assert_int_equal(misses, 1);
+    assert_true(coalesced >= 3);
+    driver_free(&d);
+
+    /* Errors: the fake's 500 (bob), the fake's own 400 (carol), the proxy's
+     * 400 (alice, before anything goes upstream). */
+    before = team_upstream();
+    team_call(BOB, "/v1/monitor/gemini", "gemini",
+              "{\"prompt\":\"team fails [fake:500]\",\"country\":\"US\"}", NULL, &r);
+    expect_reply(&r, 500, NULL);
+    team_call(CAROL, "/v1/monitor/gemini", "gemini", "{\"prompt\":\"\"}", NULL, &r);
+    expect_reply(&r, 400, NULL);
+    assert_int_equal(team_upstream() - before, 2);
+    team_call(ALICE, "/v1/monitor/gemini", "gemini", "{\"prompt\":\"team\",\"country\":\"US\"}",
+              "X-Priority: 11", &r);
+    assert_string_equal(http_error_code(&r), "VALIDATION_ERROR");
+    expect_reply(&r, 400, NULL);
+    assert_int_equal(team_upstream() - before, 2);
+    /* A no-store bypass that pays (carol, of an answer the cache holds), and
+     * a pass-through GET (bob). */
+    team_call(CAROL, "/v1/monitor/chatgpt", "chatgpt", chat, "Cache-Control: no-store", &r);
+    assert_true(header_number(&r, "X-Credits-Charged") > 0);
+    expect_reply(&r, 200, "BYPASS");
+    team_call(BOB, "/v1/credits", "other", NULL, NULL, &r);
+    expect_reply(&r, 200, NULL);
+    /* Refused, even for an answer the cache holds: an unknown token, none,
+     * and the admin token, which is no member's. */
+    before = team_upstream();
+    team_call_auth(REFUSED, "Authorization: Bearer " TOKEN_UNKNOWN, "POST", "/v1/monitor/chatgpt",
+                   "chatgpt", chat, NULL, &r);
+    expect_refused(&r, "INVALID_OR_EXPIRED_API_KEY");
+    team_call_auth(REFUSED, NULL, "POST", "/v1/monitor/chatgpt", "chatgpt", chat, NULL, &r);
+    expect_refused(&r, "MISSING_API_KEY");
+    team_call_auth(REFUSED, "Authorization: Bearer " ADMIN, "POST", "/v1/monitor/google", "google",
+                   news, NULL, &r);
+    expect_refused(&r, "INVALID_OR_EXPIRED_API_KEY");
+    assert_int_equal(team_upstream(), before);
+
+    /* Each member's totals, and the workload's own check: every two of them
+     * differ, so any request counted for another member shows. */
+    long long totals[TEAM + 1][COUNTERS] = {{0}}, all[COUNTERS] = {0};
+    for (int w = 0; w <= TEAM; w++)
+        for (int p = 0; p < PROVIDERS; p++)
+            for (size_t k = 0; k < COUNTERS; k++) {
+                totals[w][k] += team_tally[w][p][k];
+                all[k] += team_tally[w][p][k];
+            }
+    for (int a = 0; a <= TEAM; a++)
+        for (int b = a + 1; b <= TEAM; b++)
+            for (int p = 0; p < PROVIDERS; p++)
+                if (team_tally[a][p][C_REQUESTS] == team_tally[b][p][C_REQUESTS] &&
+                    team_tally[a][p][C_HITS] == team_tally[b][p][C_HITS] &&
+                    team_tally[a][p][C_ERRORS] == team_tally[b][p][C_ERRORS] &&
+                    team_tally[a][p][C_BYTES_IN] == team_tally[b][p][C_BYTES_IN] &&
+                    (team_tally[a][p][C_REQUESTS] != 0 || team_tally[b][p][C_REQUESTS] != 0))
+                    fail_msg("the workload does not tell %s from %s on %s", team_names[a],
+                             team_names[b], providers[p]);
+    assert_int_equal(totals[REFUSED][C_REQUESTS], 3);
+    assert_int_equal(totals[REFUSED][C_ERRORS], 3);
+    assert_int_equal(totals[REFUSED][C_UPSTREAM] + totals[REFUSED][C_HITS], 0);
+    assert_int_equal(all[C_UPSTREAM], team_upstream()); /* every upstream call is someone's */
+
+    /* /_proxy/usage?member=NAME: that member alone, exactly its tally. */
+    char today[16];
+    time_t now = time(NULL);
+    strftime(today, sizeof today, "%Y-%m-%d", gmtime(&now));
+    for (int w = 0; w <= TEAM; w++) {
+        char path[64], what[64], day[64];
+        snprintf(path, sizeof path, "/_proxy/usage?member=%s", team_names[w]);
+        json_t *report = team_admin_json(path);
+        json_t *ms = json_object_get(report, "members");
+        if (json_object_size(ms) != 1 || json_object_get(ms, team_names[w]) == NULL)
+            fail_msg("%s: not only member %s", path, team_names[w]);
+        for (int p = 0; p < PROVIDERS; p++) {
+            snprintf(what, sizeof what, "%s %s", team_names[w], providers[p]);
+            assert_row_or_none(member_row(report, team_names[w], providers[p]), team_tally[w][p],
+                               what);
+        }
+        snprintf(what, sizeof what, "%s in total", team_names[w]);
+        assert_row(member_row(report, team_names[w], NULL), totals[w], what);
+        assert_row(json_object_get(report, "totals"), totals[w], path);
+        snprintf(day, sizeof day, "members.%s.days.%s.requests", team_names[w], today);
+        assert_int_equal(json_integer_value(json_dig(report, day)), totals[w][C_REQUESTS]);
+        json_decref(report);
+    }
+    /* The whole report: these four, and their sum. */
+    json_t *report = team_admin_json("/_proxy/usage");
+    assert_int_equal(json_object_size(json_object_get(report, "members")), TEAM + 1);
+    for (int w = 0; w <= TEAM; w++)
+        assert_row(member_row(report, team_names[w], NULL), totals[w], team_names[w]);
+    assert_row(json_object_get(report, "totals"), all, "all members");
+    json_decref(report);
+
+    /* The metrics' per-member families say the same, for these four only. */
+    call_as(&team_proxy, ADMIN, "/_proxy/metrics", NULL, &r);
+    assert_int_equal(r.status, 200);
+    struct promtext doc;
+    char err[512];
+    if (promtext_parse(r.body, &doc, err, sizeof err) != 0)
+        fail_msg("/_proxy/metrics is not valid exposition text: %s", err);
+    for (int w = 0; w <= TEAM; w++) {
+        const char *who[] = {"member", team_names[w], NULL};
+        const char *by_cache[] = {"member", team_names[w], "by", "cache", NULL};
+        const char *by_async[] = {"member", team_names[w], "by", "async", NULL};
+        char what[64];
+        snprintf(what, sizeof what, "%s's requests", team_names[w]);
+        assert_equal_num(metric(&doc, "cloro_proxy_member_requests_total", who),
+                         totals[w][C_REQUESTS], what);
+        snprintf(what, sizeof what, "%s's credits charged", team_names[w]);
+        assert_equal_num(metric(&doc, "cloro_proxy_member_credits_charged_total", who),
+                         totals[w][C_CHARGED], what);
+        snprintf(what, sizeof what, "%s's credits saved by the cache", team_names[w]);
+        assert_equal_num(metric(&doc, "cloro_proxy_member_credits_saved_total", by_cache),
+                         totals[w][C_SAVED_CACHE], what);
+        snprintf(what, sizeof what, "%s's credits saved by async", team_names[w]);
+        assert_equal_num(metric(&doc, "cloro_proxy_member_credits_saved_total", by_async),
+                         totals[w][C_SAVED_ASYNC], what);
+    }
+    size_t samples = 0;
+    for (size_t i = 0; i < doc.sample_count; i++)
+        samples += strcmp(doc.samples[i].name, "cloro_proxy_member_requests_total") == 0;
+    assert_int_equal(samples, TEAM + 1);
+    assert_equal_num(metric(&doc, "cloro_proxy_credits_charged_total", NULL), all[C_CHARGED],
+                     "all credits charged");
+    const char *by_cache[] = {"by", "cache", NULL};
+    assert_equal_num(metric(&doc, "cloro_proxy_credits_saved_total", by_cache), all[C_SAVED_CACHE],
+                     "all credits saved by the cache");
+    promtext_free(&doc);
+    http_reply_free(&r);
+    proc_stop(&team_proxy);
+    proc_stop(&team_fake);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -702,6 +1034,7 @@ int main(void)
         cmocka_unit_test(test_counters_survive_restart),
         cmocka_unit_test(test_credit_saver_counts_async_savings),
         cmocka_unit_test(test_budget_per_member),
+        cmocka_unit_test(test_members_counters_exact),
     };
     return cmocka_run_group_tests_name("integration_usage", tests, group_setup, group_teardown);
 }
