@@ -12,6 +12,7 @@
 
 #include <openssl/sha.h>
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,8 @@
 #define ENTRY_SUM_LEN   SHA256_DIGEST_LENGTH
 /* magic, version, status, stored_at, expires_at, credits, header_count */
 #define ENTRY_FIXED_LEN (ENTRY_MAGIC_LEN + 2 + 2 + 8 + 8 + 8 + 2)
+/* Version 2: u32 sample and the base key, after the body. */
+#define ENTRY_SAMPLE_LEN (4 + CACHE_ENTRY_KEY_BYTES)
 /* Offset of stored_at_ms; expires_at_ms follows it. */
 #define ENTRY_TIMES_OFF (ENTRY_MAGIC_LEN + 2 + 2)
 
@@ -91,9 +94,10 @@ int cache_entry_encode(const struct cache_entry *e, unsigned char **out, size_t 
             add_field(&total, strlen(or_empty(e->headers[i].value))) != 0)
             return -1;
     }
-    if (add_field(&total, e->body_len) != 0 || total > SIZE_MAX - ENTRY_SUM_LEN)
+    bool sample = e->sample >= 2;
+    if (add_field(&total, e->body_len) != 0 || total > SIZE_MAX - ENTRY_SUM_LEN - ENTRY_SAMPLE_LEN)
         return -1;
-    total += ENTRY_SUM_LEN;
+    total += ENTRY_SUM_LEN + (sample ? ENTRY_SAMPLE_LEN : 0);
 
     unsigned char *buf = malloc(total);
     if (buf == NULL)
@@ -101,7 +105,7 @@ int cache_entry_encode(const struct cache_entry *e, unsigned char **out, size_t 
     unsigned char *p = buf;
     memcpy(p, ENTRY_MAGIC, ENTRY_MAGIC_LEN);
     p += ENTRY_MAGIC_LEN;
-    p = put_u16(p, CACHE_ENTRY_VERSION);
+    p = put_u16(p, sample ? CACHE_ENTRY_VERSION_SAMPLE : CACHE_ENTRY_VERSION);
     p = put_u16(p, (uint16_t)e->status);
     p = put_i64(p, e->stored_at_ms);
     p = put_i64(p, e->expires_at_ms);
@@ -118,6 +122,11 @@ int cache_entry_encode(const struct cache_entry *e, unsigned char **out, size_t 
         p = put_bytes(p, s, strlen(s));
     }
     p = put_bytes(p, e->body, e->body_len);
+    if (sample) {
+        p = put_u32(p, e->sample);
+        memcpy(p, e->base_key, CACHE_ENTRY_KEY_BYTES);
+        p += CACHE_ENTRY_KEY_BYTES;
+    }
     if (SHA256(buf, (size_t)(p - buf), p) == NULL) {
         free(buf);
         return -1;
@@ -213,12 +222,13 @@ static int get_text(struct reader *r, char **out)
     return 0;
 }
 
+/* The record's version (1 or 2), or -1. */
 static int check_head(const unsigned char *data, size_t len)
 {
     if (data == NULL || len < ENTRY_FIXED_LEN || memcmp(data, ENTRY_MAGIC, ENTRY_MAGIC_LEN) != 0)
         return -1;
     uint16_t version = (uint16_t)(data[ENTRY_MAGIC_LEN] | (unsigned)data[ENTRY_MAGIC_LEN + 1] << 8);
-    return version == CACHE_ENTRY_VERSION ? 0 : -1;
+    return version == CACHE_ENTRY_VERSION || version == CACHE_ENTRY_VERSION_SAMPLE ? version : -1;
 }
 
 /* The body is NUL-terminated one byte past body_len (not counted), so a JSON
@@ -227,7 +237,8 @@ static int check_head(const unsigned char *data, size_t len)
 int cache_entry_decode(const unsigned char *data, size_t len, struct cache_entry *out)
 {
     memset(out, 0, sizeof *out);
-    if (check_head(data, len) != 0 || len < ENTRY_FIXED_LEN + ENTRY_SUM_LEN)
+    int version = check_head(data, len);
+    if (version < 0 || len < ENTRY_FIXED_LEN + ENTRY_SUM_LEN)
         return -1;
     size_t signed_len = len - ENTRY_SUM_LEN;
     unsigned char sum[ENTRY_SUM_LEN];
@@ -257,7 +268,15 @@ int cache_entry_decode(const unsigned char *data, size_t len, struct cache_entry
     }
     if (get_field(&r, FIELD_BINARY, &out->body, &out->body_len) != 0)
         goto fail;
-    if (r.left != 0) /* bytes between the body and the checksum */
+    if (version == CACHE_ENTRY_VERSION_SAMPLE) {
+        /* A sample's record: written only for K >= 2. */
+        if (get_u32(&r, &out->sample) != 0 || out->sample < 2 || r.left < CACHE_ENTRY_KEY_BYTES)
+            goto fail;
+        memcpy(out->base_key, r.p, CACHE_ENTRY_KEY_BYTES);
+        r.p += CACHE_ENTRY_KEY_BYTES;
+        r.left -= CACHE_ENTRY_KEY_BYTES;
+    }
+    if (r.left != 0) /* bytes between the body (or the sample) and the checksum */
         goto fail;
     return 0;
 
@@ -286,7 +305,7 @@ void cache_entry_free(struct cache_entry *e)
 int cache_entry_peek_times(const unsigned char *data, size_t len, int64_t *stored_at_ms,
                            int64_t *expires_at_ms)
 {
-    if (check_head(data, len) != 0)
+    if (check_head(data, len) < 0)
         return -1;
     *stored_at_ms = i64_of(data + ENTRY_TIMES_OFF);
     *expires_at_ms = i64_of(data + ENTRY_TIMES_OFF + 8);

@@ -6,15 +6,22 @@
  * i64 stored_at_ms, i64 expires_at_ms (0: never), i64 credits_charged,
  * u16 header_count, then strings as u32 length + bytes: provider, request_id,
  * each header's name and value; then u32 body length + body; then 32 bytes
- * of SHA-256 over all the bytes before it. */
+ * of SHA-256 over all the bytes before it.
+ *
+ * Version 2, written only for a sample K >= 2 (X-Cache-Sample, key.h), is
+ * version 1 with, between the body and the checksum, u32 sample and the 32
+ * bytes of the key of sample 1 (the base key). Every other entry is still
+ * written as version 1, byte for byte as before; both versions are read. */
 #ifndef CLORO_CACHE_ENTRY_H
 #define CLORO_CACHE_ENTRY_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHE_ENTRY_VERSION     1
-#define CACHE_ENTRY_MAX_HEADERS 64
+#define CACHE_ENTRY_VERSION        1
+#define CACHE_ENTRY_VERSION_SAMPLE 2 /* version 1 plus sample and base key */
+#define CACHE_ENTRY_MAX_HEADERS    64
+#define CACHE_ENTRY_KEY_BYTES      32 /* CACHE_KEY_BYTES (key.h) */
 
 struct cache_header {
     char *name;
@@ -32,6 +39,8 @@ struct cache_entry {
     size_t header_count;
     unsigned char *body;
     size_t body_len;
+    uint32_t sample; /* 0 or 1: not a sample; K >= 2: sample K of its request (version 2) */
+    unsigned char base_key[CACHE_ENTRY_KEY_BYTES]; /* sample >= 2: the key of sample 1 */
 };
 
 /* Encodes e into a new buffer (*out, *out_len; the caller frees *out).

@@ -11,7 +11,11 @@
  * so both share one key (cloro-api.md section 7.2).
  *
  * Task keys (cache_task_key) hash "cloro-proxy-task\n" <domain> "\n" <text>:
- * no answer's input starts that way, so the two key spaces never meet. */
+ * no answer's input starts that way, so the two key spaces never meet.
+ *
+ * Sample keys (cache_key_sample) hash "cloro-proxy-key\n" <schema> "\nsample "
+ * <K> "\n" <sample 1's key in hex>: after the schema line an answer's input
+ * has "POST ", a sample's "sample ", so neither meets the other. */
 #include "key.h"
 
 #include <jansson.h>
@@ -344,6 +348,39 @@ char *cache_key_canonical(const char *method, const char *path, const void *body
     if (canonicalize(method, path, body, body_len, &provider, &text) != CACHE_KEY_OK)
         return NULL;
     return text;
+}
+
+void cache_key_sample(struct cache_key *key, uint32_t sample)
+{
+    static const unsigned char zero[CACHE_KEY_BYTES];
+    if (key->sample >= 2 && memcmp(key->base, zero, sizeof zero) != 0) {
+        /* Already a sample: back to sample 1 first. */
+        memcpy(key->bytes, key->base, CACHE_KEY_BYTES);
+        fill_hex(key);
+    }
+    key->sample = 0;
+    memset(key->base, 0, sizeof key->base);
+    if (sample < 2)
+        return;
+    char input[160];
+    int n = snprintf(input, sizeof input, "cloro-proxy-key\n%d\nsample %lu\n%s", CACHE_KEY_SCHEMA,
+                     (unsigned long)sample, key->hex);
+    unsigned char out[CACHE_KEY_BYTES];
+    unsigned int out_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = n > 0 && (size_t)n < sizeof input && ctx != NULL &&
+             EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, input, (size_t)n) == 1 &&
+             EVP_DigestFinal_ex(ctx, out, &out_len) == 1 && out_len == CACHE_KEY_BYTES;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        fputs("cloro-proxy: SHA-256 of a sample key failed (OpenSSL)\n", stderr);
+        abort();
+    }
+    memcpy(key->base, key->bytes, CACHE_KEY_BYTES);
+    memcpy(key->bytes, out, CACHE_KEY_BYTES);
+    key->sample = sample;
+    fill_hex(key);
 }
 
 static int hex_value(char c)

@@ -18,12 +18,18 @@
  *
  * Task keys (cache_task_key) name the proxy's own async task records and
  * their index entries in the store: another hash input, so they never meet
- * an answer's key. */
+ * an answer's key.
+ *
+ * Samples (X-Cache-Sample: K, cache_key_sample): AI answers vary from run to
+ * run, so a request may ask for its K-th sample. Sample 1 is the key above,
+ * unchanged (turning samples on invalidates nothing); sample K >= 2 is
+ * another key, derived from sample 1's (its "base"). */
 #ifndef CLORO_CACHE_KEY_H
 #define CLORO_CACHE_KEY_H
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Bumped whenever the rules above change: a new version is a clean key space. */
 #define CACHE_KEY_SCHEMA   1
@@ -34,7 +40,9 @@
 struct cache_key {
     unsigned char bytes[CACHE_KEY_BYTES];
     char hex[CACHE_KEY_HEX_LEN + 1];
-    char provider[CACHE_PROVIDER_MAX]; /* "chatgpt", ..., "google/news", "google/goto" */
+    char provider[CACHE_PROVIDER_MAX];   /* "chatgpt", ..., "google/news", "google/goto" */
+    uint32_t sample;                     /* 0 or 1: the request's own key; K >= 2: its sample K */
+    unsigned char base[CACHE_KEY_BYTES]; /* sample >= 2: the key of sample 1; else zero */
 };
 
 enum cache_key_result {
@@ -67,6 +75,15 @@ enum cache_key_result cache_key_compute_doc(const char *method, const char *path
 /* The canonical body text the key hashes (for tests and `cache show`), or
  * NULL when the body is not cacheable. New string: the caller frees it. */
 char *cache_key_canonical(const char *method, const char *path, const void *body, size_t body_len);
+
+/* Makes key (the key of a request, sample 1) the key of its sample K. K <= 1
+ * leaves it unchanged. K >= 2 keeps the key of sample 1 in key->base and sets
+ * key->bytes to SHA-256 over
+ *   "cloro-proxy-key\n" <CACHE_KEY_SCHEMA, decimal> "\nsample " <K, decimal>
+ *   "\n" <the key of sample 1, 64 lowercase hex digits>
+ * (no answer's hash input has "sample" there, so the spaces never meet);
+ * provider is kept. A key already of a sample is re-derived from its base. */
+void cache_key_sample(struct cache_key *key, uint32_t sample);
 
 /* Parses 64 hex digits (either case) into key->bytes and key->hex. Returns 0,
  * or -1 when text is not a key. provider is left empty. */

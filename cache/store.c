@@ -51,15 +51,19 @@
 #define STORE_PURGE_CHUNK   1024               /* deletes per purge txn */
 #define STORE_EVICT_PERCENT 10                 /* share of entries a MAP_FULL eviction frees */
 
-/* The meta value, 64 bytes, little endian:
+/* The meta value, 100 bytes, little endian:
  *   0 u64 hits           8 i64 last_hit_ms (0: never hit)   16 i64 stored_at_ms
  *  24 i64 expires_at_ms 32 u64 size (record bytes)          40 i64 lru_ms
- *  48 char provider[16], NUL padded.
+ *  48 char provider[16], NUL padded;
+ *  64 u32 sample (0: not a sample)  68 base key[32] (the key of sample 1).
+ * Metas written before samples existed are 64 bytes and read as sample 0;
+ * the sample fields are copied from the record at each put (entry.h).
  * lru_ms is the entry's position in "lru": the put's now_ms, then each hit's.
  * Invariant: an entry has exactly one row in each of entries, meta and lru,
  * and the lru row is lru_key(lru_ms, key); info "bytes" is the sum of the
  * size fields. */
-#define META_BYTES    64
+#define META_BYTES    100
+#define META_V1_BYTES 64 /* before samples: no sample fields */
 #define LRU_KEY_BYTES (8 + CACHE_KEY_BYTES)
 
 /* The job value, little endian, version 1 (the id is the key):
@@ -120,6 +124,8 @@ struct put_meta {
     int64_t stored_at_ms;
     int64_t expires_at_ms;
     char provider[CACHE_PROVIDER_MAX];
+    uint32_t sample;
+    unsigned char base_key[CACHE_KEY_BYTES];
 };
 
 static void put_le64(unsigned char *p, uint64_t v)
@@ -146,11 +152,14 @@ static void meta_encode(const struct cache_meta *m, int64_t lru_ms, unsigned cha
     put_le64(out + 40, (uint64_t)lru_ms);
     memset(out + 48, 0, CACHE_PROVIDER_MAX);
     memcpy(out + 48, m->provider, strnlen(m->provider, CACHE_PROVIDER_MAX - 1));
+    for (int i = 0; i < 4; i++)
+        out[64 + i] = (unsigned char)(m->sample >> (8 * i));
+    memcpy(out + 68, m->base_key, CACHE_KEY_BYTES);
 }
 
 static int meta_decode(const MDB_val *v, struct cache_meta *m, int64_t *lru_ms)
 {
-    if (v->mv_size < META_BYTES)
+    if (v->mv_size < META_V1_BYTES)
         return -1;
     const unsigned char *p = v->mv_data;
     m->hits = get_le64(p + 0);
@@ -162,6 +171,13 @@ static int meta_decode(const MDB_val *v, struct cache_meta *m, int64_t *lru_ms)
         *lru_ms = (int64_t)get_le64(p + 40);
     memcpy(m->provider, p + 48, CACHE_PROVIDER_MAX);
     m->provider[CACHE_PROVIDER_MAX - 1] = '\0';
+    m->sample = 0;
+    memset(m->base_key, 0, CACHE_KEY_BYTES);
+    if (v->mv_size >= META_BYTES) {
+        m->sample =
+            (uint32_t)p[64] | (uint32_t)p[65] << 8 | (uint32_t)p[66] << 16 | (uint32_t)p[67] << 24;
+        memcpy(m->base_key, p + 68, CACHE_KEY_BYTES);
+    }
     return 0;
 }
 
@@ -437,6 +453,8 @@ static int apply_put(struct wtxn *w, const struct cache_op *op, const struct put
     m.expires_at_ms = pm->expires_at_ms;
     m.size = op->record_len;
     memcpy(m.provider, pm->provider, sizeof m.provider);
+    m.sample = pm->sample;
+    memcpy(m.base_key, pm->base_key, sizeof m.base_key);
 
     unsigned char mb[META_BYTES], lk[LRU_KEY_BYTES];
     meta_encode(&m, op->now_ms, mb);
@@ -856,6 +874,8 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
             pms[i].expires_at_ms = e.expires_at_ms;
             snprintf(pms[i].provider, sizeof pms[i].provider, "%s",
                      e.provider != NULL ? e.provider : "");
+            pms[i].sample = e.sample;
+            memcpy(pms[i].base_key, e.base_key, sizeof pms[i].base_key);
             if (ops[i].record_len > largest)
                 largest = ops[i].record_len;
         }
@@ -1109,6 +1129,10 @@ enum cache_get_result cache_store_get(struct cache_store *s, const unsigned char
                 snprintf(meta->provider, sizeof meta->provider, "%s",
                          entry->provider != NULL ? entry->provider : "");
             }
+            /* The record is the truth about its sample (a meta written by an
+             * older version has none). */
+            meta->sample = entry->sample;
+            memcpy(meta->base_key, entry->base_key, sizeof meta->base_key);
         }
     }
     mdb_txn_abort(txn);

@@ -47,6 +47,8 @@ struct cache_meta {
     int64_t expires_at_ms; /* 0: never */
     uint64_t size;         /* bytes of the record */
     char provider[CACHE_PROVIDER_MAX];
+    uint32_t sample;                         /* 0 or 1: not a sample; K >= 2 (entry.h) */
+    unsigned char base_key[CACHE_KEY_BYTES]; /* sample >= 2: the key of sample 1 */
 };
 
 enum cache_get_result {

@@ -60,6 +60,9 @@ static void assert_entries_equal(const struct cache_entry *a, const struct cache
     assert_int_equal(a->body_len, b->body_len);
     if (a->body_len > 0)
         assert_memory_equal(a->body, b->body, a->body_len);
+    assert_int_equal(a->sample >= 2 ? a->sample : 0, b->sample);
+    if (a->sample >= 2)
+        assert_memory_equal(a->base_key, b->base_key, CACHE_ENTRY_KEY_BYTES);
 }
 
 static struct cache_header sample_headers[] = {
@@ -342,10 +345,14 @@ static void test_bad_magic_and_version(void **state)
     assert_int_equal(cache_entry_peek_times(buf, len, &stored, &expires), -1);
     buf[3] = '1';
 
-    put16(buf + 4, CACHE_ENTRY_VERSION + 1);
+    put16(buf + 4, CACHE_ENTRY_VERSION_SAMPLE + 1);
     resign(buf, len);
     assert_int_equal(cache_entry_decode(buf, len, &got), -1);
     assert_int_equal(cache_entry_peek_times(buf, len, &stored, &expires), -1);
+    /* A version 1 record relabelled 2 lacks the sample fields. */
+    put16(buf + 4, CACHE_ENTRY_VERSION_SAMPLE);
+    resign(buf, len);
+    assert_int_equal(cache_entry_decode(buf, len, &got), -1);
     put16(buf + 4, 0);
     resign(buf, len);
     assert_int_equal(cache_entry_decode(buf, len, &got), -1);
@@ -355,6 +362,56 @@ static void test_bad_magic_and_version(void **state)
     assert_int_equal(cache_entry_decode(buf, len, &got), 0);
     cache_entry_free(&got);
     free(buf);
+}
+
+/* Samples (X-Cache-Sample K >= 2) are version 2: version 1 plus u32 sample
+ * and the base key before the checksum. Sample 0 or 1 is version 1, byte for
+ * byte what it was before samples existed. */
+static void test_sample_records(void **state)
+{
+    (void)state;
+    struct cache_entry e = sample();
+    size_t plain_len;
+    unsigned char *plain = encode(&e, &plain_len);
+    e.sample = 1;
+    size_t one_len;
+    unsigned char *one = encode(&e, &one_len);
+    assert_int_equal(one_len, plain_len);
+    assert_memory_equal(one, plain, plain_len);
+    assert_int_equal(one[4], CACHE_ENTRY_VERSION);
+
+    e.sample = 3;
+    for (int i = 0; i < CACHE_ENTRY_KEY_BYTES; i++)
+        e.base_key[i] = (unsigned char)(0xa0 + i);
+    round_trip(&e);
+    size_t len;
+    unsigned char *buf = encode(&e, &len);
+    assert_int_equal(len, plain_len + 4 + CACHE_ENTRY_KEY_BYTES);
+    assert_int_equal(buf[4], CACHE_ENTRY_VERSION_SAMPLE);
+    /* Version 1's bytes up to the body's end, then the sample fields. */
+    size_t body_end = plain_len - SUM_LEN;
+    assert_memory_equal(buf + 6, plain + 6, body_end - 6);
+    unsigned char tail[4 + CACHE_ENTRY_KEY_BYTES];
+    put32(tail, 3);
+    memcpy(tail + 4, e.base_key, CACHE_ENTRY_KEY_BYTES);
+    assert_memory_equal(buf + body_end, tail, sizeof tail);
+    int64_t stored, expires;
+    assert_int_equal(cache_entry_peek_times(buf, len, &stored, &expires), 0);
+    assert_true(stored == e.stored_at_ms && expires == e.expires_at_ms);
+
+    /* A version 2 record must name a sample of 2 or more. */
+    put32(buf + body_end, 1);
+    resign(buf, len);
+    struct cache_entry got;
+    assert_int_equal(cache_entry_decode(buf, len, &got), -1);
+    /* Truncated sample fields are refused. */
+    put32(buf + body_end, 3);
+    memmove(buf + body_end + 4, buf + len - SUM_LEN, SUM_LEN);
+    resign(buf, body_end + 4 + SUM_LEN);
+    assert_int_equal(cache_entry_decode(buf, body_end + 4 + SUM_LEN, &got), -1);
+    free(buf);
+    free(one);
+    free(plain);
 }
 
 /* Records whose checksum is valid but whose lengths lie. */
@@ -511,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_truncation_and_extension_are_refused),
         cmocka_unit_test(test_bad_magic_and_version),
         cmocka_unit_test(test_lying_lengths_are_refused),
+        cmocka_unit_test(test_sample_records),
         cmocka_unit_test(test_peek_times),
         cmocka_unit_test(test_random_input_never_crashes),
     };

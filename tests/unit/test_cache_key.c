@@ -472,6 +472,69 @@ static void test_hash_input_is_pinned(void **state)
     }
 }
 
+/* X-Cache-Sample: sample 1 is the key without samples (nothing stored is
+ * invalidated), K >= 2 another key, pinned, and the same for the sync call
+ * and the async task that stand for one question. */
+static void test_sample_keys(void **state)
+{
+    (void)state;
+    const char *body = "{\"prompt\":\"x\", \"country\":\"US\"}";
+    struct cache_key plain = key_of(CHATGPT, body);
+    assert_int_equal(plain.sample, 0);
+
+    struct cache_key one = plain;
+    cache_key_sample(&one, 1);
+    assert_memory_equal(one.bytes, plain.bytes, CACHE_KEY_BYTES);
+    assert_string_equal(one.hex, plain.hex);
+    assert_int_equal(one.sample, 0);
+    struct cache_key zero = plain;
+    cache_key_sample(&zero, 0);
+    assert_memory_equal(zero.bytes, plain.bytes, CACHE_KEY_BYTES);
+
+    struct cache_key two = plain;
+    cache_key_sample(&two, 2);
+    assert_memory_not_equal(two.bytes, plain.bytes, CACHE_KEY_BYTES);
+    assert_int_equal(two.sample, 2);
+    assert_memory_equal(two.base, plain.bytes, CACHE_KEY_BYTES);
+    assert_string_equal(two.provider, "chatgpt");
+    for (size_t i = 0; i < CACHE_KEY_BYTES; i++) {
+        char pair[3];
+        snprintf(pair, sizeof pair, "%02x", two.bytes[i]);
+        assert_memory_equal(two.hex + 2 * i, pair, 2);
+    }
+    /* Pinned: the hash input of key.h, computed here on its own. */
+    char input[256];
+    snprintf(input, sizeof input, "cloro-proxy-key\n%d\nsample 2\n%s", CACHE_KEY_SCHEMA, plain.hex);
+    unsigned char want[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)input, strlen(input), want);
+    assert_memory_equal(two.bytes, want, CACHE_KEY_BYTES);
+
+    /* Stable: the same question, spelled otherwise, gives the same sample key. */
+    struct cache_key again = key_of(CHATGPT, "{\"country\":\"US\",\"prompt\":\"x\"}");
+    cache_key_sample(&again, 2);
+    assert_memory_equal(again.bytes, two.bytes, CACHE_KEY_BYTES);
+    struct cache_key task = key_of(
+        ASYNC, "{\"taskType\":\"CHATGPT\",\"payload\":{\"prompt\":\"x\",\"country\":\"US\"}}");
+    cache_key_sample(&task, 2);
+    assert_memory_equal(task.bytes, two.bytes, CACHE_KEY_BYTES);
+
+    /* Every sample its own key; re-deriving a sample's key starts from its base. */
+    struct cache_key three = plain;
+    cache_key_sample(&three, 3);
+    assert_memory_not_equal(three.bytes, two.bytes, CACHE_KEY_BYTES);
+    assert_memory_not_equal(three.bytes, plain.bytes, CACHE_KEY_BYTES);
+    struct cache_key moved = two;
+    cache_key_sample(&moved, 3);
+    assert_memory_equal(moved.bytes, three.bytes, CACHE_KEY_BYTES);
+    cache_key_sample(&moved, 1);
+    assert_memory_equal(moved.bytes, plain.bytes, CACHE_KEY_BYTES);
+    assert_int_equal(moved.sample, 0);
+    /* Another question's sample 2 is another key. */
+    struct cache_key other = key_of(CHATGPT, "{\"prompt\":\"y\",\"country\":\"US\"}");
+    cache_key_sample(&other, 2);
+    assert_memory_not_equal(other.bytes, two.bytes, CACHE_KEY_BYTES);
+}
+
 static void test_hex_matches_bytes(void **state)
 {
     (void)state;
@@ -597,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_not_cacheable_routes),
         cmocka_unit_test(test_providers),
         cmocka_unit_test(test_hash_input_is_pinned),
+        cmocka_unit_test(test_sample_keys),
         cmocka_unit_test(test_hex_matches_bytes),
         cmocka_unit_test(test_parse_hex),
         cmocka_unit_test(test_task_key),
