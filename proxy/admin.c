@@ -78,6 +78,11 @@ void admin_stats(struct request *r)
         "proxy_errors", (json_int_t)s->proxy_errors);
     if (body == NULL)
         abort();
+    char since[32];
+    json_object_set_new(body, "mode", json_string(proxy_mode_name(srv->mode)));
+    json_object_set_new(body, "mode_since",
+                        json_string(clock_format_iso8601(since, sizeof since, srv->mode_since_ms)));
+    json_object_set_new(body, "offline_misses", json_integer((json_int_t)s->offline_misses));
     json_object_set_new(body, "limits", limits_view(srv));
     json_object_set_new(body, "latency",
                         json_pack("{s:o, s:o}", "hit", latency_view(&s->latency_hit), "upstream",

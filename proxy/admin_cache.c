@@ -96,6 +96,14 @@ static json_t *entry_view(const struct cache_key *key, const struct cache_entry 
                   "body_bytes", (json_int_t)e->body_len, "headers", headers);
     if (view == NULL)
         abort();
+    /* X-Cache-Sample (key.h): which sample, and the key of sample 1. */
+    json_object_set_new(view, "sample", json_integer(e->sample >= 2 ? e->sample : 1));
+    if (e->sample >= 2) {
+        char base[CACHE_KEY_HEX_LEN + 1];
+        for (int i = 0; i < CACHE_KEY_BYTES; i++)
+            snprintf(base + 2 * i, 3, "%02x", e->base_key[i]);
+        json_object_set_new(view, "base_key", json_string(base));
+    }
     return view;
 }
 

@@ -1,7 +1,9 @@
 /* answer.c: the headers of an answer by cache outcome. A replay (hit, stale,
  * coalesced) costs nothing and says so (X-Credits-Charged: 0, X-Credits-Saved),
  * carries the billed call's X-Request-ID, and drops the headers of the moment
- * the original call carried (rate-limit and concurrency counters, balance). */
+ * the original call carried (rate-limit and concurrency counters, balance).
+ * Out of online mode (mode.h) Cache-Status names the mode in its detail
+ * (stale-if-error keeps its own). */
 #include "answer.h"
 #include "artifacts.h"
 #include "clock.h"
@@ -34,8 +36,8 @@ static bool replayed(enum cache_outcome o)
     return o == CACHE_OUTCOME_HIT || o == CACHE_OUTCOME_STALE || o == CACHE_OUTCOME_COALESCED;
 }
 
-static void format_cache_status(char *out, size_t size, const struct answer_context *ctx,
-                                const struct cache_entry *e, int64_t now_ms)
+static void format_status(char *out, size_t size, const struct answer_context *ctx,
+                          const struct cache_entry *e, int64_t now_ms)
 {
     int64_t ttl = cache_policy_ttl_s(e->expires_at_ms, now_ms);
     char ttl_part[40] = "";
@@ -68,6 +70,15 @@ static void format_cache_status(char *out, size_t size, const struct answer_cont
         snprintf(out, size, "cloro-proxy; fwd=miss%s%s", fwd_status, stored);
         return;
     }
+}
+
+static void format_cache_status(char *out, size_t size, const struct answer_context *ctx,
+                                const struct cache_entry *e, int64_t now_ms, enum proxy_mode mode)
+{
+    format_status(out, size, ctx, e, now_ms);
+    size_t len = strlen(out);
+    if (mode != PROXY_MODE_ONLINE && !ctx->after_error && len < size)
+        snprintf(out + len, size - len, "; detail=%s", proxy_mode_name(mode));
 }
 
 /* Sends e's body with its artifact URLs pointing at the proxy's copies
@@ -149,7 +160,7 @@ void answer_send(struct request *r, const struct cache_entry *e, const struct an
         request_add_header(r, "X-Cache-Key", r->key.hex);
     if (ctx->outcome != CACHE_OUTCOME_NONE) {
         char status[160];
-        format_cache_status(status, sizeof status, ctx, e, now);
+        format_cache_status(status, sizeof status, ctx, e, now, srv->mode);
         request_add_header(r, "X-Cache", request_cache_outcome_name(ctx->outcome));
         request_add_header(r, "Cache-Status", status);
     }

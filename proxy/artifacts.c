@@ -9,7 +9,12 @@
  * it (RECENT_MS), so a request right after capture is served from memory. A
  * failed fetch is retried with doubling backoff until the job's expiry; then
  * it is lost. Requests for a queued job make it due at once and wait (at
- * most artifact_wait) on the job's waiting list. */
+ * most artifact_wait) on the job's waiting list.
+ *
+ * Offline (mode.h) the downloader is paused: dispatch starts no fetch
+ * (fetches already running finish), captured copies are served as ever and a
+ * page not captured yet is 504 OFFLINE_CACHE_MISS at once;
+ * artifacts_resume dispatches again when the proxy is back online. */
 #include "artifacts.h"
 #include "clock.h"
 #include "log.h"
@@ -302,6 +307,15 @@ static void on_wait_timeout(evutil_socket_t fd, short events, void *arg)
     reply_error(r, PROXY_ERROR_ARTIFACT_PENDING, NULL, details);
 }
 
+/* A page not captured, while the proxy may not fetch it (offline). */
+static void offline_miss(struct request *r, const char *id)
+{
+    r->server->stats.offline_misses++;
+    json_t *details = json_pack("{s:s, s:s}", "id", id, "reason",
+                                "the page is not captured yet and the proxy is offline");
+    reply_error(r, PROXY_ERROR_OFFLINE_CACHE_MISS, NULL, details);
+}
+
 void artifacts_serve(struct request *r)
 {
     struct server *srv = r->server;
@@ -349,6 +363,10 @@ void artifacts_serve(struct request *r)
             return;
         }
         slot = enqueue(a, &job); /* pending in the store, not here yet */
+    }
+    if (srv->mode == PROXY_MODE_OFFLINE) {
+        offline_miss(r, id); /* the job stays queued for when the proxy is back online */
+        return;
     }
     /* Still to capture: fetch it now, wait for it (bounded). */
     slot->job.next_attempt_ms = 0;
@@ -494,7 +512,7 @@ static void dispatch(struct artifacts *a)
         else
             i++;
     }
-    while (a->in_flight < a->srv->cfg->artifact_concurrency) {
+    while (a->srv->mode != PROXY_MODE_OFFLINE && a->in_flight < a->srv->cfg->artifact_concurrency) {
         struct job_slot *best = NULL;
         for (size_t i = 0; i < a->count; i++) {
             struct job_slot *s = a->queue[i];
@@ -517,6 +535,11 @@ static void dispatch(struct artifacts *a)
         struct timeval tv = {.tv_sec = in / 1000, .tv_usec = (in % 1000) * 1000};
         evtimer_add(a->timer, &tv);
     }
+}
+
+void artifacts_resume(struct artifacts *a)
+{
+    dispatch(a);
 }
 
 void artifacts_tick(struct artifacts *a)

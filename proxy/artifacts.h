@@ -29,6 +29,9 @@ const struct artifact_hosts *artifacts_hosts(const struct artifacts *a);
 /* Jobs just queued for storing with their answer: download them. */
 void artifacts_add(struct artifacts *a, const struct cache_job *jobs, size_t count);
 
+/* Back online (mode.h): downloads start again (offline, none starts). */
+void artifacts_resume(struct artifacts *a);
+
 /* Once a second (server.c): every 30 s, jobs pending in the store but not
  * here (requeued by `cloro-proxy artifacts retry`) join the queue. */
 void artifacts_tick(struct artifacts *a);

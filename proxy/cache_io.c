@@ -1,5 +1,8 @@
 /* cache_io.c: lookups, the storable test and stores, for forward.c. Reads
- * run on the loop (LMDB reads never wait on the writer); writes are queued. */
+ * run on the loop (LMDB reads never wait on the writer); writes are queued.
+ * Every answer stored goes through cache_io_store: it records the sample the
+ * key names (key.h, entry.h) and, in record mode (mode.h), pins the answer
+ * (expires_at_ms 0: never stale). */
 #include "cache_io.h"
 #include "artifacts.h"
 #include "clock.h"
@@ -94,6 +97,12 @@ static size_t artifact_jobs_of(struct server *srv, const struct cache_entry *e,
 
 void cache_io_store(struct server *srv, const struct cache_key *key, const struct cache_entry *e)
 {
+    struct cache_entry kept = *e; /* shallow: only the fields below change */
+    kept.sample = key->sample >= 2 ? key->sample : 0;
+    memcpy(kept.base_key, key->base, sizeof kept.base_key);
+    if (srv->mode == PROXY_MODE_RECORD)
+        kept.expires_at_ms = 0;
+    e = &kept;
     unsigned char *record = NULL;
     size_t record_len = 0;
     if (cache_entry_encode(e, &record, &record_len) != 0) {
@@ -131,7 +140,7 @@ void cache_io_entry_from_result(const struct request *r, const struct upstream_r
     e->status = (int)res->status;
     e->stored_at_ms = clock_wall_ms();
     int64_t ttl = config_cache_ttl_ms(cfg, r->keyed ? r->key.provider : NULL);
-    e->expires_at_ms = ttl == 0 ? 0 : e->stored_at_ms + ttl;
+    e->expires_at_ms = ttl == 0 || r->server->mode == PROXY_MODE_RECORD ? 0 : e->stored_at_ms + ttl;
     e->provider = (char *)(r->keyed ? r->key.provider : "");
     e->request_id = (char *)"";
     for (size_t i = 0; i < res->header_count && e->header_count < CACHE_ENTRY_MAX_HEADERS; i++) {

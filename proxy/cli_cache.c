@@ -1,7 +1,9 @@
 /* cli_cache.c: the cache commands of the command line. They open the store
  * without a map size, adopting the one the running server set, and change it
  * only through cache_store_purge (one durable txn; LMDB serializes it with
- * the server's writer). Output is for people: aligned columns, ISO times. */
+ * the server's writer). Output is for people: aligned columns, ISO times.
+ * `ls` groups the samples of one request (X-Cache-Sample, key.h): sample 1
+ * first, then the others indented under it, each with "K of N". */
 #include "cli_cache.h"
 #include "clock.h"
 #include "cli_store.h"
@@ -56,9 +58,15 @@ static int cmd_stats(struct cache_store *store, const char *dir)
     return 0;
 }
 
+struct ls_row {
+    unsigned char key[CACHE_KEY_BYTES];
+    struct cache_meta m;
+};
+
 struct ls_ctx {
     const char *provider;
-    size_t shown;
+    struct ls_row *rows;
+    size_t count, cap;
 };
 
 static int on_ls(const unsigned char *key, const struct cache_meta *m, void *arg)
@@ -66,29 +74,91 @@ static int on_ls(const unsigned char *key, const struct cache_meta *m, void *arg
     struct ls_ctx *ctx = arg;
     if (ctx->provider != NULL && strcmp(ctx->provider, m->provider) != 0)
         return 0;
+    if (ctx->count == ctx->cap) {
+        ctx->cap = ctx->cap > 0 ? 2 * ctx->cap : 256;
+        ctx->rows = realloc(ctx->rows, ctx->cap * sizeof *ctx->rows);
+        if (ctx->rows == NULL)
+            abort();
+    }
+    struct ls_row *row = &ctx->rows[ctx->count++];
+    memcpy(row->key, key, CACHE_KEY_BYTES);
+    row->m = *m;
+    return 0;
+}
+
+/* The key a row is grouped under: sample 1's (its own, unless a sample). */
+static const unsigned char *group_of(const struct ls_row *row)
+{
+    return row->m.sample >= 2 ? row->m.base_key : row->key;
+}
+
+static uint32_t sample_of(const struct ls_row *row)
+{
+    return row->m.sample >= 2 ? row->m.sample : 1;
+}
+
+/* By group (keys in order, as before samples), then by sample number. */
+static int by_group(const void *a, const void *b)
+{
+    const struct ls_row *ra = a, *rb = b;
+    int c = memcmp(group_of(ra), group_of(rb), CACHE_KEY_BYTES);
+    if (c != 0)
+        return c;
+    uint32_t sa = sample_of(ra), sb = sample_of(rb);
+    return sa < sb ? -1 : sa > sb;
+}
+
+static void print_row(const struct ls_row *row, size_t group_size)
+{
+    const struct cache_meta *m = &row->m;
     char hex[CACHE_KEY_HEX_LEN + 1];
     for (int i = 0; i < CACHE_KEY_BYTES; i++)
-        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+        snprintf(hex + 2 * i, 3, "%02x", row->key[i]);
+    char sample[32] = "-";
+    if (group_size > 1 || m->sample >= 2)
+        snprintf(sample, sizeof sample, "%lu of %zu", (unsigned long)sample_of(row), group_size);
     char stored[32], expires[32], last[32];
-    printf("%s  %-12s %8llu %6llu  %-24s  %-24s  %s\n", hex, m->provider,
+    printf("%s%-*s  %-12s %-11s %8llu %6llu  %-24s  %-24s  %s\n", m->sample >= 2 ? "  " : "",
+           m->sample >= 2 ? CACHE_KEY_HEX_LEN : CACHE_KEY_HEX_LEN + 2, hex, m->provider, sample,
            (unsigned long long)m->size, (unsigned long long)m->hits,
            iso(stored, sizeof stored, m->stored_at_ms),
            m->expires_at_ms == 0 ? "never" : iso(expires, sizeof expires, m->expires_at_ms),
            iso(last, sizeof last, m->last_hit_ms));
-    ctx->shown++;
-    return 0;
 }
 
 static int cmd_ls(struct cache_store *store, const char *provider)
 {
-    printf("%-64s  %-12s %8s %6s  %-24s  %-24s  %s\n", "KEY", "PROVIDER", "BYTES", "HITS", "STORED",
-           "EXPIRES", "LAST HIT");
     struct ls_ctx ctx = {.provider = provider};
     if (cache_store_foreach(store, on_ls, &ctx) != 0) {
         fprintf(stderr, "cloro-proxy: cannot list the cache\n");
+        free(ctx.rows);
         return 1;
     }
-    fprintf(stderr, "%zu entr%s\n", ctx.shown, ctx.shown == 1 ? "y" : "ies");
+    if (ctx.count > 1)
+        qsort(ctx.rows, ctx.count, sizeof *ctx.rows, by_group);
+    printf("%-66s  %-12s %-11s %8s %6s  %-24s  %-24s  %s\n", "KEY", "PROVIDER", "SAMPLE", "BYTES",
+           "HITS", "STORED", "EXPIRES", "LAST HIT");
+    size_t groups = 0, sampled = 0;
+    for (size_t i = 0; i < ctx.count;) {
+        size_t n = 1;
+        while (i + n < ctx.count &&
+               memcmp(group_of(&ctx.rows[i]), group_of(&ctx.rows[i + n]), CACHE_KEY_BYTES) == 0)
+            n++;
+        if (n > 1 || ctx.rows[i].m.sample >= 2) {
+            groups++;
+            sampled += n;
+        }
+        for (size_t j = 0; j < n; j++)
+            print_row(&ctx.rows[i + j], n);
+        i += n;
+    }
+    fflush(stdout); /* the rows before the count, also when both go to one pipe */
+    fprintf(stderr, "%zu entr%s", ctx.count, ctx.count == 1 ? "y" : "ies");
+    if (groups > 0)
+        fprintf(stderr, " (%zu of them samples of %zu request%s)", sampled, groups,
+                groups == 1 ? "" : "s");
+    fprintf(stderr, "\n");
+    free(ctx.rows);
     return 0;
 }
 
@@ -113,15 +183,24 @@ static int cmd_show(struct cache_store *store, const char *hex)
     }
     int64_t now = clock_wall_ms();
     char stored[32], expires[32], last[32];
+    char base[CACHE_KEY_HEX_LEN + 1] = "";
+    for (int i = 0; e.sample >= 2 && i < CACHE_KEY_BYTES; i++)
+        snprintf(base + 2 * i, 3, "%02x", e.base_key[i]);
+    char sample[128];
+    if (e.sample >= 2)
+        snprintf(sample, sizeof sample, "%lu (sample 1: %s)", (unsigned long)e.sample, base);
+    else
+        snprintf(sample, sizeof sample, "1");
     printf("key:             %s\n"
            "provider:        %s\n"
+           "sample:          %s\n"
            "status:          %d\n"
            "stored at:       %s (age %llds)\n"
            "expires at:      %s\n"
            "hits:            %llu (last %s)\n"
            "credits charged: %lld\n"
            "request id:      %s\n",
-           key.hex, e.provider, e.status, iso(stored, sizeof stored, e.stored_at_ms),
+           key.hex, e.provider, sample, e.status, iso(stored, sizeof stored, e.stored_at_ms),
            (long long)cache_policy_age_s(e.stored_at_ms, now),
            e.expires_at_ms == 0 ? "never" : iso(expires, sizeof expires, e.expires_at_ms),
            (unsigned long long)m.hits, iso(last, sizeof last, m.last_hit_ms),

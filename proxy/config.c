@@ -4,6 +4,7 @@
  * handed to ini_parse_stream counts lines and reports over-long ones. */
 #include "config.h"
 #include "artifact_urls.h"
+#include "mode.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -69,6 +70,13 @@ static const struct config_key keys[] = {
         "bound on stored answers; least recently used ones are evicted beyond it"),
     KEY_MS(stale_if_error, "168h", 0, 3650 * 24 * HOUR,
            "when the upstream fails, serve an expired answer this recent; 0: never"),
+    KEY_CHOICE(mode, "online", PROXY_MODE_CHOICES,
+               "online; offline: never contact the upstream, serve only what is stored; record: "
+               "stored answers never expire; refresh: always ask upstream and replace; POST "
+               "/_proxy/mode switches it"),
+    KEY(max_samples, CONFIG_COUNT, "100", 1, 1000000,
+        "largest sample number a request may ask for with X-Cache-Sample (1..max_samples); "
+        "each sample is cached under its own key"),
     KEY(max_concurrency, CONFIG_COUNT, "10", 1, 100000,
         "monitor calls in flight upstream at most (cloro's plan slots); the upstream's lower "
         "advertised limit wins"),

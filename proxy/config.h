@@ -37,6 +37,9 @@ struct config {
     int64_t cache_ttl_ms; /* 0: never expires */
     size_t max_cache_bytes;
     int64_t stale_if_error_ms; /* 0: never serve stale on error */
+    char *mode;                /* "online", "offline", "record" or "refresh" (mode.h); the
+                                  mode in force is the server's (switchable at run time) */
+    int64_t max_samples;       /* X-Cache-Sample: 1..max_samples */
     int64_t max_concurrency;
     int64_t rate_limit_per_endpoint; /* per second; 0: off */
     int64_t rate_limit_global;       /* per second; 0: off */

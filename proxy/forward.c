@@ -6,7 +6,13 @@
  *   for all of them.
  * The upstream call carries the proxy's key in place of the client's
  * Authorization when the proxy holds one. Transport errors become the
- * proxy's own envelope (reply.c); the upstream's own answers pass unchanged. */
+ * proxy's own envelope (reply.c); the upstream's own answers pass unchanged.
+ *
+ * Modes (mode.h): offline answers from the store alone (stale or not) or
+ * with 504 OFFLINE_CACHE_MISS, and send_attempt refuses to start any call
+ * while offline (calls queued or waiting to retry when the mode switched);
+ * refresh asks upstream as no-cache does; record pins what it stores
+ * (cache_io.c). X-Cache-Sample: K makes the key that of sample K (key.h). */
 #include "forward.h"
 #include "answer.h"
 #include "budget.h"
@@ -67,7 +73,8 @@ bool forward_passes_request_header(const char *name)
                                           "Proxy-Authorization",
                                           "Content-Length",
                                           "Accept-Encoding",
-                                          "Authorization"};
+                                          "Authorization",
+                                          "X-Cache-Sample"};
     if (strncasecmp(name, "X-Proxy-", 8) == 0)
         return false;
     return !name_in(name, dropped, sizeof dropped / sizeof dropped[0]);
@@ -301,6 +308,42 @@ static void fail_flight(struct request *r, enum proxy_error err, const char *mes
     reply_error(r, err, message, details);
 }
 
+static json_t *offline_details(const struct request *r, const struct cache_key *key)
+{
+    if (key != NULL)
+        return json_pack("{s:s, s:s}", "key", key->hex, "provider", key->provider);
+    return json_pack("{s:s, s:s}", "path", r->path, "reason",
+                     "the proxy cannot key this request: only stored answers are served");
+}
+
+void forward_reply_offline(struct request *r, const struct cache_key *key)
+{
+    struct server *srv = r->server;
+    srv->stats.offline_misses++;
+    if (srv->store != NULL) {
+        r->cache_outcome = key != NULL ? CACHE_OUTCOME_MISS : CACHE_OUTCOME_BYPASS;
+        srv->stats.cache_by_outcome[r->cache_outcome]++;
+        request_add_header(r, "X-Cache", request_cache_outcome_name(r->cache_outcome));
+        request_add_header(r, "Cache-Status", "cloro-proxy; detail=offline");
+    }
+    if (key != NULL)
+        request_add_header(r, "X-Cache-Key", key->hex);
+    reply_error(r, PROXY_ERROR_OFFLINE_CACHE_MISS, NULL, offline_details(r, key));
+}
+
+/* A call about to go upstream while the proxy is offline: r (and whoever
+ * waits on its flight, and its hooks) end with OFFLINE_CACHE_MISS. */
+static void fail_offline(struct request *r)
+{
+    if (r->hooks == NULL && r->flight == NULL) {
+        forward_reply_offline(r, r->keyed ? &r->key : NULL);
+        return;
+    }
+    r->server->stats.offline_misses++;
+    fail_flight(r, PROXY_ERROR_OFFLINE_CACHE_MISS, NULL,
+                offline_details(r, r->keyed ? &r->key : NULL), NULL);
+}
+
 /* Milliseconds left of the request's budget (upstream_timeout from its
  * arrival, queue waits and retries included); at least 1. */
 static int64_t remaining_ms(const struct request *r)
@@ -313,6 +356,12 @@ static void send_attempt(struct request *r)
 {
     struct server *srv = r->server;
     const struct config *cfg = srv->cfg;
+    if (srv->mode == PROXY_MODE_OFFLINE) {
+        /* Queued (or waiting to retry) when the proxy went offline. */
+        limiter_release(srv->limiter, &r->ticket);
+        fail_offline(r);
+        return;
+    }
     struct evbuffer *body = request_body(r);
     size_t body_len = r->upstream_body != NULL ? r->upstream_body_len : evbuffer_get_length(body);
     const void *body_bytes = r->upstream_body != NULL ? (const void *)r->upstream_body
@@ -660,6 +709,26 @@ static bool answer_from_cache(struct request *r)
     return served;
 }
 
+/* Offline: whatever the store holds answers, fresh (HIT) or expired
+ * (STALE), whatever the client's directives say; nothing else does. */
+static void answer_offline(struct request *r)
+{
+    struct server *srv = r->server;
+    struct cache_entry e;
+    if (!r->keyed || !cache_io_lookup(srv, &r->key, &e)) {
+        forward_reply_offline(r, r->keyed ? &r->key : NULL);
+        return;
+    }
+    int64_t now = clock_wall_ms();
+    struct answer_context ctx = {.outcome = e.expires_at_ms == 0 || now < e.expires_at_ms
+                                                ? CACHE_OUTCOME_HIT
+                                                : CACHE_OUTCOME_STALE};
+    if (touches_add(srv->touches, r->key.bytes, now))
+        touches_flush(srv->touches, srv->writer);
+    answer_send(r, &e, &ctx, NULL);
+    cache_entry_free(&e);
+}
+
 bool forward_check_request(struct request *r)
 {
     const struct config *cfg = r->server->cfg;
@@ -690,11 +759,32 @@ bool forward_check_request(struct request *r)
         reply_error(r, PROXY_ERROR_VALIDATION, NULL, details);
         return false;
     }
+    const char *sample = request_header(r, "X-Cache-Sample");
+    if (sample != NULL) {
+        /* Digits only: no sign, no blanks, no leading zero. */
+        char *end;
+        unsigned long k = strtoul(sample, &end, 10);
+        if (sample[0] < '1' || sample[0] > '9' || *end != '\0' ||
+            k > (unsigned long)cfg->max_samples) {
+            char message[96];
+            snprintf(message, sizeof message, "must be a whole number from 1 to %lld (max_samples)",
+                     (long long)cfg->max_samples);
+            json_t *details =
+                json_pack("[{s:s, s:s}]", "field", "X-Cache-Sample", "message", message);
+            reply_error(r, PROXY_ERROR_VALIDATION, NULL, details);
+            return false;
+        }
+        r->sample = (uint32_t)k;
+    }
     return true;
 }
 
 void forward_upstream(struct request *r)
 {
+    if (r->server->mode == PROXY_MODE_OFFLINE) {
+        fail_offline(r);
+        return;
+    }
     admit(r);
 }
 
@@ -711,9 +801,12 @@ void forward_request(struct request *r)
         return;
     struct evbuffer *body = request_body(r);
     size_t body_len = evbuffer_get_length(body);
+    bool offline = srv->mode == PROXY_MODE_OFFLINE;
     if (srv->store == NULL) {
         r->cache_outcome = CACHE_OUTCOME_NONE;
-        if (within_budget(r))
+        if (offline)
+            forward_reply_offline(r, NULL); /* no cache: nothing can answer */
+        else if (within_budget(r))
             admit(r);
         return;
     }
@@ -722,7 +815,17 @@ void forward_request(struct request *r)
      * submission's answer is a task, never the answer its key names. */
     r->keyed = strncmp(r->path, "/v1/async/", 10) != 0 &&
                cache_key_compute(r->method, r->path, bytes, body_len, &r->key) == CACHE_KEY_OK;
+    if (r->keyed)
+        cache_key_sample(&r->key, r->sample);
     cache_policy_parse(request_header(r, "Cache-Control"), &r->directives);
+    if (offline) {
+        answer_offline(r);
+        return;
+    }
+    /* Refresh mode asks upstream as no-cache does, but for a client that
+     * asked never to go there. */
+    if (srv->mode == PROXY_MODE_REFRESH && !r->directives.only_if_cached)
+        r->directives.no_cache = true;
     if (!r->keyed || r->directives.no_store) {
         /* Not a cacheable call (or the client asked for no storing): pass it through. */
         r->keyed = false;

@@ -13,6 +13,7 @@
 struct request;
 
 struct server;
+struct cache_key;
 struct limiter_callbacks;
 struct upstream_result;
 
@@ -41,8 +42,14 @@ void forward_fail(struct request *r, enum proxy_error err, const char *message, 
 /* Ends r with the proxy's error for a transport failure (502/504 envelope). */
 void forward_reply_upstream_failure(struct request *r, const struct upstream_result *res);
 
-/* The validated X-Priority of r (1..10) into r->priority, or ends r with a
- * 400 and returns false. Checks max_body_bytes the same way (413). */
+/* Ends r with 504 OFFLINE_CACHE_MISS (offline mode, mode.h): details name
+ * key and its provider (and X-Cache-Key carries it), or, key NULL, say the
+ * request cannot be keyed. */
+void forward_reply_offline(struct request *r, const struct cache_key *key);
+
+/* The validated X-Priority of r (1..10) into r->priority and X-Cache-Sample
+ * (1..max_samples) into r->sample, or ends r with a 400 and returns false.
+ * Checks max_body_bytes the same way (413). */
 bool forward_check_request(struct request *r);
 
 /* Handles a /v1/ request; ends r (now or when the upstream answers). */

@@ -70,6 +70,7 @@ void metrics_gather(struct server *srv, struct metrics_snapshot *out)
     memset(out, 0, sizeof *out);
     const struct server_stats *s = &srv->stats;
     out->version = CLORO_VERSION;
+    out->mode = proxy_mode_name(srv->mode);
     out->uptime_s = (clock_wall_ms() - srv->started_wall_ms) / 1000;
     out->answers = srv->metrics;
     out->latency_hit = &s->latency_hit;
@@ -334,6 +335,21 @@ static void render_tasks(const struct metrics_snapshot *s, struct evbuffer *out)
           s->tasks_live);
 }
 
+/* One sample per mode: 1 for the one in force, 0 for the others. */
+static void render_mode(const struct metrics_snapshot *s, struct evbuffer *out)
+{
+    if (s->mode == NULL)
+        return;
+    const char *name = "cloro_proxy_mode";
+    prom_family(out, name, "gauge",
+                "1 for the mode in force (online, offline, record, refresh), 0 for the others.");
+    for (int i = 0; i < PROXY_MODE_COUNT; i++) {
+        const char *mode = proxy_mode_name((enum proxy_mode)i);
+        struct prom_label l = {"mode", mode};
+        prom_sample(out, name, &l, 1, strcmp(mode, s->mode) == 0 ? 1 : 0);
+    }
+}
+
 void metrics_render(const struct metrics_snapshot *s, struct evbuffer *out)
 {
     const char *name = "cloro_proxy_build_info";
@@ -342,6 +358,7 @@ void metrics_render(const struct metrics_snapshot *s, struct evbuffer *out)
     prom_sample(out, name, &l, 1, 1);
     gauge(out, "cloro_proxy_uptime_seconds", "Seconds since the proxy started.",
           (uint64_t)(s->uptime_s > 0 ? s->uptime_s : 0));
+    render_mode(s, out);
     render_answers(s, out);
     render_upstream(s, out);
     render_cache(s, out);

@@ -40,6 +40,7 @@ void metrics_count(struct metrics *m, enum metrics_route route, int status,
 /* Everything a scrape shows, read at one moment. Pointers are borrowed. */
 struct metrics_snapshot {
     const char *version;
+    const char *mode; /* mode.h's name of the mode in force; NULL: not shown */
     int64_t uptime_s;
     const struct metrics *answers;
     const struct latency *latency_hit, *latency_upstream;

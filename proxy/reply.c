@@ -53,6 +53,9 @@ static const struct error_row error_table[] = {
                                        "admin_token_file"},
     [PROXY_ERROR_BUDGET_EXCEEDED] = {403, "BUDGET_EXCEEDED",
                                      "The member's daily credit budget is spent"},
+    [PROXY_ERROR_OFFLINE_CACHE_MISS] = {504, "OFFLINE_CACHE_MISS",
+                                        "The proxy is offline and has no stored answer for "
+                                        "this request"},
     [PROXY_ERROR_INTERNAL] = {500, "INTERNAL_SERVER_ERROR", "Internal proxy error"},
 };
 

@@ -59,6 +59,7 @@ static const struct admin_route admin_routes[] = {
     {"/_proxy/metrics", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_ADMIN_METRICS},
     {"/_proxy/usage", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_ADMIN_USAGE},
     {"/_proxy/recent", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_ADMIN_RECENT},
+    {"/_proxy/mode", false, M_GET | M_HEAD | M_POST, "GET, HEAD, POST", ROUTE_ADMIN_MODE},
     {"/_proxy/", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_STATUS_PAGE},
     {"/_proxy", false, M_GET | M_HEAD, "GET, HEAD", ROUTE_STATUS_PAGE},
 };

@@ -17,6 +17,7 @@ enum route {
     ROUTE_ADMIN_USAGE,        /* GET|HEAD /_proxy/usage */
     ROUTE_STATUS_PAGE,        /* GET|HEAD /_proxy/ (and /_proxy): the status page */
     ROUTE_ADMIN_RECENT,       /* GET|HEAD /_proxy/recent: last requests, per-minute counts */
+    ROUTE_ADMIN_MODE,         /* GET|HEAD|POST /_proxy/mode: the mode in force, and its switch */
 };
 
 /* The methods a /_proxy/ route takes, for the Allow header of a 405. */

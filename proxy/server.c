@@ -4,6 +4,7 @@
  * A second signal during the drain stops at once. */
 #include "server.h"
 #include "admin.h"
+#include "admin_mode.h"
 #include "auth.h"
 #include "members.h"
 #include "admin_cache.h"
@@ -120,6 +121,9 @@ static void on_request(struct evhttp_request *evreq, void *arg)
         return;
     case ROUTE_ADMIN_USAGE:
         admin_usage(r);
+        return;
+    case ROUTE_ADMIN_MODE:
+        admin_mode(r);
         return;
     case ROUTE_NOT_FOUND:
         break;
@@ -364,6 +368,10 @@ static int open_cache(struct server *srv)
 int server_run(const struct config *cfg)
 {
     struct server srv = {.cfg = cfg, .started_wall_ms = clock_wall_ms()};
+    /* Before the downloader and the tasks start: offline, neither may call out. */
+    if (proxy_mode_parse(cfg->mode, &srv.mode) != 0)
+        srv.mode = PROXY_MODE_ONLINE; /* config.c allows only the four words */
+    srv.mode_since_ms = srv.started_wall_ms;
     ids_init(&srv.ids);
     int status = 1;
     char err[512];
@@ -431,6 +439,7 @@ int server_run(const struct config *cfg)
              cfg->api_key == NULL                      ? "unset_forwarding_client_authorization"
              : strcmp(cfg->api_key_source, "env") == 0 ? "set_from_env"
                                                        : "set_from_file");
+    log_info("mode", "mode=%s", proxy_mode_name(srv.mode));
     log_listening(&srv);
     event_base_dispatch(srv.base);
     log_info("stopped", "in_flight=%llu", (unsigned long long)srv.in_flight);

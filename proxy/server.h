@@ -7,6 +7,7 @@
 #include "config.h"
 #include "ids.h"
 #include "latency.h"
+#include "mode.h"
 #include "request.h"
 
 #include <stdbool.h>
@@ -47,6 +48,7 @@ struct server_stats {
     uint64_t limit_rejections;       /* 429s the proxy answered (queue full or timed out) */
     uint64_t abandoned_in_queue;     /* queued calls dropped because their client left */
     uint64_t abandoned_in_flight;    /* calls cancelled because their client left */
+    uint64_t offline_misses;         /* 504 OFFLINE_CACHE_MISS answers (mode.h) */
     struct latency latency_hit;      /* /v1/ answers the cache gave (accounting.c) */
     struct latency latency_upstream; /* /v1/ answers that went or waited upstream */
 };
@@ -61,6 +63,8 @@ struct server {
     char *authorization;     /* "Bearer <key>" when the proxy holds a key; secret */
     struct members *members; /* the member table (members.h), for auth and the limiter */
     int64_t started_wall_ms;
+    enum proxy_mode mode;  /* in force: the `mode` key at start, then POST /_proxy/mode */
+    int64_t mode_since_ms; /* wall clock of the last switch (the start, at first) */
     bool draining;
     uint64_t in_flight;         /* requests not yet answered */
     uint64_t replies_unflushed; /* answered, but not yet fully written to the client */

@@ -1,7 +1,12 @@
 /* task_follow.c: polls of open upstream tasks, and client GETs of tasks
  * (task_follow.h). A poll is a background call: its limiter ticket carries
  * callbacks of its own, and its answer updates the task (tasks.c) before the
- * clients that waited on it are answered from the updated record. */
+ * clients that waited on it are answered from the updated record.
+ *
+ * Offline (mode.h) nothing is polled: a poll that comes due is put off by
+ * poll_interval (a timer, no network) and tasks_resume_following starts them
+ * again when the proxy is back online; clients' GETs of known tasks are
+ * answered from their records, of unknown ones with OFFLINE_CACHE_MISS. */
 #include "task_follow.h"
 #include "clock.h"
 #include "config.h"
@@ -153,6 +158,16 @@ static void on_poll_granted(struct limiter_ticket *ticket)
     struct task *t = ticket->owner;
     struct server *srv = tasks_server(t->tasks);
     const struct config *cfg = srv->cfg;
+    if (srv->mode == PROXY_MODE_OFFLINE) {
+        /* Queued when the proxy went offline: no call; again later. */
+        limiter_release(srv->limiter, &t->ticket);
+        t->polling = false;
+        struct request *waiters = t->waiters;
+        t->waiters = NULL;
+        task_follow_schedule(t->tasks, t, cfg->poll_interval_ms);
+        answer_waiters(t->tasks, waiters);
+        return;
+    }
     char *url = NULL;
     if (asprintf(&url, "%s/v1/async/task/%s", cfg->upstream, t->id) < 0)
         abort();
@@ -203,6 +218,10 @@ static void start_poll(struct task *t)
     if (t->polling || t->creating || t->id[0] == '\0')
         return;
     struct server *srv = tasks_server(t->tasks);
+    if (srv->mode == PROXY_MODE_OFFLINE) {
+        task_follow_schedule(t->tasks, t, srv->cfg->poll_interval_ms);
+        return;
+    }
     if (t->timer != NULL)
         evtimer_del(t->timer);
     t->polling = true;
@@ -245,7 +264,7 @@ void task_get(struct tasks *ts, struct request *r, const char *id)
                          ? (clock_mono_us() - leader->polled_us) / 1000
                          : INT64_MAX;
     if (tasks_record_terminal(t->rec) || leader == NULL || leader->creating ||
-        age_ms < srv->cfg->poll_interval_ms) {
+        age_ms < srv->cfg->poll_interval_ms || srv->mode == PROXY_MODE_OFFLINE) {
         tasks_counters(ts)->client_polls_answered++;
         tasks_reply_view(r, tasks_task_view(t, true), "HIT");
         return;

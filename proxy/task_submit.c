@@ -13,7 +13,13 @@
  * What goes upstream goes in one call; the merged batch answer keeps every
  * task at its index. When the upstream refuses a batch whole and nothing was
  * answered locally, its answer is relayed as is; when some tasks were,
- * those stand and the upstream's tasks fail with the upstream's code. */
+ * those stand and the upstream's tasks fail with the upstream's code.
+ *
+ * Modes (mode.h): offline, what would go upstream is OFFLINE instead (a 504
+ * OFFLINE_CACHE_MISS, or that code for the task in a merged batch) and any
+ * stored answer, expired or not, completes a task; refresh asks upstream as
+ * Cache-Control: no-cache does. X-Cache-Sample: K keys every task of the
+ * submission as sample K (key.h). */
 #include "task_submit.h"
 #include "answer.h"
 #include "cache_io.h"
@@ -36,7 +42,15 @@
 
 #define BATCH_MAX 500 /* cloro-api.md 7.3 */
 
-enum item_kind { ITEM_UPSTREAM, ITEM_CACHED, ITEM_ATTACHED, ITEM_DUPLICATE, ITEM_KEY_REUSED };
+enum item_kind {
+    ITEM_UPSTREAM,
+    ITEM_CACHED,
+    ITEM_ATTACHED,
+    ITEM_DUPLICATE,
+    ITEM_KEY_REUSED,
+    ITEM_OFFLINE, /* would go upstream, but the proxy is offline */
+};
+#define ITEM_KINDS (ITEM_OFFLINE + 1)
 
 struct item {
     json_t *doc; /* borrowed from the submission */
@@ -99,14 +113,17 @@ static bool well_formed(const json_t *item)
     return true;
 }
 
-/* True when the cache answers key under the client's directives; fills e. */
+/* True when the cache answers key under the client's directives (offline:
+ * whenever it holds an answer); fills e. */
 static bool cached_answer(struct server *srv, const struct cache_key *key,
                           const struct cache_directives *d, struct cache_entry *e)
 {
-    if (d->no_cache || !cache_io_lookup(srv, key, e))
+    bool offline = srv->mode == PROXY_MODE_OFFLINE;
+    if ((d->no_cache && !offline) || !cache_io_lookup(srv, key, e))
         return false;
     int64_t now = clock_wall_ms();
-    if (cache_policy_judge(d, e->stored_at_ms, e->expires_at_ms, now) != CACHE_VERDICT_MISS) {
+    if (offline ||
+        cache_policy_judge(d, e->stored_at_ms, e->expires_at_ms, now) != CACHE_VERDICT_MISS) {
         srv->stats.cache_by_outcome[CACHE_OUTCOME_HIT]++;
         if (touches_add(srv->touches, key->bytes, now))
             touches_flush(srv->touches, srv->writer);
@@ -117,9 +134,10 @@ static bool cached_answer(struct server *srv, const struct cache_key *key,
 }
 
 /* Sorts item it. seen: idempotencyKeys earlier in the batch; firsts: content
- * keys of earlier UPSTREAM items -> their index (both NULL for a single). */
+ * keys of earlier UPSTREAM items -> their index (both NULL for a single);
+ * sample: the submission's X-Cache-Sample (0: none). */
 static void sort_item(struct tasks *ts, struct item *it, size_t index, json_t *seen, json_t *firsts,
-                      const struct cache_directives *d)
+                      const struct cache_directives *d, uint32_t sample)
 {
     struct server *srv = tasks_server(ts);
     it->kind = ITEM_UPSTREAM;
@@ -140,6 +158,7 @@ static void sort_item(struct tasks *ts, struct item *it, size_t index, json_t *s
     it->keyed = cache_key_compute_doc("POST", "/v1/async/task", it->doc, &it->key) == CACHE_KEY_OK;
     if (!it->keyed)
         return;
+    cache_key_sample(&it->key, sample);
     if (cached_answer(srv, &it->key, d, &it->hit)) {
         it->kind = ITEM_CACHED;
         return;
@@ -245,6 +264,23 @@ static void on_single_failed(struct request *r)
 static const struct forward_hooks single_hooks = {.answered = on_single_answered,
                                                   .failed = on_single_failed};
 
+/* The client's Cache-Control, and refresh mode's no-cache (mode.h). */
+static void submission_directives(const struct request *r, struct cache_directives *d)
+{
+    cache_policy_parse(request_header(r, "Cache-Control"), d);
+    if (r->server->mode == PROXY_MODE_REFRESH)
+        d->no_cache = true;
+}
+
+/* Cache-Status of a task answered from the cache: the mode names itself
+ * when it is not online. */
+static const char *hit_status(const struct server *srv, char *out, size_t size)
+{
+    snprintf(out, size, "cloro-proxy; hit; detail=%s",
+             srv->mode == PROXY_MODE_ONLINE ? "async-task" : proxy_mode_name(srv->mode));
+    return out;
+}
+
 static void add_saved(struct request *r, const struct cache_entry *e)
 {
     char number[32];
@@ -267,11 +303,17 @@ void task_submit(struct tasks *ts, struct request *r)
         return;
     }
     struct cache_directives d;
-    cache_policy_parse(request_header(r, "Cache-Control"), &d);
+    submission_directives(r, &d);
     struct item it = {.doc = doc};
-    sort_item(ts, &it, 0, NULL, NULL, &d);
+    sort_item(ts, &it, 0, NULL, NULL, &d, r->sample);
+    if (it.kind == ITEM_UPSTREAM && srv->mode == PROXY_MODE_OFFLINE) {
+        forward_reply_offline(r, it.keyed ? &it.key : NULL);
+        json_decref(doc);
+        return;
+    }
     const char *idem = json_string_value(json_object_get(doc, "idempotencyKey"));
     struct task *t;
+    char status[64];
     switch (it.kind) {
     case ITEM_KEY_REUSED:
         tasks_counters(ts)->key_reused++;
@@ -282,13 +324,14 @@ void task_submit(struct tasks *ts, struct request *r)
         r->cache_outcome = CACHE_OUTCOME_HIT;
         add_saved(r, &it.hit);
         request_add_header(r, "X-Cache-Key", it.key.hex);
-        request_add_header(r, "Cache-Status", "cloro-proxy; hit; detail=async-task");
+        request_add_header(r, "Cache-Status", hit_status(srv, status, sizeof status));
         tasks_reply_view(r, tasks_creation_view(t->rec), "HIT");
         tasks_release(ts, t);
         cache_entry_free(&it.hit);
         break;
     case ITEM_ATTACHED:
     case ITEM_DUPLICATE: /* not in a single */
+    case ITEM_OFFLINE:   /* nor this: answered above */
         t = tasks_new_attached(ts, doc, it.leader);
         r->cache_outcome = CACHE_OUTCOME_COALESCED;
         srv->stats.cache_by_outcome[CACHE_OUTCOME_COALESCED]++;
@@ -384,6 +427,12 @@ static void settle_local(struct batch *b, size_t i)
         t = tasks_new_attached(ts, it->doc, it->leader);
         it->result = success_item(i, t->rec);
         return;
+    case ITEM_OFFLINE:
+        it->result = failure_item(
+            i, "OFFLINE_CACHE_MISS", "The proxy is offline and has no stored answer for this task",
+            it->keyed ? json_pack("{s:s, s:s}", "key", it->key.hex, "provider", it->key.provider)
+                      : NULL);
+        return;
     case ITEM_DUPLICATE:
     case ITEM_UPSTREAM:
         return;
@@ -418,7 +467,7 @@ static void reply_merged(struct request *r, struct batch *b, const char *rid)
 {
     json_t *results = json_array();
     size_t succeeded = 0;
-    size_t kinds[5] = {0};
+    size_t kinds[ITEM_KINDS] = {0};
     for (size_t i = 0; i < b->count; i++) {
         struct item *it = &b->items[i];
         kinds[it->kind]++;
@@ -434,10 +483,12 @@ static void reply_merged(struct request *r, struct batch *b, const char *rid)
     if (text == NULL)
         abort();
     char split[160];
-    snprintf(split, sizeof split,
-             "cached=%zu; attached=%zu; duplicate=%zu; upstream=%zu; reused=%zu",
-             kinds[ITEM_CACHED], kinds[ITEM_ATTACHED], kinds[ITEM_DUPLICATE], kinds[ITEM_UPSTREAM],
-             kinds[ITEM_KEY_REUSED]);
+    int n = snprintf(split, sizeof split,
+                     "cached=%zu; attached=%zu; duplicate=%zu; upstream=%zu; reused=%zu",
+                     kinds[ITEM_CACHED], kinds[ITEM_ATTACHED], kinds[ITEM_DUPLICATE],
+                     kinds[ITEM_UPSTREAM], kinds[ITEM_KEY_REUSED]);
+    if (kinds[ITEM_OFFLINE] > 0 && n > 0 && (size_t)n < sizeof split)
+        snprintf(split + n, sizeof split - (size_t)n, "; offline=%zu", kinds[ITEM_OFFLINE]);
     char saved[32];
     snprintf(saved, sizeof saved, "%lld", (long long)b->credits_saved);
     r->server->stats.cache_credits_saved += (uint64_t)b->credits_saved;
@@ -560,6 +611,36 @@ static void on_batch_failed(struct request *r)
 static const struct forward_hooks batch_hooks = {.answered = on_batch_answered,
                                                  .failed = on_batch_failed};
 
+/* Offline, and no task of the batch could be answered here. */
+static bool offline_only(const struct batch *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        enum item_kind k = b->items[i].kind;
+        if (k != ITEM_OFFLINE && k != ITEM_DUPLICATE)
+            return false;
+    }
+    return true;
+}
+
+/* 504 OFFLINE_CACHE_MISS for a whole batch, naming the keys it missed. Frees b. */
+static void reply_batch_offline(struct request *r, struct batch *b)
+{
+    struct server *srv = r->server;
+    json_t *keys = json_array();
+    for (size_t i = 0; i < b->count; i++)
+        if (b->items[i].kind == ITEM_OFFLINE && b->items[i].keyed)
+            json_array_append_new(keys, json_string(b->items[i].key.hex));
+    batch_free(b);
+    srv->stats.offline_misses++;
+    r->cache_outcome = CACHE_OUTCOME_MISS;
+    srv->stats.cache_by_outcome[CACHE_OUTCOME_MISS]++;
+    request_add_header(r, "X-Cache", "MISS");
+    request_add_header(r, "Cache-Status", "cloro-proxy; detail=offline");
+    reply_error(r, PROXY_ERROR_OFFLINE_CACHE_MISS,
+                "The proxy is offline and has no stored answer for any task of this batch",
+                json_pack("{s:o}", "keys", keys));
+}
+
 void task_submit_batch(struct tasks *ts, struct request *r)
 {
     struct server *srv = tasks_server(ts);
@@ -572,7 +653,7 @@ void task_submit_batch(struct tasks *ts, struct request *r)
         return;
     }
     struct cache_directives d;
-    cache_policy_parse(request_header(r, "Cache-Control"), &d);
+    submission_directives(r, &d);
     struct batch *b = calloc(1, sizeof *b);
     if (b == NULL)
         abort();
@@ -590,7 +671,9 @@ void task_submit_batch(struct tasks *ts, struct request *r)
     for (size_t i = 0; i < b->count; i++) {
         struct item *it = &b->items[i];
         it->doc = json_array_get(doc, i);
-        sort_item(ts, it, i, seen, firsts, &d);
+        sort_item(ts, it, i, seen, firsts, &d, r->sample);
+        if (it->kind == ITEM_UPSTREAM && srv->mode == PROXY_MODE_OFFLINE)
+            it->kind = ITEM_OFFLINE;
         if (it->kind != ITEM_UPSTREAM) {
             settle_local(b, i);
             continue;
@@ -608,6 +691,13 @@ void task_submit_batch(struct tasks *ts, struct request *r)
     json_decref(firsts);
     if (b->upstream_count == 0) {
         json_decref(sent);
+        for (size_t i = 0; i < b->count; i++)
+            if (b->items[i].kind == ITEM_DUPLICATE)
+                settle_duplicate(b, i); /* of an OFFLINE item: fails as it did */
+        if (offline_only(b)) {
+            reply_batch_offline(r, b);
+            return;
+        }
         r->cache_outcome = CACHE_OUTCOME_HIT;
         reply_merged(r, b, NULL);
         return;

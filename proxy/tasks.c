@@ -11,6 +11,8 @@
  *   response             once COMPLETED or FAILED
  *   origin               "upstream" | "cache" | "attached"
  *   key, provider        the content key (hex) and its provider, when keyed
+ *   sample, base         the key's sample (X-Cache-Sample K >= 2) and the key of
+ *                        sample 1 (hex), when it is one
  *   store                false: the result is not put in the cache
  *   leader               attached: the id of the upstream task followed
  *   rid                  X-Request-ID of the upstream call that created it
@@ -227,6 +229,13 @@ static json_t *new_record(struct tasks *ts, const char *id, const json_t *item,
     if (key != NULL) {
         json_object_set_new(rec, "key", json_string(key->hex));
         json_object_set_new(rec, "provider", json_string(key->provider));
+        if (key->sample >= 2) {
+            char hex[CACHE_KEY_HEX_LEN + 1];
+            for (size_t i = 0; i < CACHE_KEY_BYTES; i++)
+                snprintf(hex + 2 * i, 3, "%02x", key->base[i]);
+            json_object_set_new(rec, "sample", json_integer(key->sample));
+            json_object_set_new(rec, "base", json_string(hex));
+        }
     }
     const char *url = json_string_value(json_object_get(json_object_get(item, "webhook"), "url"));
     if (url != NULL) {
@@ -781,6 +790,13 @@ static int load_open(const unsigned char *key, const unsigned char *data, size_t
                  json_string_value(json_object_get(rec, "provider")) != NULL
                      ? json_string_value(json_object_get(rec, "provider"))
                      : "");
+        struct cache_key base;
+        json_int_t sample = json_integer_value(json_object_get(rec, "sample"));
+        if (sample >= 2 && sample <= UINT32_MAX &&
+            cache_key_parse_hex(json_string_value(json_object_get(rec, "base")), &base) == 0) {
+            t->key.sample = (uint32_t)sample;
+            memcpy(t->key.base, base.bytes, CACHE_KEY_BYTES);
+        }
     }
     t->store_result = !json_is_false(json_object_get(rec, "store"));
     const unsigned char *nul = memchr(data, '\0', len);
@@ -907,6 +923,19 @@ void tasks_free(struct tasks *ts)
     json_decref(ts->by_key);
     json_decref(ts->reserved);
     free(ts);
+}
+
+void tasks_resume_following(struct tasks *ts)
+{
+    const char *id;
+    json_t *v;
+    json_object_foreach(ts->by_id, id, v)
+    {
+        struct task *t = ptr_of(v);
+        if (t->origin == TASK_ORIGIN_UPSTREAM && !t->creating && !t->polling &&
+            !tasks_record_terminal(t->rec))
+            task_follow_schedule(ts, t, 0);
+    }
 }
 
 bool tasks_route(struct tasks *ts, struct request *r)

@@ -79,6 +79,10 @@ void tasks_free(struct tasks *ts);
  * false (r untouched) for any other request. */
 bool tasks_route(struct tasks *ts, struct request *r);
 
+/* Back online (mode.h): every open upstream task is polled now (offline,
+ * task_follow.c put its polls off). */
+void tasks_resume_following(struct tasks *ts);
+
 /* --- for task_submit.c and task_follow.c ---------------------------------- */
 
 struct server *tasks_server(struct tasks *ts);

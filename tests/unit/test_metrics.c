@@ -157,6 +157,7 @@ static void test_render_snapshot(void **state)
 
     struct metrics_snapshot s = {
         .version = "9.9.9",
+        .mode = "offline",
         .uptime_s = 42,
         .answers = m,
         .latency_hit = &hit,
@@ -260,6 +261,12 @@ static void test_render_snapshot(void **state)
                      plain[i].want);
     const char *version[] = {"version", "9.9.9", NULL};
     assert_true(value(&doc, "cloro_proxy_build_info", version) == 1);
+    /* The mode: 1 for the one in force, 0 for the three others. */
+    const char *offline[] = {"mode", "offline", NULL};
+    const char *online[] = {"mode", "online", NULL};
+    assert_true(value(&doc, "cloro_proxy_mode", offline) == 1);
+    assert_true(value(&doc, "cloro_proxy_mode", online) == 0);
+    assert_true(promtext_sum(&doc, "cloro_proxy_mode") == 1);
     const char *timeout[] = {"reason", "timeout", NULL};
     assert_true(value(&doc, "cloro_proxy_upstream_failures_total", timeout) == 1);
     const char *outcome_hit[] = {"outcome", "hit", NULL};

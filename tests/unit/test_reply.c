@@ -122,6 +122,8 @@ static void test_error_table(void **state)
         {PROXY_ERROR_ADMIN_TOKEN_WRONG, 403, "FORBIDDEN"},
         {PROXY_ERROR_ADMIN_TOKEN_UNSET, 403, "ADMIN_TOKEN_NOT_CONFIGURED"},
         {PROXY_ERROR_BUDGET_EXCEEDED, 403, "BUDGET_EXCEEDED"},
+        /* offline mode (mode.h): a gateway that may not ask its upstream. */
+        {PROXY_ERROR_OFFLINE_CACHE_MISS, 504, "OFFLINE_CACHE_MISS"},
         /* cloro's own code for a 500 (cloro-api.md 9.2). */
         {PROXY_ERROR_INTERNAL, 500, "INTERNAL_SERVER_ERROR"},
     };

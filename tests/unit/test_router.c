@@ -44,6 +44,8 @@ static const char *route_name(enum route r)
         return "ROUTE_STATUS_PAGE";
     case ROUTE_ADMIN_RECENT:
         return "ROUTE_ADMIN_RECENT";
+    case ROUTE_ADMIN_MODE:
+        return "ROUTE_ADMIN_MODE";
     }
     return "?";
 }
@@ -112,6 +114,15 @@ static void test_admin_routes(void **state)
     expect("POST", "/_proxy/recent", ROUTE_METHOD_NOT_ALLOWED);
     expect("GET", "/_proxy/recent/", ROUTE_NOT_FOUND);
     assert_string_equal(router_allowed_methods("/_proxy/recent"), "GET, HEAD");
+    /* The mode: read with GET, switched with POST (mode.h). */
+    expect("GET", "/_proxy/mode", ROUTE_ADMIN_MODE);
+    expect("HEAD", "/_proxy/mode", ROUTE_ADMIN_MODE);
+    expect("POST", "/_proxy/mode", ROUTE_ADMIN_MODE);
+    expect("PUT", "/_proxy/mode", ROUTE_METHOD_NOT_ALLOWED);
+    expect("DELETE", "/_proxy/mode", ROUTE_METHOD_NOT_ALLOWED);
+    expect("POST", "/_proxy/mode/offline", ROUTE_NOT_FOUND);
+    expect("GET", "/_proxy/mode/", ROUTE_NOT_FOUND);
+    assert_string_equal(router_allowed_methods("/_proxy/mode"), "GET, HEAD, POST");
     assert_string_equal(router_allowed_methods("/_proxy/"), "GET, HEAD");
     expect("GET", "/_proxy/healthz", ROUTE_ADMIN_HEALTHZ);
     expect("HEAD", "/_proxy/healthz", ROUTE_ADMIN_HEALTHZ);

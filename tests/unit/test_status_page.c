@@ -39,7 +39,7 @@ static void test_embedded_page(void **state)
                          "id=\"requests-total\"",     "id=\"artifacts-pending\"",
                          "id=\"artifacts-captured\"", "id=\"artifacts-lost\"",
                          "id=\"recent-requests\"",    "id=\"chart\"",
-                         "id=\"usage-status\""};
+                         "id=\"usage-status\"",       "id=\"mode\""};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (strstr(page, ids[i]) == NULL)
             fail_msg("the page has no %s", ids[i]);
