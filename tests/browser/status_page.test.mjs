@@ -60,6 +60,7 @@ function expectedValues(stats, cache, recent) {
     'requests-total': n(recent.requests_total),
     'requests-last-hour': n(minutes),
     'recent-count': n(recent.requests.length),
+    'mode': typeof stats.mode === 'string' ? stats.mode : '',
   };
 }
 
@@ -311,6 +312,8 @@ test('the page shows what the endpoints answer, and follows new requests without
   assert.equal(await page.textContent('#hit-ratio'), '33.3 %');
   assert.equal(await page.textContent('#requests-total'), '4');
   assert.equal(await page.textContent('#conn-status'), 'live');
+  assert.equal(m.values['mode'], 'online');
+  assert.equal(await page.textContent('#mode'), 'online');
   // Newest first, with both ids; the hit carries the paid call's X-Request-ID.
   assert.equal(m.rows.length, 4);
   assert.equal(m.rows[0].id, missing.headers.get('x-proxy-request-id'));
