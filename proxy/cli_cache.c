@@ -114,7 +114,7 @@ static void print_row(const struct ls_row *row, size_t group_size)
     char hex[CACHE_KEY_HEX_LEN + 1];
     for (int i = 0; i < CACHE_KEY_BYTES; i++)
         snprintf(hex + 2 * i, 3, "%02x", row->key[i]);
-    char sample[32] = "-";
+    char sample[48] = "-";
     if (group_size > 1 || m->sample >= 2)
         snprintf(sample, sizeof sample, "%lu of %zu", (unsigned long)sample_of(row), group_size);
     char stored[32], expires[32], last[32];
