@@ -135,8 +135,9 @@ static void call(const char *method, const char *path, const char *body, const c
 
 static void call_as(const char *token, const char *path, const char *body, struct http_reply *r)
 {
-    char line[256];
-    snprintf(line, sizeof line, "Authorization: Bearer %s", token);
+    char line[256] = "";
+    if (token != NULL)
+        snprintf(line, sizeof line, "Authorization: Bearer %s", token);
     call(body != NULL ? "POST" : "GET", path, body, token != NULL ? line : NULL, r);
 }
 
