@@ -1426,3 +1426,249 @@ int cache_store_foreach_usage(struct cache_store *s, const void *from, size_t fr
     mdb_txn_abort(txn);
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
 }
+
+/* --- export and import ---------------------------------------------------------- */
+
+int cache_store_foreach_entry(struct cache_store *s,
+                              int (*visit)(const unsigned char *key, const struct cache_meta *meta,
+                                           const unsigned char *record, size_t len, void *arg),
+                              void *arg)
+{
+    MDB_txn *txn;
+    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return -1;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->meta, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        struct cache_meta m;
+        MDB_val rec;
+        if (k.mv_size == CACHE_KEY_BYTES && meta_decode(&v, &m, NULL) == 0) {
+            int got = mdb_get(txn, s->entries, &k, &rec);
+            if (got == 0 && visit(k.mv_data, &m, rec.mv_data, rec.mv_size, arg) != 0)
+                break;
+            if (got != 0 && got != MDB_NOTFOUND) {
+                rc = got;
+                break;
+            }
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+int cache_store_foreach_task(struct cache_store *s,
+                             int (*visit)(const unsigned char *key, const unsigned char *data,
+                                          size_t len, void *arg),
+                             void *arg)
+{
+    MDB_txn *txn;
+    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return -1;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->tasks, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (k.mv_size == CACHE_KEY_BYTES && visit(k.mv_data, v.mv_data, v.mv_size, arg) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+/* The put_meta of an imported entry: its record decoded (which also checks
+ * it), the bundle's times and provider. -1 when the record does not decode. */
+static int import_meta(const struct cache_import_item *it, struct put_meta *pm)
+{
+    struct cache_entry e;
+    memset(pm, 0, sizeof *pm);
+    if (it->key == NULL || cache_entry_decode(it->data, it->len, &e) != 0)
+        return -1;
+    pm->valid = true;
+    pm->stored_at_ms = it->stored_at_ms;
+    pm->expires_at_ms = it->expires_at_ms;
+    const char *provider =
+        it->provider != NULL && it->provider[0] != '\0' ? it->provider : e.provider;
+    snprintf(pm->provider, sizeof pm->provider, "%s", provider != NULL ? provider : "");
+    pm->sample = e.sample;
+    memcpy(pm->base_key, e.base_key, sizeof pm->base_key);
+    cache_entry_free(&e);
+    return 0;
+}
+
+/* One item inside the import's txn; counts what it did. */
+static int import_item(struct wtxn *w, const struct cache_import_item *it,
+                       const struct put_meta *pm, enum cache_import_policy policy, int64_t now_ms,
+                       struct cache_import_result *res)
+{
+    MDB_val k, v;
+    int rc;
+    switch (it->kind) {
+    case CACHE_IMPORT_ENTRY: {
+        struct cache_meta m;
+        int64_t lru_ms;
+        rc = meta_lookup(w, it->key, &m, &lru_ms);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+        bool present = rc == 0;
+        if (present && policy == CACHE_IMPORT_KEEP) {
+            res->entries.kept++;
+            return 0;
+        }
+        struct cache_op op;
+        memset(&op, 0, sizeof op);
+        op.kind = CACHE_OP_PUT;
+        memcpy(op.key, it->key, CACHE_KEY_BYTES);
+        op.record = it->data;
+        op.record_len = it->len;
+        op.now_ms = now_ms;
+        if ((rc = apply_put(w, &op, pm)) != 0)
+            return rc;
+        if (present)
+            res->entries.replaced++;
+        else
+            res->entries.added++;
+        return 0;
+    }
+    case CACHE_IMPORT_TASK: {
+        k = val(it->key, CACHE_KEY_BYTES);
+        rc = mdb_get(w->txn, w->s->tasks, &k, &v);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+        bool present = rc == 0;
+        if (present && policy == CACHE_IMPORT_KEEP) {
+            res->tasks.kept++;
+            return 0;
+        }
+        v = val(it->data, it->len);
+        if ((rc = mdb_put(w->txn, w->s->tasks, &k, &v, 0)) != 0)
+            return rc;
+        if (present)
+            res->tasks.replaced++;
+        else
+            res->tasks.added++;
+        return 0;
+    }
+    case CACHE_IMPORT_JOB: {
+        const struct cache_job *job = it->job;
+        k = val(job->id, job_id_len(job));
+        rc = mdb_get(w->txn, w->s->jobs, &k, &v);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+        if (rc == MDB_NOTFOUND) {
+            if ((rc = put_job(w, job, true)) != 0)
+                return rc;
+            res->jobs.added++;
+            return 0;
+        }
+        struct cache_job old;
+        bool readable = job_decode(&k, &v, &old) == 0;
+        if (readable && (old.state == CACHE_JOB_CAPTURED || job->state != CACHE_JOB_CAPTURED)) {
+            res->jobs.kept++;
+            return 0;
+        }
+        if ((rc = put_job(w, job, false)) != 0)
+            return rc;
+        res->jobs.replaced++;
+        return 0;
+    }
+    case CACHE_IMPORT_BLOB:
+        k = val(it->key, BLOB_KEY_BYTES);
+        v = val(it->data, it->len);
+        rc = mdb_put(w->txn, w->s->blobs, &k, &v, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST) {
+            res->blobs.kept++;
+            return 0;
+        }
+        if (rc != 0)
+            return rc;
+        w->blob_bytes += it->len;
+        w->counters_dirty = true;
+        res->blobs.added++;
+        return 0;
+    }
+    return 0;
+}
+
+int cache_store_import(struct cache_store *s, const struct cache_import_item *items, size_t count,
+                       enum cache_import_policy policy, int64_t now_ms,
+                       struct cache_import_result *result, char *err, size_t err_size)
+{
+    struct cache_import_result res;
+    memset(&res, 0, sizeof res);
+    if (result != NULL)
+        *result = res;
+    /* Everything checked before the write lock is taken. */
+    struct put_meta *pms = calloc(count ? count : 1, sizeof *pms);
+    if (pms == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const struct cache_import_item *it = &items[i];
+        bool ok;
+        switch (it->kind) {
+        case CACHE_IMPORT_ENTRY:
+            ok = import_meta(it, &pms[i]) == 0;
+            break;
+        case CACHE_IMPORT_JOB:
+            ok = it->job != NULL && job_valid(it->job);
+            break;
+        case CACHE_IMPORT_TASK:
+        case CACHE_IMPORT_BLOB:
+            ok = it->key != NULL && it->data != NULL && it->len > 0;
+            break;
+        default:
+            ok = false;
+            break;
+        }
+        if (!ok) {
+            snprintf(err, err_size,
+                     "item %zu of the import is not valid (%s); nothing was imported", i,
+                     it->kind == CACHE_IMPORT_ENTRY ? "an entry record that does not decode"
+                     : it->kind == CACHE_IMPORT_JOB ? "a job without an id or state"
+                                                    : "an empty record");
+            free(pms);
+            return -1;
+        }
+    }
+
+    struct wtxn w;
+    int rc = wtxn_begin(s, &w);
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        rc = import_item(&w, &items[i], &pms[i], policy, now_ms, &res);
+    free(pms);
+    if (rc == 0) {
+        rc = wtxn_commit(&w);
+    } else if (w.txn != NULL) {
+        wtxn_abort(&w);
+    }
+    if (rc == MDB_MAP_FULL) {
+        MDB_envinfo info;
+        unsigned long long map = mdb_env_info(s->env, &info) == 0 ? info.me_mapsize : 0;
+        snprintf(err, err_size,
+                 "the bundle does not fit in the store's map (%llu MiB); nothing was imported "
+                 "(start the proxy once with a larger max_cache_bytes to grow it)",
+                 map >> 20);
+        return -1;
+    }
+    if (rc != 0) {
+        snprintf(err, err_size, "store error: %s; nothing was imported", mdb_strerror(rc));
+        return -1;
+    }
+    if (result != NULL)
+        *result = res;
+    return 0;
+}

@@ -210,4 +210,75 @@ typedef int (*cache_store_visit_cb)(const unsigned char *key, const struct cache
                                     void *arg);
 int cache_store_foreach(struct cache_store *s, cache_store_visit_cb visit, void *arg);
 
+/* --- Export and import (bundle.h, proxy/cli_export.c) ------------------------ */
+
+/* Every entry with its meta and its record (both lent for the call only), in
+ * key order, in one read txn; visit returns 0 to go on. The record is not
+ * verified: the caller decodes it (cache_entry_decode). An entry without a
+ * readable meta is skipped. visit may read the store (its own read txns).
+ * Returns 0, or -1 on error. */
+int cache_store_foreach_entry(struct cache_store *s,
+                              int (*visit)(const unsigned char *key, const struct cache_meta *meta,
+                                           const unsigned char *record, size_t len, void *arg),
+                              void *arg);
+
+/* Every record of "tasks" (task records and index entries alike), in key
+ * order, lent to visit for the call only, in one read txn; visit returns 0
+ * to go on. Returns 0, or -1 on error. */
+int cache_store_foreach_task(struct cache_store *s,
+                             int (*visit)(const unsigned char *key, const unsigned char *data,
+                                          size_t len, void *arg),
+                             void *arg);
+
+enum cache_import_kind {
+    CACHE_IMPORT_ENTRY, /* key, data: an encoded entry; stored_at_ms, expires_at_ms, provider */
+    CACHE_IMPORT_TASK,  /* key, data: a task record or index entry, as the proxy keeps them */
+    CACHE_IMPORT_JOB,   /* job */
+    CACHE_IMPORT_BLOB,  /* key: SHA-256 of the content; data: the content gzip-compressed */
+};
+
+/* What an import does with a key the store already has. */
+enum cache_import_policy {
+    CACHE_IMPORT_KEEP,      /* the store's entry or task stays */
+    CACHE_IMPORT_OVERWRITE, /* the bundle's replaces it */
+};
+
+struct cache_import_item {
+    enum cache_import_kind kind;
+    const unsigned char *key; /* 32 bytes (borrowed) */
+    const unsigned char *data;
+    size_t len;
+    int64_t stored_at_ms;  /* ENTRY: its meta */
+    int64_t expires_at_ms; /* ENTRY: 0 never */
+    const char *provider;  /* ENTRY: NULL or "": the record's */
+    const struct cache_job *job;
+};
+
+struct cache_import_counts {
+    uint64_t added;
+    uint64_t kept;
+    uint64_t replaced;
+};
+
+struct cache_import_result {
+    struct cache_import_counts entries, tasks, jobs, blobs;
+};
+
+/* Applies items in ONE durable write txn (LMDB makes it wait for the write
+ * lock while another process, a running proxy, writes): all of them, or
+ * nothing. An entry is put with its meta (hits 0, last used now_ms, so it is
+ * the newest in the LRU); a task record is put without an open mark (the
+ * importing proxy neither follows it nor delivers its webhook); a blob is
+ * added when its hash is absent. Keys already present are kept or replaced
+ * as policy says, but jobs: a job is added when its id is absent, and one
+ * present is replaced only when the bundle's is CAPTURED and it is not (a
+ * captured page is never lost to a pending or lost record). Nothing is
+ * evicted: entries over the bound are evicted by the proxy's next write.
+ * Returns 0 (result filled), or -1 with a sentence in err (an entry that
+ * does not decode or a job that is not valid, a bundle larger than the
+ * map's free room, a store error); nothing is then applied. */
+int cache_store_import(struct cache_store *s, const struct cache_import_item *items, size_t count,
+                       enum cache_import_policy policy, int64_t now_ms,
+                       struct cache_import_result *result, char *err, size_t err_size);
+
 #endif

@@ -16,7 +16,11 @@
  * evicted (watermark or MAP_FULL), a task op that cannot fit is dropped,
  * and a store without their databases opens. Usage rows: USAGE stores and
  * replaces, foreach_usage walks from a key in order, USAGE_PRUNE cuts the
- * rows before its key, and they survive reopening. Each test works in
+ * rows before its key, and they survive reopening. Export and import:
+ * foreach_entry and foreach_task lend every record in key order; an import
+ * adds, keeps or replaces as asked, never opens a task, only ever upgrades
+ * a job to CAPTURED, and is one txn (a bad item or a bundle larger than the
+ * map changes nothing). Each test works in
  * a fresh directory under /tmp, removed at the end; tampering goes through
  * the data file's bytes, since only store.c includes lmdb.h. */
 #include <setjmp.h>
@@ -1795,6 +1799,231 @@ static void test_usage_rows(void **state)
     cache_store_close(s);
 }
 
+/* ---- export and import ------------------------------------------------------- */
+
+struct entry_tally {
+    unsigned count;
+    unsigned char last[CACHE_KEY_BYTES];
+    char providers[8][CACHE_PROVIDER_MAX];
+    size_t lens[8];
+};
+
+static int on_entry(const unsigned char *key, const struct cache_meta *m,
+                    const unsigned char *record, size_t len, void *arg)
+{
+    struct entry_tally *t = arg;
+    if (t->count > 0 && memcmp(t->last, key, CACHE_KEY_BYTES) >= 0)
+        fail_msg("foreach_entry is not in key order");
+    memcpy(t->last, key, CACHE_KEY_BYTES);
+    struct cache_entry e;
+    assert_int_equal(cache_entry_decode(record, len, &e), 0);
+    assert_string_equal(e.provider, m->provider);
+    assert_int_equal(m->size, len);
+    cache_entry_free(&e);
+    if (t->count < 8) {
+        snprintf(t->providers[t->count], CACHE_PROVIDER_MAX, "%s", m->provider);
+        t->lens[t->count] = len;
+    }
+    t->count++;
+    return 0;
+}
+
+static int on_any_task(const unsigned char *key, const unsigned char *data, size_t len, void *arg)
+{
+    struct open_tally *t = arg;
+    return on_open_task(key, data, len, t);
+}
+
+/* foreach_entry lends every entry's meta and record in key order;
+ * foreach_task every task record, open or not. */
+static void test_foreach_entry_and_task(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    put_n(s, 3, "google", 1000, 700);
+    put_n(s, 1, "chatgpt", 1000, 500);
+    put_n(s, 2, "grok", 1000, 600);
+    struct entry_tally t = {0};
+    assert_int_equal(cache_store_foreach_entry(s, on_entry, &t), 0);
+    assert_int_equal(t.count, 3);
+    assert_string_equal(t.providers[0], "chatgpt");
+    assert_string_equal(t.providers[2], "google");
+    assert_int_equal(t.lens[1], 600);
+
+    apply_task(s, 2, "{\"closed\":2}", false);
+    apply_task(s, 1, "{\"open\":1}", true);
+    struct open_tally all = {0};
+    assert_int_equal(cache_store_foreach_task(s, on_any_task, &all), 0);
+    assert_int_equal(all.count, 2);
+    assert_int_equal(all.ns[0], 1);
+    assert_string_equal(all.texts[1], "{\"closed\":2}");
+    cache_store_close(s);
+}
+
+static struct cache_import_item import_entry(const unsigned char *key, const unsigned char *rec,
+                                             size_t len, int64_t stored, const char *provider)
+{
+    return (struct cache_import_item){.kind = CACHE_IMPORT_ENTRY,
+                                      .key = key,
+                                      .data = rec,
+                                      .len = len,
+                                      .stored_at_ms = stored,
+                                      .expires_at_ms = 0,
+                                      .provider = provider};
+}
+
+/* Import adds what is absent, keeps or replaces what is there, never opens
+ * a task, upgrades a job only to CAPTURED, stores a blob once, and keeps
+ * bytes and the job counts right. */
+static void test_import_adds_keeps_replaces(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 16 * MIB);
+    put_n(s, 1, "chatgpt", 1000, 500);
+    apply_task(s, 1, "{\"mine\":1}", false);
+    struct cache_job pending = make_job("a/page-1", CACHE_JOB_PENDING);
+    apply_job(s, CACHE_OP_NEW_JOB, &pending, NULL, 0);
+    struct cache_job lost_here = make_job("c/page-1", CACHE_JOB_LOST);
+    apply_job(s, CACHE_OP_NEW_JOB, &lost_here, NULL, 0);
+    struct cache_store_stats before = stats_of(s);
+    assert_int_equal(before.jobs_pending, 1);
+
+    unsigned char k1[CACHE_KEY_BYTES], k2[CACHE_KEY_BYTES], t1[CACHE_KEY_BYTES],
+        t2[CACHE_KEY_BYTES], hx[32], hy[32];
+    make_key(1, k1);
+    make_key(2, k2);
+    task_key(1, t1);
+    task_key(2, t2);
+    memset(hx, 0x11, sizeof hx);
+    memset(hy, 0x22, sizeof hy);
+    size_t len1, len2;
+    unsigned char *r1 = make_record("chatgpt", 5000, 900, 'x', &len1);
+    unsigned char *r2 = make_record("google", 6000, 800, 'y', &len2);
+    struct cache_job captured = make_job("a/page-1", CACHE_JOB_CAPTURED);
+    memcpy(captured.blob, hy, 32);
+    struct cache_job lost = make_job("b/page-1", CACHE_JOB_LOST);
+    struct cache_job pending_c = make_job("c/page-1", CACHE_JOB_PENDING);
+    const char *tt1 = "{\"theirs\":1}", *tt2 = "{\"theirs\":2}";
+    struct cache_import_item items[] = {
+        import_entry(k1, r1, len1, 5000, "chatgpt"),
+        import_entry(k2, r2, len2, 6000, ""),
+        {.kind = CACHE_IMPORT_TASK, .key = t1, .data = (const unsigned char *)tt1, .len = 12},
+        {.kind = CACHE_IMPORT_TASK, .key = t2, .data = (const unsigned char *)tt2, .len = 12},
+        {.kind = CACHE_IMPORT_BLOB, .key = hy, .data = (const unsigned char *)"gzY", .len = 3},
+        {.kind = CACHE_IMPORT_BLOB, .key = hx, .data = (const unsigned char *)"gzX", .len = 3},
+        {.kind = CACHE_IMPORT_JOB, .job = &captured},
+        {.kind = CACHE_IMPORT_JOB, .job = &lost},
+        {.kind = CACHE_IMPORT_JOB, .job = &pending_c},
+    };
+    size_t n = sizeof items / sizeof items[0];
+    struct cache_import_result res;
+    char err[256] = "";
+    if (cache_store_import(s, items, n, CACHE_IMPORT_KEEP, 9000, &res, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(res.entries.added, 1);
+    assert_int_equal(res.entries.kept, 1);
+    assert_int_equal(res.entries.replaced, 0);
+    assert_int_equal(res.tasks.added, 1);
+    assert_int_equal(res.tasks.kept, 1);
+    assert_int_equal(res.blobs.added, 2);
+    assert_int_equal(res.jobs.added, 1);    /* b */
+    assert_int_equal(res.jobs.replaced, 1); /* a: pending -> captured */
+    assert_int_equal(res.jobs.kept, 1);     /* c: lost stays lost */
+
+    struct cache_meta m;
+    assert_int_equal(get_n(s, 1, &m), CACHE_GET_FOUND);
+    assert_true(m.stored_at_ms == 1000); /* kept */
+    assert_int_equal(get_n(s, 2, &m), CACHE_GET_FOUND);
+    assert_true(m.stored_at_ms == 6000);
+    assert_true(m.expires_at_ms == 0);
+    assert_string_equal(m.provider, "google"); /* the record's, the item had none */
+    assert_int_equal(m.hits, 0);
+    assert_task(s, 1, "{\"mine\":1}");
+    assert_task(s, 2, tt2);
+    assert_open_tasks(s, NULL, 0, 0);
+    struct cache_job got;
+    assert_int_equal(cache_store_get_job(s, "a/page-1", &got), CACHE_GET_FOUND);
+    assert_int_equal(got.state, CACHE_JOB_CAPTURED);
+    assert_int_equal(cache_store_get_job(s, "c/page-1", &got), CACHE_GET_FOUND);
+    assert_int_equal(got.state, CACHE_JOB_LOST);
+    unsigned char *blob;
+    size_t blob_len;
+    assert_int_equal(cache_store_get_blob(s, hy, &blob, &blob_len), CACHE_GET_FOUND);
+    assert_int_equal(blob_len, 3);
+    free(blob);
+    struct cache_store_stats after = stats_of(s);
+    assert_int_equal(after.entries, 2);
+    assert_int_equal(after.bytes, before.bytes + len2);
+    assert_int_equal(after.jobs_pending, 0);
+    assert_int_equal(after.jobs_captured, 1);
+    assert_int_equal(after.jobs_lost, 2);
+    assert_int_equal(after.blob_bytes, before.blob_bytes + 6);
+
+    /* Again with overwrite: entry 1 and task 1 are the bundle's; the rest is there. */
+    if (cache_store_import(s, items, n, CACHE_IMPORT_OVERWRITE, 9500, &res, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(res.entries.replaced, 2);
+    assert_int_equal(res.entries.added, 0);
+    assert_int_equal(res.tasks.replaced, 2);
+    assert_int_equal(res.blobs.kept, 2);
+    assert_int_equal(res.jobs.kept, 3);
+    assert_int_equal(get_n(s, 1, &m), CACHE_GET_FOUND);
+    assert_true(m.stored_at_ms == 5000);
+    assert_task(s, 1, tt1);
+    after = stats_of(s);
+    assert_int_equal(after.entries, 2);
+    assert_int_equal(after.bytes, before.bytes - 500 + len1 + len2);
+    free(r1);
+    free(r2);
+    cache_store_close(s);
+}
+
+/* All or nothing: an item that is not valid, or a bundle larger than the
+ * map, changes nothing; the store's entries stay readable. */
+static void test_import_is_one_txn(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 0); /* the CLI's 1 MiB map */
+    put_n(s, 1, "chatgpt", 1000, 500);
+    struct cache_store_stats before = stats_of(s);
+
+    enum { N = 300 };
+    static unsigned char keys[N][CACHE_KEY_BYTES];
+    static unsigned char *recs[N];
+    static size_t lens[N];
+    static struct cache_import_item items[N];
+    for (unsigned i = 0; i < N; i++) {
+        make_key(100 + i, keys[i]);
+        recs[i] = make_record("grok", 2000, 8 * KIB, (unsigned char)i, &lens[i]);
+        items[i] = import_entry(keys[i], recs[i], lens[i], 2000, "grok");
+    }
+    struct cache_import_result res;
+    char err[256] = "";
+    assert_int_equal(cache_store_import(s, items, N, CACHE_IMPORT_KEEP, 3000, &res, err, 256), -1);
+    assert_non_null(strstr(err, "does not fit"));
+    assert_non_null(strstr(err, "nothing was imported"));
+    struct cache_store_stats after = stats_of(s);
+    assert_int_equal(after.entries, before.entries);
+    assert_int_equal(after.bytes, before.bytes);
+    assert_int_equal(get_n(s, 100, NULL), CACHE_GET_ABSENT);
+    assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
+
+    /* A few fit; one bad record among them stops all. */
+    recs[5][lens[5] - 1] ^= 1;
+    err[0] = '\0';
+    assert_int_equal(cache_store_import(s, items, 10, CACHE_IMPORT_KEEP, 3000, &res, err, 256), -1);
+    assert_non_null(strstr(err, "item 5"));
+    assert_int_equal(stats_of(s).entries, before.entries);
+    recs[5][lens[5] - 1] ^= 1;
+    if (cache_store_import(s, items, 10, CACHE_IMPORT_KEEP, 3000, &res, err, 256) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(res.entries.added, 10);
+    assert_int_equal(stats_of(s).entries, before.entries + 10);
+    for (unsigned i = 0; i < N; i++)
+        free(recs[i]);
+    cache_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1853,6 +2082,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_task_map_full, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_store_without_task_databases, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_foreach_entry_and_task, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_import_adds_keeps_replaces, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_import_is_one_txn, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_usage_rows, store_fixture_setup,
                                         store_fixture_teardown),
