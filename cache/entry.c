@@ -21,7 +21,8 @@
 #define ENTRY_SUM_LEN   SHA256_DIGEST_LENGTH
 /* magic, version, status, stored_at, expires_at, credits, header_count */
 #define ENTRY_FIXED_LEN (ENTRY_MAGIC_LEN + 2 + 2 + 8 + 8 + 8 + 2)
-/* Version 2: u32 sample and the base key, after the body. */
+/* Version 2: u32 sample and the base key, after the body (version 3: then
+ * the request, a u32-length-prefixed field). */
 #define ENTRY_SAMPLE_LEN (4 + CACHE_ENTRY_KEY_BYTES)
 /* Offset of stored_at_ms; expires_at_ms follows it. */
 #define ENTRY_TIMES_OFF (ENTRY_MAGIC_LEN + 2 + 2)
@@ -95,9 +96,12 @@ int cache_entry_encode(const struct cache_entry *e, unsigned char **out, size_t 
             return -1;
     }
     bool sample = e->sample >= 2;
-    if (add_field(&total, e->body_len) != 0 || total > SIZE_MAX - ENTRY_SUM_LEN - ENTRY_SAMPLE_LEN)
+    bool request = e->request != NULL && e->request[0] != '\0';
+    if (add_field(&total, e->body_len) != 0 ||
+        (request && add_field(&total, strlen(e->request)) != 0) ||
+        total > SIZE_MAX - ENTRY_SUM_LEN - ENTRY_SAMPLE_LEN)
         return -1;
-    total += ENTRY_SUM_LEN + (sample ? ENTRY_SAMPLE_LEN : 0);
+    total += ENTRY_SUM_LEN + (sample || request ? ENTRY_SAMPLE_LEN : 0);
 
     unsigned char *buf = malloc(total);
     if (buf == NULL)
@@ -105,7 +109,9 @@ int cache_entry_encode(const struct cache_entry *e, unsigned char **out, size_t 
     unsigned char *p = buf;
     memcpy(p, ENTRY_MAGIC, ENTRY_MAGIC_LEN);
     p += ENTRY_MAGIC_LEN;
-    p = put_u16(p, sample ? CACHE_ENTRY_VERSION_SAMPLE : CACHE_ENTRY_VERSION);
+    p = put_u16(p, request  ? CACHE_ENTRY_VERSION_REQUEST
+                   : sample ? CACHE_ENTRY_VERSION_SAMPLE
+                            : CACHE_ENTRY_VERSION);
     p = put_u16(p, (uint16_t)e->status);
     p = put_i64(p, e->stored_at_ms);
     p = put_i64(p, e->expires_at_ms);
@@ -122,11 +128,16 @@ int cache_entry_encode(const struct cache_entry *e, unsigned char **out, size_t 
         p = put_bytes(p, s, strlen(s));
     }
     p = put_bytes(p, e->body, e->body_len);
-    if (sample) {
-        p = put_u32(p, e->sample);
-        memcpy(p, e->base_key, CACHE_ENTRY_KEY_BYTES);
+    if (sample || request) {
+        p = put_u32(p, sample ? e->sample : 0);
+        if (sample)
+            memcpy(p, e->base_key, CACHE_ENTRY_KEY_BYTES);
+        else
+            memset(p, 0, CACHE_ENTRY_KEY_BYTES);
         p += CACHE_ENTRY_KEY_BYTES;
     }
+    if (request)
+        p = put_bytes(p, e->request, strlen(e->request));
     if (SHA256(buf, (size_t)(p - buf), p) == NULL) {
         free(buf);
         return -1;
@@ -222,13 +233,16 @@ static int get_text(struct reader *r, char **out)
     return 0;
 }
 
-/* The record's version (1 or 2), or -1. */
+/* The record's version (1, 2 or 3), or -1. */
 static int check_head(const unsigned char *data, size_t len)
 {
     if (data == NULL || len < ENTRY_FIXED_LEN || memcmp(data, ENTRY_MAGIC, ENTRY_MAGIC_LEN) != 0)
         return -1;
     uint16_t version = (uint16_t)(data[ENTRY_MAGIC_LEN] | (unsigned)data[ENTRY_MAGIC_LEN + 1] << 8);
-    return version == CACHE_ENTRY_VERSION || version == CACHE_ENTRY_VERSION_SAMPLE ? version : -1;
+    return version == CACHE_ENTRY_VERSION || version == CACHE_ENTRY_VERSION_SAMPLE ||
+                   version == CACHE_ENTRY_VERSION_REQUEST
+               ? version
+               : -1;
 }
 
 /* The body is NUL-terminated one byte past body_len (not counted), so a JSON
@@ -276,6 +290,16 @@ int cache_entry_decode(const unsigned char *data, size_t len, struct cache_entry
         r.p += CACHE_ENTRY_KEY_BYTES;
         r.left -= CACHE_ENTRY_KEY_BYTES;
     }
+    if (version == CACHE_ENTRY_VERSION_REQUEST) {
+        /* The request, after the sample fields (sample 0: not a sample). */
+        if (get_u32(&r, &out->sample) != 0 || out->sample == 1 || r.left < CACHE_ENTRY_KEY_BYTES)
+            goto fail;
+        memcpy(out->base_key, r.p, CACHE_ENTRY_KEY_BYTES);
+        r.p += CACHE_ENTRY_KEY_BYTES;
+        r.left -= CACHE_ENTRY_KEY_BYTES;
+        if (get_text(&r, &out->request) != 0)
+            goto fail;
+    }
     if (r.left != 0) /* bytes between the body (or the sample) and the checksum */
         goto fail;
     return 0;
@@ -291,6 +315,7 @@ void cache_entry_free(struct cache_entry *e)
         return;
     free(e->provider);
     free(e->request_id);
+    free(e->request);
     for (size_t i = 0; i < e->header_count; i++) {
         free(e->headers[i].name);
         free(e->headers[i].value);

@@ -11,17 +11,25 @@
  * Version 2, written only for a sample K >= 2 (X-Cache-Sample, key.h), is
  * version 1 with, between the body and the checksum, u32 sample and the 32
  * bytes of the key of sample 1 (the base key). Every other entry is still
- * written as version 1, byte for byte as before; both versions are read. */
+ * written as version 1, byte for byte as before; both versions are read.
+ *
+ * Version 3, written for an entry that knows the request it answers (the
+ * canonical request text, key.h, used by `cloro-proxy export --match`), is
+ * version 1 with, between the body and the checksum, u32 sample (0: not a
+ * sample, else 2 or more), the 32 bytes of the base key (zero when not a
+ * sample), then u32 length + the request text. All three versions are read;
+ * records of versions 1 and 2 have no request. */
 #ifndef CLORO_CACHE_ENTRY_H
 #define CLORO_CACHE_ENTRY_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHE_ENTRY_VERSION        1
-#define CACHE_ENTRY_VERSION_SAMPLE 2 /* version 1 plus sample and base key */
-#define CACHE_ENTRY_MAX_HEADERS    64
-#define CACHE_ENTRY_KEY_BYTES      32 /* CACHE_KEY_BYTES (key.h) */
+#define CACHE_ENTRY_VERSION         1
+#define CACHE_ENTRY_VERSION_SAMPLE  2 /* version 1 plus sample and base key */
+#define CACHE_ENTRY_VERSION_REQUEST 3 /* version 2's fields (any sample) plus the request */
+#define CACHE_ENTRY_MAX_HEADERS     64
+#define CACHE_ENTRY_KEY_BYTES       32 /* CACHE_KEY_BYTES (key.h) */
 
 struct cache_header {
     char *name;
@@ -41,6 +49,7 @@ struct cache_entry {
     size_t body_len;
     uint32_t sample; /* 0 or 1: not a sample; K >= 2: sample K of its request (version 2) */
     unsigned char base_key[CACHE_ENTRY_KEY_BYTES]; /* sample >= 2: the key of sample 1 */
+    char *request; /* the canonical request text it answers (key.h); NULL or "": unknown */
 };
 
 /* Encodes e into a new buffer (*out, *out_len; the caller frees *out).

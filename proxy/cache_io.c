@@ -131,8 +131,21 @@ void cache_io_capture_artifacts(struct server *srv, const struct cache_entry *e)
     free(jobs);
 }
 
+/* The canonical text of r's body (key.h), made once and owned by r; NULL
+ * when it has none. */
+static const char *canonical_of(struct request *r)
+{
+    if (r->canonical == NULL && r->keyed) {
+        struct evbuffer *body = request_body(r);
+        size_t len = body != NULL ? evbuffer_get_length(body) : 0;
+        if (len > 0)
+            r->canonical = cache_key_canonical(r->method, r->path, evbuffer_pullup(body, -1), len);
+    }
+    return r->canonical;
+}
+
 /* The answer the upstream just gave, as an entry (borrowing from res). */
-void cache_io_entry_from_result(const struct request *r, const struct upstream_result *res,
+void cache_io_entry_from_result(struct request *r, const struct upstream_result *res,
                                 struct cache_header *headers, struct cache_entry *e)
 {
     const struct config *cfg = r->server->cfg;
@@ -159,4 +172,6 @@ void cache_io_entry_from_result(const struct request *r, const struct upstream_r
     e->body_len = evbuffer_get_length(res->body);
     static unsigned char empty[1];
     e->body = e->body_len > 0 ? evbuffer_pullup(res->body, -1) : empty;
+    if (e->status >= 200 && e->status < 300)
+        e->request = (char *)canonical_of(r);
 }

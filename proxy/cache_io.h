@@ -26,8 +26,10 @@ void cache_io_store(struct server *srv, const struct cache_key *key, const struc
  * section 12 links expire whatever the cache does with the answer. */
 void cache_io_capture_artifacts(struct server *srv, const struct cache_entry *e);
 /* The upstream's answer as an entry, borrowing from res; headers must hold
- * CACHE_ENTRY_MAX_HEADERS. TTL from the provider's cache_ttl. */
-void cache_io_entry_from_result(const struct request *r, const struct upstream_result *res,
+ * CACHE_ENTRY_MAX_HEADERS. TTL from the provider's cache_ttl. A successful
+ * answer of a keyed call also carries its canonical request text (made once,
+ * kept in r->canonical), so an export can match on the prompt. */
+void cache_io_entry_from_result(struct request *r, const struct upstream_result *res,
                                 struct cache_header *headers, struct cache_entry *e);
 
 #endif

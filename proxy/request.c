@@ -188,6 +188,7 @@ static void free_request(struct request *r)
     free(r->client_request_id);
     free(r->upstream_request_id);
     free(r->upstream_body);
+    free(r->canonical);
     free(r);
 }
 

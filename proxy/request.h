@@ -55,6 +55,7 @@ struct request {
     enum cache_outcome cache_outcome;
     bool keyed; /* key holds this request's cache key */
     struct cache_key key;
+    char *canonical; /* owned: the canonical request text, once an answer is stored (cache_io.c) */
     uint32_t sample; /* X-Cache-Sample (1..max_samples), 0 when absent (key.h) */
     struct cache_directives directives;
     struct flight *flight;       /* the flight this request leads, if any */

@@ -14,6 +14,8 @@
  *   sample, base         the key's sample (X-Cache-Sample K >= 2) and the key of
  *                        sample 1 (hex), when it is one
  *   store                false: the result is not put in the cache
+ *   request              upstream: the canonical request text (key.h) its
+ *                        result is stored with, for `export --match`
  *   leader               attached: the id of the upstream task followed
  *   rid                  X-Request-ID of the upstream call that created it
  *   hook                 {url, mode: "proxy"|"upstream", attempts, delivered,
@@ -477,6 +479,7 @@ static void store_result(struct tasks *ts, struct task *t)
     e.body_len = strlen(body);
     e.request_id = (char *)(rid != NULL ? rid : "");
     e.credits_charged = credits;
+    e.request = (char *)json_string_value(json_object_get(t->rec, "request"));
     if (t->keyed && t->store_result) {
         int64_t ttl = config_cache_ttl_ms(srv->cfg, t->key.provider);
         e.expires_at_ms = ttl == 0 ? 0 : e.stored_at_ms + ttl;
@@ -624,6 +627,17 @@ struct task *tasks_begin_upstream(struct tasks *ts, const json_t *item, const st
         t->key = *key;
     }
     t->rec = new_record(ts, "", item, TASK_ORIGIN_UPSTREAM, key);
+    if (t->keyed && store_result) {
+        /* The request its result is stored with (cache_io.h), kept in the
+         * record so that it survives a restart while the task runs. */
+        char *text = json_dumps(item, JSON_COMPACT);
+        char *canonical =
+            text != NULL ? cache_key_canonical("POST", "/v1/async/task", text, strlen(text)) : NULL;
+        if (canonical != NULL)
+            json_object_set_new(t->rec, "request", json_string(canonical));
+        free(canonical);
+        free(text);
+    }
     if (t->keyed && tasks_open_for_key(ts, key->bytes) == NULL) {
         json_object_set_new(ts->by_key, key->hex, ptr_value(t));
         t->by_key = true;

@@ -345,7 +345,7 @@ static void test_bad_magic_and_version(void **state)
     assert_int_equal(cache_entry_peek_times(buf, len, &stored, &expires), -1);
     buf[3] = '1';
 
-    put16(buf + 4, CACHE_ENTRY_VERSION_SAMPLE + 1);
+    put16(buf + 4, CACHE_ENTRY_VERSION_REQUEST + 1);
     resign(buf, len);
     assert_int_equal(cache_entry_decode(buf, len, &got), -1);
     assert_int_equal(cache_entry_peek_times(buf, len, &stored, &expires), -1);
@@ -411,6 +411,74 @@ static void test_sample_records(void **state)
     assert_int_equal(cache_entry_decode(buf, body_end + 4 + SUM_LEN, &got), -1);
     free(buf);
     free(one);
+    free(plain);
+}
+
+/* An entry that knows its request is version 3: version 1, then the
+ * sample fields (zero when not a sample) and the request text. Without a
+ * request nothing changes (version 1 or 2 as before). */
+static void test_request_records(void **state)
+{
+    (void)state;
+    struct cache_entry e = sample();
+    size_t plain_len;
+    unsigned char *plain = encode(&e, &plain_len);
+    e.request = "";
+    size_t empty_len;
+    unsigned char *empty = encode(&e, &empty_len);
+    assert_int_equal(empty_len, plain_len);
+    assert_memory_equal(empty, plain, plain_len);
+
+    const char *text = "{\"country\":\"US\",\"prompt\":\"best CRM for startups\"}";
+    e.request = (char *)text;
+    size_t len;
+    unsigned char *buf = encode(&e, &len);
+    assert_int_equal(buf[4], CACHE_ENTRY_VERSION_REQUEST);
+    assert_int_equal(len, plain_len + 4 + CACHE_ENTRY_KEY_BYTES + 4 + strlen(text));
+    size_t body_end = plain_len - SUM_LEN;
+    assert_memory_equal(buf + 6, plain + 6, body_end - 6);
+    unsigned char tail[4 + CACHE_ENTRY_KEY_BYTES + 4];
+    memset(tail, 0, sizeof tail);
+    put32(tail + 4 + CACHE_ENTRY_KEY_BYTES, (uint32_t)strlen(text));
+    assert_memory_equal(buf + body_end, tail, sizeof tail);
+    assert_memory_equal(buf + body_end + sizeof tail, text, strlen(text));
+    struct cache_entry got;
+    assert_int_equal(cache_entry_decode(buf, len, &got), 0);
+    assert_string_equal(got.request, text);
+    assert_int_equal(got.sample, 0);
+    assert_entries_equal(&e, &got);
+    cache_entry_free(&got);
+    assert_null(got.request);
+    int64_t stored, expires;
+    assert_int_equal(cache_entry_peek_times(buf, len, &stored, &expires), 0);
+    assert_true(stored == e.stored_at_ms);
+    /* Every truncation of the tail is refused. */
+    for (size_t cut = body_end; cut < len - SUM_LEN; cut++) {
+        unsigned char *shorter = malloc(cut + SUM_LEN);
+        memcpy(shorter, buf, cut);
+        resign(shorter, cut + SUM_LEN);
+        assert_int_equal(cache_entry_decode(shorter, cut + SUM_LEN, &got), -1);
+        free(shorter);
+    }
+    /* Sample 1 is not a sample: never written, refused. */
+    put32(buf + body_end, 1);
+    resign(buf, len);
+    assert_int_equal(cache_entry_decode(buf, len, &got), -1);
+    free(buf);
+
+    /* A sample with its request. */
+    e.sample = 4;
+    for (int i = 0; i < CACHE_ENTRY_KEY_BYTES; i++)
+        e.base_key[i] = (unsigned char)(0x40 + i);
+    buf = encode(&e, &len);
+    assert_int_equal(buf[4], CACHE_ENTRY_VERSION_REQUEST);
+    assert_int_equal(cache_entry_decode(buf, len, &got), 0);
+    assert_int_equal(got.sample, 4);
+    assert_memory_equal(got.base_key, e.base_key, CACHE_ENTRY_KEY_BYTES);
+    assert_string_equal(got.request, text);
+    cache_entry_free(&got);
+    free(buf);
+    free(empty);
     free(plain);
 }
 
@@ -567,6 +635,7 @@ int main(void)
         cmocka_unit_test(test_every_bit_flip_is_refused),
         cmocka_unit_test(test_truncation_and_extension_are_refused),
         cmocka_unit_test(test_bad_magic_and_version),
+        cmocka_unit_test(test_request_records),
         cmocka_unit_test(test_lying_lengths_are_refused),
         cmocka_unit_test(test_sample_records),
         cmocka_unit_test(test_peek_times),
