@@ -920,7 +920,7 @@ int cache_bundle_read(const unsigned char *file, size_t len, struct cache_bundle
         switch (why) {
         case 't':
             set_err(err, err_size,
-                    "truncated at byte %zu: the compressed stream ends before its end", len);
+                    "truncated at byte %zu: the file ends inside the compressed stream", len);
             break;
         case 'c':
             set_err(err, err_size,

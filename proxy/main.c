@@ -4,6 +4,7 @@
  * flag always beats the file. No logic of its own beyond that. */
 #include "cli_artifacts.h"
 #include "cli_cache.h"
+#include "cli_export.h"
 #include "cli_usage.h"
 #include "cli_members.h"
 #include "config.h"
@@ -35,6 +36,13 @@ static void print_usage(FILE *out)
             "not\n"
             "  cloro-proxy artifacts ls|get ID|retry ... [--cache-dir DIR]\n"
             "                                   the captured HTML artifacts\n"
+            "  cloro-proxy export -o FILE [--provider P] [--since TIME] [--match REGEX]\n"
+            "                     [--cache-dir DIR]\n"
+            "                                   write answers, task results and artifacts\n"
+            "                                   to a portable bundle\n"
+            "  cloro-proxy import FILE [--overwrite] [--cache-dir DIR]\n"
+            "                                   merge a bundle into the cache (one "
+            "transaction)\n"
             "  cloro-proxy usage [--member M] [--since YYYY-MM-DD] [--cache-dir DIR]\n"
             "                                   usage per member, provider and day\n"
             "  cloro-proxy members add NAME [--rate-limit N] [--max-concurrency N]\n"
@@ -211,6 +219,10 @@ int main(int argc, char **argv)
         return cli_cache_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "artifacts") == 0)
         return cli_artifacts_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "export") == 0)
+        return cli_export_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "import") == 0)
+        return cli_import_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "usage") == 0)
         return cli_usage_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "members") == 0)
