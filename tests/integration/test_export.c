@@ -191,7 +191,7 @@ static void iso_now(char *out, size_t size)
     gmtime_r(&ts.tv_sec, &tm);
     char base[32];
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, size, "%s.%03ldZ", base, ts.tv_nsec / 1000000);
+    snprintf(out, size, "%.19s.%03dZ", base, (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
 static unsigned char *read_all(const char *path, size_t *len)
