@@ -23,14 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SHA_LEN          32
-#define FRAME_LEN        5 /* u8 type, u32 length */
-#define MAGIC_LINE_MAX   64
-#define ENTRY_FIXED      (CACHE_KEY_BYTES + 8 + 8 + 1) /* then provider, u32 flags */
-#define JOB_FIXED        69                            /* state .. blob, see bundle.h */
-#define TRAILER_LEN      (4 * 8 + SHA_LEN)
-#define OUT_CHUNK        65536
-#define INFLATE_MIN_SIZE 65536
+#define SHA_LEN           32
+#define FRAME_LEN         5 /* u8 type, u32 length */
+#define MAGIC_LINE_MAX    64
+#define ENTRY_FIXED       (CACHE_KEY_BYTES + 8 + 8 + 1) /* then provider, u32 flags */
+#define JOB_FIXED         69                            /* state .. blob, see bundle.h */
+#define TRAILER_LEN       (4 * 8 + SHA_LEN)
+#define OUT_CHUNK         65536
+#define INFLATE_MIN_SIZE  65536
+#define INFLATE_MAX_FIRST ((size_t)256 << 20) /* the first buffer; it doubles from there */
 
 /* --- bytes ------------------------------------------------------------------ */
 
@@ -173,7 +174,7 @@ static int gunzip(const unsigned char *data, size_t len, unsigned char **out, si
         *why = 'm';
         return -1;
     }
-    size_t cap = len < SIZE_MAX / 4 ? len * 4 : len;
+    size_t cap = len < INFLATE_MAX_FIRST / 4 ? len * 4 : INFLATE_MAX_FIRST;
     if (cap < INFLATE_MIN_SIZE)
         cap = INFLATE_MIN_SIZE;
     unsigned char *buf = malloc(cap);

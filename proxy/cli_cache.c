@@ -205,6 +205,8 @@ static int cmd_show(struct cache_store *store, const char *hex)
            e.expires_at_ms == 0 ? "never" : iso(expires, sizeof expires, e.expires_at_ms),
            (unsigned long long)m.hits, iso(last, sizeof last, m.last_hit_ms),
            (long long)e.credits_charged, e.request_id[0] != '\0' ? e.request_id : "-");
+    if (e.request != NULL && e.request[0] != '\0')
+        printf("request:         %s\n", e.request); /* what export --match reads */
     for (size_t i = 0; i < e.header_count; i++)
         printf("header:          %s: %s\n", e.headers[i].name, e.headers[i].value);
     printf("\n");

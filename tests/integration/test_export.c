@@ -805,6 +805,15 @@ static void test_corrupted_bundles_change_nothing(void **state)
     for (int i = 0; i < 3; i++) {
         int k = (const int[]){0, 1, 5}[i];
         run_cli(&r, (const char *[]){"cache", "show", asked[k].key, "--cache-dir", dir, NULL}, 0);
+        /* The request the entry answers came along (what --match reads). */
+        const char *prompt = strstr(asked[k].body, "\"prompt\"");
+        char want[96];
+        snprintf(want, sizeof want,
+                 "request:         {\"country\":\"US\",\"include\":{\"html\":"
+                 "true},%.*s",
+                 (int)(strchr(prompt + 10, '"') - prompt + 1), prompt);
+        if (strstr(r.output, want) == NULL)
+            fail_msg("cache show: no '%s' in %s", want, r.output);
         free(r.output);
     }
 }
