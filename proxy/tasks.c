@@ -50,6 +50,7 @@ struct tasks {
     json_t *by_id;    /* id -> integer(struct task *) of live tasks */
     json_t *by_key;   /* content key hex -> integer(struct task *) of open upstream tasks */
     json_t *reserved; /* idempotencyKeys of creations in flight -> true */
+    json_t *gone;     /* ids deleted here: the store may hold them until the writer commits */
     struct webhooks *webhooks;
     struct credit_saver *saver;
     struct tasks_counters counters;
@@ -571,12 +572,14 @@ void tasks_vanished(struct tasks *ts, struct task *t)
         struct task *next = f->next_follower;
         cache_task_key("id", f->id, key);
         cache_writer_task(ts->srv->writer, key, NULL, 0, false);
+        json_object_set_new(ts->gone, f->id, json_true());
         f->leader = NULL;
         task_free(ts, f);
         f = next;
     }
     cache_task_key("id", t->id, key);
     cache_writer_task(ts->srv->writer, key, NULL, 0, false);
+    json_object_set_new(ts->gone, t->id, json_true());
     task_free(ts, t);
 }
 
@@ -764,6 +767,8 @@ struct task *tasks_new_attached(struct tasks *ts, const json_t *item, struct tas
 
 json_t *tasks_load_record(struct tasks *ts, const char *id)
 {
+    if (json_object_get(ts->gone, id) != NULL)
+        return NULL;
     unsigned char key[CACHE_KEY_BYTES];
     cache_task_key("id", id, key);
     unsigned char *data = NULL;
@@ -890,6 +895,7 @@ struct tasks *tasks_new(struct server *srv)
     ts->by_id = json_object();
     ts->by_key = json_object();
     ts->reserved = json_object();
+    ts->gone = json_object();
     const struct config *cfg = srv->cfg;
     struct webhooks_options wo = {.secret = cfg->webhook_secret,
                                   .max_attempts = (int)cfg->webhook_max_attempts,
@@ -936,6 +942,7 @@ void tasks_free(struct tasks *ts)
     json_decref(ts->by_id);
     json_decref(ts->by_key);
     json_decref(ts->reserved);
+    json_decref(ts->gone);
     free(ts);
 }
 
