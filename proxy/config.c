@@ -6,6 +6,7 @@
 #include "artifact_urls.h"
 #include "mode.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -799,6 +800,20 @@ static void key_where(const struct config *cfg, const char *key, int line, char 
         snprintf(out, size, "%s", key);
 }
 
+/* Whether HOST (a listen address) can only be reached from this machine:
+ * 127.0.0.0/8, ::1 or the name localhost. 0.0.0.0, :: and any other address
+ * or name count as reachable from elsewhere. */
+bool config_listen_is_loopback(const char *host)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, host, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &v6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&v6);
+    return strcmp(host, "localhost") == 0;
+}
+
 size_t config_finish(struct config *cfg, struct config_errors *errs)
 {
     size_t before = errs->count;
@@ -828,6 +843,14 @@ size_t config_finish(struct config *cfg, struct config_errors *errs)
         else
             member_list_load_file(&cfg->members, cfg->members_file, errs);
     }
+    bool members = strcmp(cfg->auth, "members") == 0 ||
+                   (strcmp(cfg->auth, "auto") == 0 && cfg->members.count > 0);
+    if (cfg->listen_host != NULL && !config_listen_is_loopback(cfg->listen_host) && !members)
+        config_errors_add(errs,
+                          "listen: '%s' is reachable from other machines but auth resolves to "
+                          "open: set 'auth = members' (and add members with 'cloro-proxy "
+                          "members add NAME'), or listen on 127.0.0.1",
+                          cfg->listen);
     return errs->count - before;
 }
 

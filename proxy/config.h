@@ -148,6 +148,9 @@ size_t config_load_file(struct config *cfg, const char *path, struct config_erro
  * writes what is wrong, without the key's name, into err. */
 int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t err_size);
 
+/* Whether a listen host is loopback only (127.0.0.0/8, ::1, localhost). */
+bool config_listen_is_loopback(const char *host);
+
 /* Derives the rest: reads the API key from CLORO_API_KEY, else api_key_file,
  * the webhook secret from CLORO_WEBHOOK_SECRET, else webhook_secret_file, the
  * admin token from CLORO_ADMIN_TOKEN, else admin_token_file, and the members

@@ -905,6 +905,56 @@ static void test_load_many_problems(void **state)
     remove_temp(path);
 }
 
+/* ---- config_finish: a non-loopback listen needs members --------------- */
+
+static void test_listen_loopback(void **state)
+{
+    (void)state;
+    assert_true(config_listen_is_loopback("127.0.0.1"));
+    assert_true(config_listen_is_loopback("127.1.2.3"));
+    assert_true(config_listen_is_loopback("::1"));
+    assert_true(config_listen_is_loopback("localhost"));
+    assert_false(config_listen_is_loopback("0.0.0.0"));
+    assert_false(config_listen_is_loopback("::"));
+    assert_false(config_listen_is_loopback("10.0.0.1"));
+    assert_false(config_listen_is_loopback("128.0.0.1"));
+    assert_false(config_listen_is_loopback("example.com"));
+}
+
+static void test_finish_public_listen_open(void **state)
+{
+    (void)state;
+    const char *open_listens[] = {"0.0.0.0:8787", "[::]:8787", "10.0.0.1:80"};
+    for (size_t i = 0; i < sizeof open_listens / sizeof open_listens[0]; i++) {
+        struct config cfg;
+        struct config_errors errs = {0};
+        config_init(&cfg);
+        set_ok(&cfg, "listen", open_listens[i]);
+        assert_int_equal(config_finish(&cfg, &errs), 1);
+        assert_non_null(strstr(errs.lines[0], "listen"));
+        assert_non_null(strstr(errs.lines[0], open_listens[i]));
+        assert_non_null(strstr(errs.lines[0], "auth = members"));
+        config_errors_free(&errs);
+        config_deinit(&cfg);
+    }
+}
+
+static void test_finish_public_listen_members(void **state)
+{
+    (void)state;
+    struct config cfg;
+    struct config_errors errs = {0};
+    config_init(&cfg);
+    set_ok(&cfg, "listen", "0.0.0.0:8787");
+    set_ok(&cfg, "auth", "members");
+    assert_int_equal(config_finish(&cfg, &errs), 0);
+    config_deinit(&cfg);
+    config_init(&cfg);
+    set_ok(&cfg, "listen", "[::1]:8787");
+    assert_int_equal(config_finish(&cfg, &errs), 0);
+    config_deinit(&cfg);
+}
+
 /* ---- config_finish: the API key --------------------------------------- */
 
 static int clear_env(void **state)
@@ -1403,6 +1453,9 @@ int main(void)
         cmocka_unit_test(test_load_indented_key_is_its_own_line),
         cmocka_unit_test(test_set_count_rejects_signs_and_blanks),
         cmocka_unit_test(test_load_many_problems),
+        cmocka_unit_test(test_listen_loopback),
+        cmocka_unit_test_setup(test_finish_public_listen_open, clear_env),
+        cmocka_unit_test_setup(test_finish_public_listen_members, clear_env),
         cmocka_unit_test_setup(test_finish_no_key, clear_env),
         cmocka_unit_test_setup(test_finish_env_wins, clear_env),
         cmocka_unit_test_setup(test_finish_env_only, clear_env),

@@ -1,0 +1,127 @@
+/* test_security.c: what keeps the proxy from being more open than its
+ * configuration says: a listen address reachable from other machines needs
+ * auth = members (serve and check-config refuse otherwise, exit 2). */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void assert_output_has(const struct cli_result *r, const char *needle)
+{
+    if (strstr(r->output, needle) == NULL)
+        fail_msg("expected '%s' in:\n%s", needle, r->output);
+}
+
+static char *write_temp(const char *text)
+{
+    char *path = strdup("/tmp/cloro-it-sec-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+/* ---- binding ------------------------------------------------------------ */
+
+static void test_public_listen_without_members_refused(void **state)
+{
+    (void)state;
+    const char *listens[] = {"0.0.0.0:0", "[::]:0"};
+    for (size_t i = 0; i < sizeof listens / sizeof listens[0]; i++) {
+        struct cli_result r;
+        cli_run(&r, (const char *[]){"serve", "--listen", listens[i], "--cache-dir",
+                                     "/tmp/cloro-it-sec-never", NULL});
+        assert_int_equal(r.status, 2);
+        assert_output_has(&r, "listen");
+        assert_output_has(&r, "auth = members");
+        assert_true(strstr(r.output, "event=listening") == NULL);
+        free(r.output);
+        /* auth = open said outright is refused too. */
+        cli_run(&r, (const char *[]){"serve", "--listen", listens[i], "--auth", "open",
+                                     "--cache-dir", "/tmp/cloro-it-sec-never", NULL});
+        assert_int_equal(r.status, 2);
+        assert_output_has(&r, "auth = members");
+        free(r.output);
+    }
+    assert_int_not_equal(access("/tmp/cloro-it-sec-never", F_OK), 0);
+
+    char *conf = write_temp("listen = 0.0.0.0:8787\n");
+    struct cli_result r;
+    cli_run(&r, (const char *[]){"check-config", conf, NULL});
+    assert_int_equal(r.status, 2);
+    assert_output_has(&r, "listen");
+    assert_output_has(&r, "0.0.0.0:8787");
+    assert_output_has(&r, "auth = members");
+    free(r.output);
+    unlink(conf);
+    free(conf);
+
+    conf = write_temp("listen = 0.0.0.0:8787\nauth = members\n");
+    cli_run(&r, (const char *[]){"check-config", conf, NULL});
+    assert_int_equal(r.status, 0);
+    free(r.output);
+    unlink(conf);
+    free(conf);
+
+    conf = write_temp("listen = 127.0.0.1:8787\n");
+    cli_run(&r, (const char *[]){"check-config", conf, NULL});
+    assert_int_equal(r.status, 0);
+    free(r.output);
+    unlink(conf);
+    free(conf);
+}
+
+static void test_public_listen_with_members_serves(void **state)
+{
+    (void)state;
+    struct proc fake;
+    assert_int_equal(proc_start_fake(&fake, NULL), 0);
+    struct proc proxy;
+    assert_int_equal(
+        proc_start_proxy(&proxy, fake.url,
+                         (const char *[]){"--listen", "0.0.0.0:0", "--auth", "members", NULL},
+                         (const char *[]){"CLORO_API_KEY=sk_sec_bind", NULL}),
+        0);
+    /* Reached on loopback; with no token a /v1/ call is refused. */
+    const char *port = strrchr(proxy.addr, ':');
+    assert_non_null(port);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1%s/v1/monitor/chatgpt", port);
+    struct http_reply r;
+    assert_int_equal(http_call("POST", url, "{\"prompt\":\"x\",\"country\":\"US\"}",
+                               (const char *[]){"Content-Type: application/json", NULL}, &r),
+                     0);
+    assert_int_equal(r.status, 401);
+    http_reply_free(&r);
+    assert_int_equal(fake_stat(&fake, "requests./v1/monitor/chatgpt"), 0);
+    proc_stop(&proxy);
+    proc_stop(&fake);
+}
+
+static void test_default_listen_is_loopback(void **state)
+{
+    (void)state;
+    struct cli_result r;
+    cli_run(&r, (const char *[]){"show-config", NULL});
+    assert_output_has(&r, "listen = 127.0.0.1:8787");
+    free(r.output);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_listen_is_loopback),
+        cmocka_unit_test(test_public_listen_without_members_refused),
+        cmocka_unit_test(test_public_listen_with_members_serves),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
