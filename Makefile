@@ -34,6 +34,15 @@ test: deps
 demo: build
 	@scripts/demo.sh $(BUILD)
 
+# libFuzzer targets (tests/fuzz), built with clang in build-fuzz: each runs
+# FUZZ_SECONDS (default 60); FUZZ_TARGETS picks some. Crashes land in
+# build-fuzz/artifacts/. A short smoke run of each is part of `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+.PHONY: fuzz
+fuzz: deps
+	FUZZ_BUILD=$(CURDIR)/build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh fuzz $(FUZZ_TARGETS)
+
 bench:
 	@WITH_BENCH=1 scripts/install-deps.sh
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null

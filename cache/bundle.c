@@ -263,7 +263,7 @@ static int deflate_feed(struct cache_bundle_writer *w, const unsigned char *data
     size_t pos = 0;
     for (;;) {
         size_t chunk = len - pos > UINT32_MAX ? UINT32_MAX : len - pos;
-        w->zs.next_in = (Bytef *)(data + pos);
+        w->zs.next_in = data ? (Bytef *)(data + pos) : Z_NULL; /* NULL + 0 is undefined */
         w->zs.avail_in = (uInt)chunk;
         bool last = pos + chunk == len;
         int rc;

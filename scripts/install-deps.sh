@@ -14,6 +14,8 @@ packages=(
   zlib1g-dev
   curl
 )
+# tests/fuzz: libFuzzer targets, built with clang and its runtime.
+packages+=(clang libclang-rt-14-dev)
 # tests/browser: the status page in headless Chromium (Debian's, never a
 # downloaded build), driven by playwright-core from npm. Node.js and npm only
 # when missing: a machine may already have its own (nodesource's bundles npm).
