@@ -69,6 +69,8 @@ static const struct fake_knob_def fake_knobs_defs[] = {
        "fraction of GETs of a live artifact answered 500"),
     KI("artifact_bytes", "artifact-bytes", artifact_bytes, 0, 64 * 1024 * 1024,
        "pad served artifact pages with a comment to at least this many bytes (0: no padding)"),
+    KS("artifact_redirect", "artifact-redirect", artifact_redirect,
+       "answer GETs of a live artifact 302 with this Location (empty: serve the page)"),
     KE("concurrency_headers", "concurrency-headers", concurrency_headers, fake_knobs_hdrs,
        "X-Concurrency-* | X-Concurrent-* | both"),
     KE("concurrency_code", "concurrency-code", concurrency_code, fake_knobs_codes,

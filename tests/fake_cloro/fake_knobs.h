@@ -55,12 +55,13 @@ struct fake_knobs {
     int64_t artifact_ttl_s; /* artifact lifetime (§12: 24 h), read at each fetch: a
                              * change applies to artifacts already minted too */
     int64_t artifact_expired_status;
-    double artifact_fail;    /* fraction of artifact GETs of a live page answered 500 */
-    int64_t artifact_bytes;  /* > 0: served pages are padded to at least this size */
-    int concurrency_headers; /* enum fake_knobs_conc_headers */
-    int concurrency_code;    /* enum fake_knobs_conc_code */
-    bool country_default_us; /* §14 item 5 */
-    int64_t credits;         /* the org's live balance */
+    double artifact_fail;   /* fraction of artifact GETs of a live page answered 500 */
+    int64_t artifact_bytes; /* > 0: served pages are padded to at least this size */
+    char artifact_redirect[FAKE_KNOBS_STRING_MAX]; /* non-empty: live artifacts answer 302 here */
+    int concurrency_headers;                       /* enum fake_knobs_conc_headers */
+    int concurrency_code;                          /* enum fake_knobs_conc_code */
+    bool country_default_us;                       /* §14 item 5 */
+    int64_t credits;                               /* the org's live balance */
     /* async API (§7, §8) */
     int64_t queue_limit;             /* QUEUED tasks the org may hold */
     int64_t task_duration_ms;        /* PROCESSING time of a task */

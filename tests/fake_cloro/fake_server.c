@@ -1308,6 +1308,13 @@ static void fake_server_handle_artifact(struct fake_call *c)
             fake_server_reply_error(c, 500, "INTERNAL_SERVER_ERROR", "Internal server error", NULL);
             return;
         }
+        if (srv->knobs.artifact_redirect[0] != '\0') {
+            free(html);
+            evhttp_add_header(evhttp_request_get_output_headers(c->req), "Location",
+                              srv->knobs.artifact_redirect);
+            fake_server_reply_raw(c, 302, "text/html; charset=utf-8", "", 0, "artifact_redirect");
+            return;
+        }
         fake_server_reply_raw(c, 200, "text/html; charset=utf-8", html, strlen(html), "artifact");
         free(html);
         return;
