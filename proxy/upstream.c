@@ -293,6 +293,14 @@ struct upstream_transfer *upstream_start(struct upstream *up, const struct upstr
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->error);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
+    /* Every transfer (cloro calls, artifact downloads, webhook deliveries)
+     * goes to the URL it was given and nowhere else: http or https only and
+     * no redirect followed (a 3xx is the answer, which callers treat as a
+     * failure), so a Location cannot point one at another host or scheme. */
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 0L);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     /* Over TLS, ALPN says at handshake whether the connection multiplexes
      * (HTTP/2), so waiting for it is cheap. Over cleartext the answer comes

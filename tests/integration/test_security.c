@@ -116,12 +116,67 @@ static void test_default_listen_is_loopback(void **state)
     free(r.output);
 }
 
+/* ---- no request outside artifact_hosts ------------------------------------ */
+
+/* The artifact host answers 302 to another server: the downloader does not
+ * follow (a failed attempt, retried), and the other server sees nothing, also
+ * when a client fetches the rewritten link. */
+static void test_artifact_redirect_not_followed(void **state)
+{
+    (void)state;
+    struct proc other;
+    assert_int_equal(proc_start_fake(&other, NULL), 0);
+    struct proc fake;
+    assert_int_equal(proc_start_fake(&fake, (const char *[]){"--api-key", "sk_sec_redirect",
+                                                             "--artifact-ttl-s", "30", NULL}),
+                     0);
+    char knob[256];
+    snprintf(knob, sizeof knob, "{\"artifact_redirect\":\"%s/v1/stolen\"}", other.url);
+    fake_configure(&fake, knob);
+    struct proc proxy;
+    assert_int_equal(proc_start_proxy(&proxy, fake.url,
+                                      (const char *[]){"--artifact-hosts", fake.addr, NULL},
+                                      (const char *[]){"CLORO_API_KEY=sk_sec_redirect", NULL}),
+                     0);
+    struct http_reply r;
+    http_post(&proxy, "/v1/monitor/chatgpt",
+              "{\"prompt\":\"redirect me\",\"country\":\"US\",\"include\":{\"html\":true}}", NULL,
+              &r);
+    assert_int_equal(r.status, 200);
+    /* The rewritten link to the proxy's copy. */
+    const char *link = strstr(r.body, "/_proxy/artifacts/");
+    assert_non_null(link);
+    char path[200];
+    size_t n = strcspn(link, "\"\\");
+    assert_true(n < sizeof path);
+    snprintf(path, sizeof path, "%.*s", (int)n, link);
+    http_reply_free(&r);
+    assert_true(proxy_wait_counter(&proxy, "artifacts.failures", 2, 10000) >= 2);
+    assert_true(fake_stat(&fake, "artifact_fetches") >= 2);
+    assert_int_equal(proxy_counter(&proxy, "artifacts.captured"), 0);
+    http_get(&proxy, path, &r);
+    assert_true(r.status != 200);
+    const char *location = http_header(&r, "Location");
+    assert_true(location == NULL || strstr(location, other.addr) == NULL);
+    http_reply_free(&r);
+    sleep_ms(300);
+    /* The other server counts every /v1/ request it gets: none. */
+    assert_int_equal(fake_stat(&other, "requests_total"), 0);
+    char *log = proc_log(&proxy);
+    assert_null(strstr(log, "event=artifact_captured"));
+    free(log);
+    proc_stop(&proxy);
+    proc_stop(&fake);
+    proc_stop(&other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_listen_is_loopback),
         cmocka_unit_test(test_public_listen_without_members_refused),
         cmocka_unit_test(test_public_listen_with_members_serves),
+        cmocka_unit_test(test_artifact_redirect_not_followed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
