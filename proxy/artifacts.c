@@ -316,6 +316,22 @@ static void offline_miss(struct request *r, const char *id)
     reply_error(r, PROXY_ERROR_OFFLINE_CACHE_MISS, NULL, details);
 }
 
+/* Whether text (n bytes) has an artifact id's shape: what artifact_urls_id
+ * makes ("<uuid>/page-<n>", "x<hex>/page-1") is lowercase letters, digits, '-'
+ * and '/'. Anything else (dots, '%', '\\', NUL) is no id: answered 404 before
+ * any lookup. */
+static bool id_shape(const char *text, size_t n)
+{
+    if (n == 0 || text[0] == '/')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = text[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '/'))
+            return false;
+    }
+    return true;
+}
+
 void artifacts_serve(struct request *r)
 {
     struct server *srv = r->server;
@@ -327,7 +343,8 @@ void artifacts_serve(struct request *r)
         reply_error(r, PROXY_ERROR_CACHE_DISABLED, NULL, NULL);
         return;
     }
-    if (len < 6 || len - 5 >= sizeof id || strcmp(rest + len - 5, ".html") != 0) {
+    if (len < 6 || len - 5 >= sizeof id || strcmp(rest + len - 5, ".html") != 0 ||
+        !id_shape(rest, len - 5)) {
         json_t *details = json_pack("{s:s}", "id", r->path);
         reply_error(r, PROXY_ERROR_NOT_FOUND, "No such artifact", details);
         return;

@@ -8,7 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <arpa/inet.h>
 #include <cmocka.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +173,81 @@ static void test_artifact_redirect_not_followed(void **state)
     proc_stop(&other);
 }
 
+/* ---- paths cannot escape -------------------------------------------------- */
+
+/* Sends "GET path" as is on a new connection; returns the status (0 when no
+ * status line came) and the whole answer in reply. */
+static int raw_get(const struct proc *p, const char *path, char *reply, size_t size)
+{
+    const char *colon = strrchr(p->addr, ':');
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char req[1024];
+    int n =
+        snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    size_t got = 0;
+    ssize_t k;
+    while (got + 1 < size && (k = recv(fd, reply + got, size - 1 - got, 0)) > 0)
+        got += (size_t)k;
+    reply[got] = '\0';
+    close(fd);
+    int status = 0;
+    if (sscanf(reply, "HTTP/1.%*d %d", &status) != 1)
+        return 0;
+    return status;
+}
+
+static void test_paths_cannot_escape(void **state)
+{
+    (void)state;
+    struct proc fake;
+    assert_int_equal(proc_start_fake(&fake, (const char *[]){"--api-key", "sk_sec_paths", NULL}),
+                     0);
+    struct proc proxy;
+    assert_int_equal(proc_start_proxy(&proxy, fake.url,
+                                      (const char *[]){"--artifact-hosts", fake.addr, NULL},
+                                      (const char *[]){"CLORO_API_KEY=sk_sec_paths", NULL}),
+                     0);
+    const char *paths[] = {
+        "/_proxy/artifacts/../../../../etc/passwd",
+        "/_proxy/artifacts/../cache/data.mdb",
+        "/_proxy/artifacts/%2e%2e/%2e%2e/etc/passwd",
+        "/_proxy/artifacts/%2E%2E/cache/data.mdb",
+        "/_proxy/artifacts/..%2f..%2f..%2fetc%2fpasswd.html",
+        "/_proxy/artifacts/%2e%2e%2fcache%2fdata.mdb.html",
+        "/_proxy/artifacts/..\\..\\etc\\passwd.html",
+        "/_proxy/artifacts/x%00.html",
+        "/_proxy/artifacts/00000000-0000-4000-8000-000000000000/page-1%00.html",
+        "/_proxy/artifacts/00000000-0000-4000-8000-000000000000/../page-1.html",
+        "/_proxy/artifacts/00000000-0000-4000-8000-000000000000/./page-1.html",
+        "/_proxy/artifacts/./x/page-1.html",
+        "/_proxy/artifacts//etc/passwd.html",
+        "/_proxy/artifacts/x%2fpage-1.html",
+        "/v1/../_proxy/stats",
+        "/v1/%2e%2e/_proxy/stats",
+        "/v1/monitor/../../etc/passwd",
+        "/v1/monitor/%2e%2e/%2E%2E/etc/passwd",
+        "/v1/./monitor/chatgpt",
+        "/_proxy/../v1/monitor/chatgpt",
+    };
+    static char reply[65536];
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        int status = raw_get(&proxy, paths[i], reply, sizeof reply);
+        if (status != 400 && status != 404)
+            fail_msg("%s: status %d:\n%.500s", paths[i], status, reply);
+        assert_null(strstr(reply, "root:"));
+        assert_null(strstr(reply, "\"requests_total\""));
+    }
+    /* None of them reached cloro. */
+    assert_int_equal(fake_stat(&fake, "requests_total"), 0);
+    proc_stop(&proxy);
+    proc_stop(&fake);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_public_listen_without_members_refused),
         cmocka_unit_test(test_public_listen_with_members_serves),
         cmocka_unit_test(test_artifact_redirect_not_followed),
+        cmocka_unit_test(test_paths_cannot_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
