@@ -10,10 +10,16 @@
 
 static char path[64];
 
+static void remove_temp(void)
+{
+    unlink(path);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!path[0]) {
         snprintf(path, sizeof path, "/tmp/fuzz_config.%ld.conf", (long)getpid());
+        atexit(remove_temp);
     }
     FILE *f = fopen(path, "wb");
     if (!f)
