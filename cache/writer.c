@@ -386,6 +386,14 @@ bool cache_writer_pending(struct cache_writer *w, const unsigned char *key, unsi
     return found;
 }
 
+bool cache_writer_has_room(struct cache_writer *w, size_t ops)
+{
+    pthread_mutex_lock(&w->mu);
+    bool room = w->queue.len + ops <= w->max_queue / 2;
+    pthread_mutex_unlock(&w->mu);
+    return room;
+}
+
 void cache_writer_stats(struct cache_writer *w, struct cache_writer_stats *out)
 {
     pthread_mutex_lock(&w->mu);

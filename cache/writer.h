@@ -72,6 +72,11 @@ bool cache_writer_usage_prune(struct cache_writer *w, const void *key, size_t ke
 bool cache_writer_pending(struct cache_writer *w, const unsigned char *key, unsigned char **record,
                           size_t *record_len);
 
+/* True when ops more ops fit in the first half of the queue: callers about
+ * to queue many records they must not lose (task records) check it first
+ * and refuse the work while the disk catches up. */
+bool cache_writer_has_room(struct cache_writer *w, size_t ops);
+
 /* Commits what is queued, then stops the thread and frees w. */
 void cache_writer_stop(struct cache_writer *w);
 

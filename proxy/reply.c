@@ -56,6 +56,8 @@ static const struct error_row error_table[] = {
     [PROXY_ERROR_OFFLINE_CACHE_MISS] = {504, "OFFLINE_CACHE_MISS",
                                         "The proxy is offline and has no stored answer for "
                                         "this request"},
+    [PROXY_ERROR_STORE_BUSY] = {503, "SERVICE_UNAVAILABLE",
+                                "The proxy's store is behind; retry shortly"},
     [PROXY_ERROR_INTERNAL] = {500, "INTERNAL_SERVER_ERROR", "Internal proxy error"},
 };
 

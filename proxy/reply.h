@@ -33,6 +33,7 @@ enum proxy_error {
     PROXY_ERROR_ADMIN_TOKEN_UNSET,   /* members exist, but the proxy has no admin token */
     PROXY_ERROR_BUDGET_EXCEEDED,     /* a member's daily_credit_budget is spent (budget.h) */
     PROXY_ERROR_OFFLINE_CACHE_MISS,  /* offline mode (mode.h): nothing stored answers it */
+    PROXY_ERROR_STORE_BUSY,          /* the writer is behind: task records would be lost */
     PROXY_ERROR_INTERNAL,
 };
 

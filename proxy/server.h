@@ -48,6 +48,7 @@ struct server_stats {
     uint64_t limit_rejections;       /* 429s the proxy answered (queue full or timed out) */
     uint64_t abandoned_in_queue;     /* queued calls dropped because their client left */
     uint64_t abandoned_in_flight;    /* calls cancelled because their client left */
+    uint64_t store_busy;             /* async submissions refused: the writer was behind */
     uint64_t offline_misses;         /* 504 OFFLINE_CACHE_MISS answers (mode.h) */
     struct latency latency_hit;      /* /v1/ answers the cache gave (accounting.c) */
     struct latency latency_upstream; /* /v1/ answers that went or waited upstream */

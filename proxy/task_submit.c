@@ -33,6 +33,7 @@
 #include "tasks.h"
 #include "touches.h"
 #include "upstream.h"
+#include "writer.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -291,10 +292,22 @@ static void add_saved(struct request *r, const struct cache_entry *e)
     r->server->stats.cache_credits_saved += (uint64_t)e->credits_charged;
 }
 
+/* Each task makes a few records (task, idempotency key, updates): refuse a
+ * submission the writer could not keep, rather than lose its records. */
+static bool store_has_room(struct request *r, size_t tasks)
+{
+    if (cache_writer_has_room(r->server->writer, 4 * tasks))
+        return true;
+    r->server->stats.store_busy++;
+    request_add_header(r, "Retry-After", "1");
+    reply_error(r, PROXY_ERROR_STORE_BUSY, NULL, NULL);
+    return false;
+}
+
 void task_submit(struct tasks *ts, struct request *r)
 {
     struct server *srv = tasks_server(ts);
-    if (!forward_check_request(r))
+    if (!forward_check_request(r) || !store_has_room(r, 1))
         return;
     json_t *doc = parse_body(r);
     if (!json_is_object(doc)) {
@@ -650,6 +663,10 @@ void task_submit_batch(struct tasks *ts, struct request *r)
     if (!json_is_array(doc) || json_array_size(doc) == 0 || json_array_size(doc) > BATCH_MAX) {
         json_decref(doc);
         passthrough(r); /* cloro's 400 (or 422) to give */
+        return;
+    }
+    if (!store_has_room(r, json_array_size(doc))) {
+        json_decref(doc);
         return;
     }
     struct cache_directives d;

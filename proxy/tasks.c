@@ -988,16 +988,17 @@ json_t *tasks_stats_json(struct tasks *ts)
     if (ts->webhooks != NULL)
         webhooks_stats(ts->webhooks, &ws);
     return json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "live",
-        (json_int_t)json_object_size(ts->by_id), "following",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+        "live", (json_int_t)json_object_size(ts->by_id), "following",
         (json_int_t)json_object_size(ts->by_key), "submitted", (json_int_t)c->submitted,
         "created_upstream", (json_int_t)c->created_upstream, "from_cache",
         (json_int_t)c->from_cache, "attached", (json_int_t)c->attached, "idempotency_reused",
         (json_int_t)c->key_reused, "batches", (json_int_t)c->batches, "upstream_batches",
         (json_int_t)c->upstream_batches, "polls", (json_int_t)c->polls, "client_polls_answered",
         (json_int_t)c->client_polls_answered, "completed", (json_int_t)c->completed, "failed",
-        (json_int_t)c->failed, "vanished", (json_int_t)c->vanished, "credit_saver",
-        credit_saver_stats(ts->saver), "webhooks",
+        (json_int_t)c->failed, "vanished", (json_int_t)c->vanished, "refused_store_busy",
+        (json_int_t)ts->srv->stats.store_busy, "credit_saver", credit_saver_stats(ts->saver),
+        "webhooks",
         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "pending", (json_int_t)ws.pending, "in_flight",
                   (json_int_t)ws.in_flight, "attempts", (json_int_t)ws.attempts, "delivered",
                   (json_int_t)ws.delivered, "failed_attempts", (json_int_t)ws.failed_attempts,

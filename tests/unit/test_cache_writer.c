@@ -170,6 +170,22 @@ static void test_latest_put_wins(void **state)
     cache_store_close(s);
 }
 
+/* has_room: the first half of the queue, for callers that must not lose
+ * what they queue. */
+static void test_has_room(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 100);
+    assert_non_null(w);
+    assert_true(cache_writer_has_room(w, 0));
+    assert_true(cache_writer_has_room(w, 50));
+    assert_false(cache_writer_has_room(w, 51));
+    assert_false(cache_writer_has_room(w, 100));
+    cache_writer_stop(w);
+    cache_store_close(s);
+}
+
 static void test_delete_removes_pending(void **state)
 {
     struct fixture *f = *state;
@@ -904,6 +920,7 @@ int main(void)
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_usage_rows, store_fixture_setup,
                                         store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_has_room, store_fixture_setup, store_fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
