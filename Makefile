@@ -6,7 +6,7 @@ TEST_BUILD ?= build-test
 CONFIG     ?= conf/cloro-proxy.conf
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test demo bench bench-cache bench-limits bench-artifacts format format-check clean
+.PHONY: all deps build run test demo bench bench-cache bench-limits bench-artifacts bench-async bench-saver format format-check clean
 
 all: build
 
@@ -66,6 +66,18 @@ bench-artifacts:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	bench/artifacts.sh $(BUILD)
+
+bench-async:
+	@WITH_BENCH=1 scripts/install-deps.sh
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	bench/async_batch.sh $(BUILD)
+
+bench-saver:
+	@WITH_BENCH=1 scripts/install-deps.sh
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	bench/credit_saver.sh $(BUILD)
 
 format:
 	@scripts/format.sh
