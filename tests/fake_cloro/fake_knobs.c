@@ -61,6 +61,15 @@ static const struct fake_knob_def fake_knobs_defs[] = {
        "error code of the injected 429"),
     KI("slow_body_ms", "slow-body-ms", slow_body_ms, 0, 3600000,
        "send 200 bodies in chunks over this many ms"),
+    KF("reset_mid_body", "reset-mid-body", reset_mid_body,
+       "fraction whose 200 is cut halfway through the body by a reset"),
+    KF("garbage", "garbage", garbage, "fraction answered with random non-HTTP bytes, then closed"),
+    KF("stall", "stall", stall,
+       "fraction never answered: the connection is held until the client leaves"),
+    KF("slow_drip", "slow-drip", slow_drip,
+       "fraction whose 200 body is dripped in chunks over slow_drip_ms"),
+    KI("slow_drip_ms", "slow-drip-ms", slow_drip_ms, 0, 3600000,
+       "how long a slow_drip (or [fake:slow-drip]) body takes to arrive"),
     KI("artifact_ttl_s", "artifact-ttl-s", artifact_ttl_s, 0, 100000000,
        "HTML artifact lifetime from generation (applies to already minted ones too)"),
     KI("artifact_expired_status", "artifact-expired-status", artifact_expired_status, 100, 599,
@@ -123,6 +132,7 @@ void fake_knobs_init(struct fake_knobs *k)
     k->rate_limit = 1000;
     k->rate_limit_scope = FAKE_SCOPE_ENDPOINT;
     k->retry_after_s = 2;
+    k->slow_drip_ms = 1000;
     k->artifact_ttl_s = 86400;
     k->artifact_expired_status = 404;
     k->concurrency_headers = FAKE_CONC_HDR_CONCURRENCY;

@@ -47,11 +47,16 @@ struct fake_knobs {
     int rate_limit_scope;      /* enum fake_knobs_scope */
     double fail_500;           /* fractions of monitor requests that fail ... */
     double fail_503;
-    double reset;           /* ... or get their connection reset */
-    double fail_429;        /* ... or are answered 429 at once (never a Retry-After) */
-    int fail_429_code;      /* enum fake_knobs_429_code */
-    int64_t retry_after_s;  /* Retry-After on 503 */
-    int64_t slow_body_ms;   /* > 0: 200 bodies dribble out over this long */
+    double reset;          /* ... or get their connection reset */
+    double fail_429;       /* ... or are answered 429 at once (never a Retry-After) */
+    int fail_429_code;     /* enum fake_knobs_429_code */
+    int64_t retry_after_s; /* Retry-After on 503 */
+    int64_t slow_body_ms;  /* > 0: 200 bodies dribble out over this long */
+    double reset_mid_body; /* fractions of monitor requests whose 200 is cut halfway (RST), */
+    double garbage;        /* ... answered with non-HTTP bytes then closed, */
+    double stall;          /* ... never answered (held until the client leaves), */
+    double slow_drip;      /* ... or whose 200 is dripped over slow_drip_ms */
+    int64_t slow_drip_ms;
     int64_t artifact_ttl_s; /* artifact lifetime (§12: 24 h), read at each fetch: a
                              * change applies to artifacts already minted too */
     int64_t artifact_expired_status;

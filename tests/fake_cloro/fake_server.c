@@ -9,7 +9,9 @@
  * (evhttp 2.1.12 stops reading after the request, so it never reports a client
  * that leaves, libevent#78) and a close callback for connections libevent frees
  * itself (write errors while a slow body is going out). The timer then sends the
- * 200 (possibly slowly), the injected error, or resets the connection. */
+ * 200 (possibly slowly), the injected error, resets the connection, writes
+ * garbage and closes it, or stalls: a stalled call keeps its connection (and
+ * slot) until the peek or the close callback sees the client leave. */
 #include "fake_server.h"
 
 #include <arpa/inet.h>
@@ -76,6 +78,7 @@ enum fake_call_state {
     FAKE_CALL_SLOW,      /* 200 headers sent, body chunks going out */
     FAKE_CALL_MID_FLUSH, /* partial body queued, waiting for it to drain */
     FAKE_CALL_MID_CLOSE, /* partial body drained, reset after a short grace */
+    FAKE_CALL_STALLED,   /* never answered: waits for the client to leave */
 };
 
 struct fake_call {
@@ -383,6 +386,25 @@ static void fake_server_call_reset(struct fake_call *c, const char *outcome)
     evhttp_connection_free(conn); /* frees the attached request too */
 }
 
+/* Answers with bytes that are not HTTP (never starting with "HTTP/"), then
+ * closes the connection normally so they arrive before the EOF. */
+static void fake_server_call_garbage(struct fake_call *c)
+{
+    struct fake_server *srv = c->srv;
+    struct evhttp_connection *conn = c->conn;
+    unsigned char junk[512];
+    size_t n = 16 + (size_t)fake_rng_below(&srv->rng, sizeof(junk) - 16);
+    for (size_t i = 0; i < n; i++)
+        junk[i] = (unsigned char)fake_rng_below(&srv->rng, 256);
+    junk[0] = (unsigned char)('\x01' + fake_rng_below(&srv->rng, 31)); /* a control byte */
+    int fd = fake_server_call_fd(c);
+    srv->stats.faults[FAKE_FAULT_GARBAGE]++;
+    if (fd >= 0)
+        (void)send(fd, junk, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    fake_server_call_finish(c, 0, "garbage");
+    evhttp_connection_free(conn);
+}
+
 /* The client went away while we held its response (§15 item 15: 499, not charged). */
 static void fake_server_call_canceled(struct fake_call *c, bool libevent_frees_conn)
 {
@@ -512,9 +534,10 @@ static json_t *fake_server_build_success(struct fake_call *c)
     return body;
 }
 
-static void fake_server_start_partial(struct fake_call *c, json_t *body, bool slow)
+/* Sends the 200's headers and starts its body: dripped in chunks over
+ * drip_ms when drip_ms >= 0, else half of it and then a reset. */
+static void fake_server_start_partial(struct fake_call *c, json_t *body, int64_t drip_ms)
 {
-    struct fake_server *srv = c->srv;
     c->out = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     c->out_len = strlen(c->out);
@@ -525,13 +548,10 @@ static void fake_server_start_partial(struct fake_call *c, json_t *body, bool sl
     fake_server_add_int_header(evhttp_request_get_output_headers(c->req), "Content-Length",
                                (int64_t)c->out_len);
     evhttp_send_reply_start(c->req, 200, "OK");
-    if (slow) {
-        int64_t total =
-            srv->knobs.slow_body_ms > 0 ? srv->knobs.slow_body_ms : FAKE_SERVER_MARKER_SLOW_MS;
-        srv->stats.faults[FAKE_FAULT_SLOW]++;
+    if (drip_ms >= 0) {
         c->state = FAKE_CALL_SLOW;
         c->chunks_left = FAKE_SERVER_SLOW_CHUNKS;
-        c->chunk_interval_ms = total / (FAKE_SERVER_SLOW_CHUNKS - 1);
+        c->chunk_interval_ms = drip_ms / (FAKE_SERVER_SLOW_CHUNKS - 1);
         fake_server_send_next_chunk(c);
         return;
     }
@@ -558,6 +578,7 @@ static void fake_server_on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     case FAKE_CALL_MID_FLUSH:
     case FAKE_CALL_NEW:
+    case FAKE_CALL_STALLED:
         return;
     case FAKE_CALL_DELAY:
         break;
@@ -577,10 +598,24 @@ static void fake_server_on_timer(evutil_socket_t fd, short what, void *arg)
         fake_server_call_reset(c, "reset");
         return;
     case FAKE_FAULT_RESET_MID_BODY:
-        fake_server_start_partial(c, fake_server_build_success(c), false);
+        fake_server_start_partial(c, fake_server_build_success(c), -1);
         return;
     case FAKE_FAULT_SLOW:
-        fake_server_start_partial(c, fake_server_build_success(c), true);
+        srv->stats.faults[FAKE_FAULT_SLOW]++;
+        fake_server_start_partial(c, fake_server_build_success(c),
+                                  srv->knobs.slow_body_ms > 0 ? srv->knobs.slow_body_ms
+                                                              : FAKE_SERVER_MARKER_SLOW_MS);
+        return;
+    case FAKE_FAULT_SLOW_DRIP:
+        srv->stats.faults[FAKE_FAULT_SLOW_DRIP]++;
+        fake_server_start_partial(c, fake_server_build_success(c), srv->knobs.slow_drip_ms);
+        return;
+    case FAKE_FAULT_GARBAGE:
+        fake_server_call_garbage(c);
+        return;
+    case FAKE_FAULT_STALL:
+        srv->stats.faults[FAKE_FAULT_STALL]++;
+        c->state = FAKE_CALL_STALLED;
         return;
     case FAKE_FAULT_429: /* answered at once, never pending */
     case FAKE_FAULT_NONE:
@@ -615,15 +650,34 @@ static enum fake_fault fake_server_pick_fault(struct fake_call *c, int64_t *late
         return FAKE_FAULT_SLOW;
     if (strstr(t, "[fake:429]"))
         return FAKE_FAULT_429;
+    if (strstr(t, "[fake:garbage]"))
+        return FAKE_FAULT_GARBAGE;
+    if (strstr(t, "[fake:stall]"))
+        return FAKE_FAULT_STALL;
+    if (strstr(t, "[fake:slow-drip]"))
+        return FAKE_FAULT_SLOW_DRIP;
+    /* One draw against the fractions laid end to end (their sum past 1 leaves
+     * the later ones less than asked). */
+    const struct {
+        double fraction;
+        enum fake_fault fault;
+    } random_faults[] = {
+        {k->fail_500, FAKE_FAULT_500},
+        {k->fail_503, FAKE_FAULT_503},
+        {k->reset, FAKE_FAULT_RESET},
+        {k->fail_429, FAKE_FAULT_429},
+        {k->reset_mid_body, FAKE_FAULT_RESET_MID_BODY},
+        {k->garbage, FAKE_FAULT_GARBAGE},
+        {k->stall, FAKE_FAULT_STALL},
+        {k->slow_drip, FAKE_FAULT_SLOW_DRIP},
+    };
     double u = fake_rng_unit(&srv->rng);
-    if (u < k->fail_500)
-        return FAKE_FAULT_500;
-    if (u < k->fail_500 + k->fail_503)
-        return FAKE_FAULT_503;
-    if (u < k->fail_500 + k->fail_503 + k->reset)
-        return FAKE_FAULT_RESET;
-    if (u < k->fail_500 + k->fail_503 + k->reset + k->fail_429)
-        return FAKE_FAULT_429;
+    double edge = 0;
+    for (size_t i = 0; i < sizeof(random_faults) / sizeof(random_faults[0]); i++) {
+        edge += random_faults[i].fraction;
+        if (u < edge)
+            return random_faults[i].fault;
+    }
     if (k->slow_body_ms > 0)
         return FAKE_FAULT_SLOW;
     return FAKE_FAULT_NONE;

@@ -6,7 +6,7 @@
 #include <string.h>
 
 static const char *const fake_stats_fault_names[FAKE_FAULT_COUNT] = {
-    "none", "500", "503", "reset", "reset_mid_body", "slow", "429",
+    "none", "500", "503", "reset", "reset_mid_body", "slow", "429", "garbage", "stall", "slow_drip",
 };
 
 const char *fake_stats_fault_name(enum fake_fault f)

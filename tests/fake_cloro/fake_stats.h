@@ -14,7 +14,10 @@ enum fake_fault {
     FAKE_FAULT_RESET,
     FAKE_FAULT_RESET_MID_BODY,
     FAKE_FAULT_SLOW,
-    FAKE_FAULT_429, /* injected 429 (fail_429, [fake:429]), not the real limits' */
+    FAKE_FAULT_429,       /* injected 429 (fail_429, [fake:429]), not the real limits' */
+    FAKE_FAULT_GARBAGE,   /* non-HTTP bytes, then a close (garbage, [fake:garbage]) */
+    FAKE_FAULT_STALL,     /* never answered; held until the client leaves (stall, [fake:stall]) */
+    FAKE_FAULT_SLOW_DRIP, /* a 200 dripped over slow_drip_ms (slow_drip, [fake:slow-drip]) */
     FAKE_FAULT_COUNT
 };
 

@@ -47,6 +47,18 @@ static void fake_main_usage(FILE *f)
         snprintf(opt, sizeof(opt), "--%s%s", defs[i].flag, arg);
         fprintf(f, "  %-30s %s\n", opt, defs[i].help);
     }
+    fprintf(f, "markers in a monitor call's prompt/query (win over the random fractions):\n"
+               "  [fake:latency=MS]              this call's latency instead of latency_ms\n"
+               "  [fake:500] [fake:503]          that error (503 with Retry-After)\n"
+               "  [fake:429]                     a 429 at once, without latency\n"
+               "  [fake:reset]                   the connection reset, no response\n"
+               "  [fake:reset-mid-body]          200 headers and half the body, then a reset\n"
+               "  [fake:garbage]                 random non-HTTP bytes, then a close\n"
+               "  [fake:stall]                   no answer; held until the client leaves\n"
+               "  [fake:slow] [fake:slow-drip]   200 dripped over slow_body_ms (or 1000 ms)\n"
+               "                                 / over slow_drip_ms\n"
+               "GET /_fake/stats counts each injected fault under faults.<kind>: 500, 503,\n"
+               "reset, reset_mid_body, slow, 429, garbage, stall, slow_drip\n");
     fprintf(f, "markers in an async task's payload prompt/query (fake_task_script.h):\n"
                "  [task-fail]                    ends FAILED (INTERNAL_SERVER_ERROR, charged 0)\n"
                "  [task-retry:N]                 N failed attempts, each followed by a QUEUED\n"
