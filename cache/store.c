@@ -1253,28 +1253,83 @@ int cache_store_stats(struct cache_store *s, struct cache_store_stats *out)
     return 0;
 }
 
-int cache_store_foreach(struct cache_store *s, cache_store_visit_cb visit, void *arg)
+/* --- read-only scans ------------------------------------------------------------ */
+
+/* What a scan's row callback tells scan() to do next. */
+enum scan_step { SCAN_NEXT, SCAN_STOP, SCAN_ERROR };
+
+typedef enum scan_step (*scan_row_cb)(MDB_txn *txn, const MDB_val *k, const MDB_val *v, void *ctx);
+
+/* The skeleton of every read-only scan: one read txn, a cursor over dbi from
+ * its first row (or, with from_len > 0, the first row at or after from), each
+ * row lent to row (which may look up other databases in txn) until the end,
+ * SCAN_STOP or SCAN_ERROR. Returns 0 at the end or on a stop, -1 on an error. */
+static int scan(struct cache_store *s, MDB_dbi dbi, const void *from, size_t from_len,
+                scan_row_cb row, void *ctx)
 {
     MDB_txn *txn;
     if (txn_begin(s, MDB_RDONLY, &txn) != 0)
         return -1;
     MDB_cursor *cur;
-    if (mdb_cursor_open(txn, s->meta, &cur) != 0) {
+    if (mdb_cursor_open(txn, dbi, &cur) != 0) {
         mdb_txn_abort(txn);
         return -1;
     }
-    MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    MDB_val k = val(from, from_len), v;
+    int rc = mdb_cursor_get(cur, &k, &v, from_len > 0 ? MDB_SET_RANGE : MDB_FIRST);
+    bool failed = false;
     while (rc == 0) {
-        struct cache_meta m;
-        if (k.mv_size == CACHE_KEY_BYTES && meta_decode(&v, &m, NULL) == 0 &&
-            visit(k.mv_data, &m, arg) != 0)
+        enum scan_step step = row(txn, &k, &v, ctx);
+        if (step != SCAN_NEXT) {
+            failed = step == SCAN_ERROR;
             break;
+        }
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+    return failed || (rc != 0 && rc != MDB_NOTFOUND) ? -1 : 0;
+}
+
+/* A visitor's answer as a scan step: 0 goes on, anything else stops. */
+static enum scan_step step_of(int visited)
+{
+    return visited != 0 ? SCAN_STOP : SCAN_NEXT;
+}
+
+/* A lookup of k in dbi within the scan's txn: SCAN_NEXT when found (rec
+ * filled), absent rows are skipped by the caller (*found false), other
+ * errors end the scan. */
+static enum scan_step scan_lookup(MDB_txn *txn, MDB_dbi dbi, const MDB_val *k, MDB_val *rec,
+                                  bool *found)
+{
+    int got = mdb_get(txn, dbi, (MDB_val *)k, rec);
+    *found = got == 0;
+    return got == 0 || got == MDB_NOTFOUND ? SCAN_NEXT : SCAN_ERROR;
+}
+
+struct meta_scan {
+    struct cache_store *s;
+    cache_store_visit_cb visit;
+    int (*visit_entry)(const unsigned char *key, const struct cache_meta *meta,
+                       const unsigned char *record, size_t len, void *arg);
+    void *arg;
+};
+
+static enum scan_step meta_row(MDB_txn *txn, const MDB_val *k, const MDB_val *v, void *ctx)
+{
+    (void)txn;
+    struct meta_scan *ms = ctx;
+    struct cache_meta m;
+    if (k->mv_size != CACHE_KEY_BYTES || meta_decode(v, &m, NULL) != 0)
+        return SCAN_NEXT;
+    return step_of(ms->visit(k->mv_data, &m, ms->arg));
+}
+
+int cache_store_foreach(struct cache_store *s, cache_store_visit_cb visit, void *arg)
+{
+    struct meta_scan ms = {.s = s, .visit = visit, .arg = arg};
+    return scan(s, s->meta, NULL, 0, meta_row, &ms);
 }
 
 enum cache_get_result cache_store_get_job(struct cache_store *s, const char *id,
@@ -1342,63 +1397,74 @@ enum cache_get_result cache_store_get_task(struct cache_store *s, const unsigned
     return get_copy(s, s->tasks, key, CACHE_KEY_BYTES, data, len);
 }
 
+struct job_scan {
+    int (*visit)(const struct cache_job *job, void *arg);
+    void *arg;
+};
+
+static enum scan_step job_row(MDB_txn *txn, const MDB_val *k, const MDB_val *v, void *ctx)
+{
+    (void)txn;
+    struct job_scan *js = ctx;
+    struct cache_job job;
+    if (job_decode(k, v, &job) != 0)
+        return SCAN_NEXT;
+    return step_of(js->visit(&job, js->arg));
+}
+
 int cache_store_foreach_job(struct cache_store *s,
                             int (*visit)(const struct cache_job *job, void *arg), void *arg)
 {
-    MDB_txn *txn;
-    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
-        return -1;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, s->jobs, &cur) != 0) {
-        mdb_txn_abort(txn);
-        return -1;
-    }
-    MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        struct cache_job job;
-        if (job_decode(&k, &v, &job) == 0 && visit(&job, arg) != 0)
-            break;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+    struct job_scan js = {visit, arg};
+    return scan(s, s->jobs, NULL, 0, job_row, &js);
 }
 
-/* One read txn: a cursor over "task_open", each key's record looked up in
- * "tasks" and lent to visit until the txn ends. */
+/* A scan of "tasks", or of "task_open" with each key's record looked up in
+ * "tasks" (lookup true). */
+struct task_scan {
+    MDB_dbi tasks;
+    bool lookup;
+    int (*visit)(const unsigned char *key, const unsigned char *data, size_t len, void *arg);
+    void *arg;
+};
+
+static enum scan_step task_row(MDB_txn *txn, const MDB_val *k, const MDB_val *v, void *ctx)
+{
+    struct task_scan *ts = ctx;
+    if (k->mv_size != CACHE_KEY_BYTES)
+        return SCAN_NEXT;
+    MDB_val rec = *v;
+    bool found = true;
+    if (ts->lookup) {
+        enum scan_step step = scan_lookup(txn, ts->tasks, k, &rec, &found);
+        if (step != SCAN_NEXT || !found)
+            return step; /* a read error; an open key without a record is skipped */
+    }
+    return step_of(ts->visit(k->mv_data, rec.mv_data, rec.mv_size, ts->arg));
+}
+
+/* "task_open", each key's record looked up in "tasks" and lent to visit
+ * until the txn ends. */
 int cache_store_foreach_open_task(struct cache_store *s,
                                   int (*visit)(const unsigned char *key, const unsigned char *data,
                                                size_t len, void *arg),
                                   void *arg)
 {
-    MDB_txn *txn;
-    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
-        return -1;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, s->task_open, &cur) != 0) {
-        mdb_txn_abort(txn);
-        return -1;
-    }
-    MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        if (k.mv_size == CACHE_KEY_BYTES) {
-            MDB_val rec;
-            int got = mdb_get(txn, s->tasks, &k, &rec);
-            if (got == 0 && visit(k.mv_data, rec.mv_data, rec.mv_size, arg) != 0)
-                break;
-            if (got != 0 && got != MDB_NOTFOUND) {
-                rc = got; /* a read error; an open key without a record is skipped */
-                break;
-            }
-        }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+    struct task_scan ts = {s->tasks, true, visit, arg};
+    return scan(s, s->task_open, NULL, 0, task_row, &ts);
+}
+
+struct usage_scan {
+    int (*visit)(const unsigned char *key, size_t key_len, const unsigned char *data, size_t len,
+                 void *arg);
+    void *arg;
+};
+
+static enum scan_step usage_row(MDB_txn *txn, const MDB_val *k, const MDB_val *v, void *ctx)
+{
+    (void)txn;
+    struct usage_scan *us = ctx;
+    return step_of(us->visit(k->mv_data, k->mv_size, v->mv_data, v->mv_size, us->arg));
 }
 
 int cache_store_foreach_usage(struct cache_store *s, const void *from, size_t from_len,
@@ -1406,61 +1472,33 @@ int cache_store_foreach_usage(struct cache_store *s, const void *from, size_t fr
                                            const unsigned char *data, size_t len, void *arg),
                               void *arg)
 {
-    MDB_txn *txn;
-    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
-        return -1;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, s->usage, &cur) != 0) {
-        mdb_txn_abort(txn);
-        return -1;
-    }
-    MDB_val k = val(from, from_len), v;
-    int rc = from_len > 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
-                          : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        if (visit(k.mv_data, k.mv_size, v.mv_data, v.mv_size, arg) != 0)
-            break;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+    struct usage_scan us = {visit, arg};
+    return scan(s, s->usage, from, from_len, usage_row, &us);
 }
 
 /* --- export and import ---------------------------------------------------------- */
+
+static enum scan_step entry_row(MDB_txn *txn, const MDB_val *k, const MDB_val *v, void *ctx)
+{
+    struct meta_scan *ms = ctx;
+    struct cache_meta m;
+    if (k->mv_size != CACHE_KEY_BYTES || meta_decode(v, &m, NULL) != 0)
+        return SCAN_NEXT;
+    MDB_val rec;
+    bool found;
+    enum scan_step step = scan_lookup(txn, ms->s->entries, k, &rec, &found);
+    if (step != SCAN_NEXT || !found)
+        return step;
+    return step_of(ms->visit_entry(k->mv_data, &m, rec.mv_data, rec.mv_size, ms->arg));
+}
 
 int cache_store_foreach_entry(struct cache_store *s,
                               int (*visit)(const unsigned char *key, const struct cache_meta *meta,
                                            const unsigned char *record, size_t len, void *arg),
                               void *arg)
 {
-    MDB_txn *txn;
-    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
-        return -1;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, s->meta, &cur) != 0) {
-        mdb_txn_abort(txn);
-        return -1;
-    }
-    MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        struct cache_meta m;
-        MDB_val rec;
-        if (k.mv_size == CACHE_KEY_BYTES && meta_decode(&v, &m, NULL) == 0) {
-            int got = mdb_get(txn, s->entries, &k, &rec);
-            if (got == 0 && visit(k.mv_data, &m, rec.mv_data, rec.mv_size, arg) != 0)
-                break;
-            if (got != 0 && got != MDB_NOTFOUND) {
-                rc = got;
-                break;
-            }
-        }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+    struct meta_scan ms = {.s = s, .visit_entry = visit, .arg = arg};
+    return scan(s, s->meta, NULL, 0, entry_row, &ms);
 }
 
 int cache_store_foreach_task(struct cache_store *s,
@@ -1468,24 +1506,8 @@ int cache_store_foreach_task(struct cache_store *s,
                                           size_t len, void *arg),
                              void *arg)
 {
-    MDB_txn *txn;
-    if (txn_begin(s, MDB_RDONLY, &txn) != 0)
-        return -1;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, s->tasks, &cur) != 0) {
-        mdb_txn_abort(txn);
-        return -1;
-    }
-    MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        if (k.mv_size == CACHE_KEY_BYTES && visit(k.mv_data, v.mv_data, v.mv_size, arg) != 0)
-            break;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+    struct task_scan ts = {s->tasks, false, visit, arg};
+    return scan(s, s->tasks, NULL, 0, task_row, &ts);
 }
 
 /* The put_meta of an imported entry: its record decoded (which also checks
