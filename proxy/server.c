@@ -374,31 +374,30 @@ static int open_cache(struct server *srv)
     return 0;
 }
 
-int server_run(const struct config *cfg)
+int server_start(struct server *srv, const struct config *cfg)
 {
-    struct server srv = {.cfg = cfg, .started_wall_ms = clock_wall_ms()};
+    *srv = (struct server){.cfg = cfg, .started_wall_ms = clock_wall_ms()};
     /* Before the downloader and the tasks start: offline, neither may call out. */
-    if (proxy_mode_parse(cfg->mode, &srv.mode) != 0)
-        srv.mode = PROXY_MODE_ONLINE; /* config.c allows only the four words */
-    srv.mode_since_ms = srv.started_wall_ms;
-    ids_init(&srv.ids);
-    int status = 1;
+    if (proxy_mode_parse(cfg->mode, &srv->mode) != 0)
+        srv->mode = PROXY_MODE_ONLINE; /* config.c allows only the four words */
+    srv->mode_since_ms = srv->started_wall_ms;
+    ids_init(&srv->ids);
     char err[512];
 
     if (cache_dir_prepare(cfg->cache_dir, err, sizeof err) != 0) {
         char msg[600];
         log_error("cache_dir_failed", "error=%s", log_value(msg, sizeof msg, err));
-        return 1;
+        return -1;
     }
-    if (open_cache(&srv) != 0)
-        return 1;
-    srv.recent = recent_new();
-    srv.metrics = metrics_new();
-    srv.usage = usage_new(cfg->usage_retention_days);
-    if (srv.store != NULL && usage_load(srv.usage, srv.store, clock_wall_ms()) != 0)
+    if (open_cache(srv) != 0)
+        return -1;
+    srv->recent = recent_new();
+    srv->metrics = metrics_new();
+    srv->usage = usage_new(cfg->usage_retention_days);
+    if (srv->store != NULL && usage_load(srv->usage, srv->store, clock_wall_ms()) != 0)
         log_warn("usage_load_failed", "error=\"cannot read today's usage counters\"");
-    srv.base = new_event_base();
-    if (srv.base == NULL) {
+    srv->base = new_event_base();
+    if (srv->base == NULL) {
         log_error("startup_failed", "error=\"cannot create the event base\"");
         goto out;
     }
@@ -423,37 +422,51 @@ int server_run(const struct config *cfg)
         .max_queue = (size_t)cfg->max_queue,
         .queue_timeout_ms = cfg->queue_timeout_ms,
     };
-    srv.limiter = limiter_new(srv.base, &lim, forward_limiter_callbacks());
-    if (srv.store != NULL) {
-        srv.artifacts = artifacts_new(&srv);
-        if (srv.artifacts == NULL)
+    srv->limiter = limiter_new(srv->base, &lim, forward_limiter_callbacks());
+    if (srv->store != NULL) {
+        srv->artifacts = artifacts_new(srv);
+        if (srv->artifacts == NULL)
             goto out;
         if (cfg->async_tasks)
-            srv.tasks = tasks_new(&srv);
+            srv->tasks = tasks_new(srv);
     }
-    srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
-    srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
-    srv.drain_timer = evtimer_new(srv.base, on_drain_timeout, &srv);
-    srv.tick = event_new(srv.base, -1, EV_PERSIST, on_tick, &srv);
+    srv->sigterm = evsignal_new(srv->base, SIGTERM, on_signal, srv);
+    srv->sigint = evsignal_new(srv->base, SIGINT, on_signal, srv);
+    srv->drain_timer = evtimer_new(srv->base, on_drain_timeout, srv);
+    srv->tick = event_new(srv->base, -1, EV_PERSIST, on_tick, srv);
     struct timeval second = {.tv_sec = 1};
-    if (srv.tick == NULL || event_add(srv.tick, &second) != 0 || srv.sigterm == NULL ||
-        srv.sigint == NULL || srv.drain_timer == NULL || evsignal_add(srv.sigterm, NULL) != 0 ||
-        evsignal_add(srv.sigint, NULL) != 0) {
+    if (srv->tick == NULL || event_add(srv->tick, &second) != 0 || srv->sigterm == NULL ||
+        srv->sigint == NULL || srv->drain_timer == NULL || evsignal_add(srv->sigterm, NULL) != 0 ||
+        evsignal_add(srv->sigint, NULL) != 0) {
         log_error("startup_failed", "error=\"cannot install signal handlers\"");
         goto out;
     }
-    if (setup_http(&srv) != 0)
+    if (setup_http(srv) != 0)
         goto out;
     log_info("upstream_auth", "mode=%s",
              cfg->api_key == NULL                      ? "unset_forwarding_client_authorization"
              : strcmp(cfg->api_key_source, "env") == 0 ? "set_from_env"
                                                        : "set_from_file");
-    log_info("mode", "mode=%s", proxy_mode_name(srv.mode));
-    log_listening(&srv);
+    log_info("mode", "mode=%s", proxy_mode_name(srv->mode));
+    log_listening(srv);
+    return 0;
+out:
+    teardown(srv);
+    return -1;
+}
+
+void server_stop(struct server *srv)
+{
+    teardown(srv);
+}
+
+int server_run(const struct config *cfg)
+{
+    struct server srv;
+    if (server_start(&srv, cfg) != 0)
+        return 1;
     event_base_dispatch(srv.base);
     log_info("stopped", "in_flight=%llu", (unsigned long long)srv.in_flight);
-    status = 0;
-out:
-    teardown(&srv);
-    return status;
+    server_stop(&srv);
+    return 0;
 }

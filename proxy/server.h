@@ -91,6 +91,14 @@ struct server {
  * status: 0 after a clean stop, 1 when start-up failed (logged). */
 int server_run(const struct config *cfg);
 
+/* The steps of server_run, for callers that drive the loop themselves (the
+ * fuzz target of raw HTTP): server_start opens the cache, binds the listener
+ * and installs the events into srv (cfg must outlive it); returns 0, or -1
+ * when start-up failed (logged; nothing left to stop). server_stop frees
+ * what server_start made; the loop must not be running. */
+int server_start(struct server *srv, const struct config *cfg);
+void server_stop(struct server *srv);
+
 /* Called by request.c as requests begin and end, and as replies leave. */
 void server_request_started(struct server *srv, struct request *r);
 void server_request_finished(struct server *srv, struct request *r);
