@@ -22,6 +22,7 @@
  * submission as sample K (key.h). */
 #include "task_submit.h"
 #include "answer.h"
+#include "batch_split.h"
 #include "cache_io.h"
 #include "clock.h"
 #include "config.h"
@@ -43,19 +44,9 @@
 
 #define BATCH_MAX 500 /* cloro-api.md 7.3 */
 
-enum item_kind {
-    ITEM_UPSTREAM,
-    ITEM_CACHED,
-    ITEM_ATTACHED,
-    ITEM_DUPLICATE,
-    ITEM_KEY_REUSED,
-    ITEM_OFFLINE, /* would go upstream, but the proxy is offline */
-};
-#define ITEM_KINDS (ITEM_OFFLINE + 1)
-
 struct item {
     json_t *doc; /* borrowed from the submission */
-    enum item_kind kind;
+    enum batch_item_kind kind;
     bool keyed;
     struct cache_key key;
     struct cache_entry hit; /* CACHED */
@@ -71,8 +62,7 @@ struct batch {
     json_t *doc;
     struct item *items;
     size_t count;
-    size_t *upstream; /* indexes of the UPSTREAM items, in the order sent */
-    size_t upstream_count;
+    struct batch_split split; /* the UPSTREAM items, in the order sent */
     int64_t credits_saved;
 };
 
@@ -141,14 +131,14 @@ static void sort_item(struct tasks *ts, struct item *it, size_t index, json_t *s
                       const struct cache_directives *d, uint32_t sample)
 {
     struct server *srv = tasks_server(ts);
-    it->kind = ITEM_UPSTREAM;
+    it->kind = BATCH_ITEM_UPSTREAM;
     if (!json_is_object(it->doc))
         return;
     const char *idem = json_string_value(json_object_get(it->doc, "idempotencyKey"));
     if (idem != NULL) {
         if (tasks_idempotency_used(ts, idem) ||
             (seen != NULL && json_object_get(seen, idem) != NULL)) {
-            it->kind = ITEM_KEY_REUSED;
+            it->kind = BATCH_ITEM_KEY_REUSED;
             return;
         }
         if (seen != NULL)
@@ -161,18 +151,18 @@ static void sort_item(struct tasks *ts, struct item *it, size_t index, json_t *s
         return;
     cache_key_sample(&it->key, sample);
     if (cached_answer(srv, &it->key, d, &it->hit)) {
-        it->kind = ITEM_CACHED;
+        it->kind = BATCH_ITEM_CACHED;
         return;
     }
     json_t *first = firsts != NULL ? json_object_get(firsts, it->key.hex) : NULL;
     if (first != NULL) {
-        it->kind = ITEM_DUPLICATE;
+        it->kind = BATCH_ITEM_DUPLICATE;
         it->first = (size_t)json_integer_value(first);
         return;
     }
     it->leader = d->no_cache ? NULL : tasks_open_for_key(ts, it->key.bytes);
     if (it->leader != NULL) {
-        it->kind = ITEM_ATTACHED;
+        it->kind = BATCH_ITEM_ATTACHED;
         return;
     }
     if (firsts != NULL)
@@ -192,6 +182,11 @@ static json_t *upstream_item(struct server *srv, json_t *doc)
     json_t *copy = json_copy(doc);
     json_object_del(copy, "webhook");
     return copy;
+}
+
+static json_t *upstream_item_cb(void *arg, json_t *doc)
+{
+    return upstream_item(arg, doc);
 }
 
 static struct task *begin_upstream(struct tasks *ts, struct item *it,
@@ -319,7 +314,7 @@ void task_submit(struct tasks *ts, struct request *r)
     submission_directives(r, &d);
     struct item it = {.doc = doc};
     sort_item(ts, &it, 0, NULL, NULL, &d, r->sample);
-    if (it.kind == ITEM_UPSTREAM && srv->mode == PROXY_MODE_OFFLINE) {
+    if (it.kind == BATCH_ITEM_UPSTREAM && srv->mode == PROXY_MODE_OFFLINE) {
         forward_reply_offline(r, it.keyed ? &it.key : NULL);
         json_decref(doc);
         return;
@@ -328,11 +323,11 @@ void task_submit(struct tasks *ts, struct request *r)
     struct task *t;
     char status[64];
     switch (it.kind) {
-    case ITEM_KEY_REUSED:
+    case BATCH_ITEM_KEY_REUSED:
         tasks_counters(ts)->key_reused++;
         reply_error(r, PROXY_ERROR_TASK_EXISTS, NULL, key_reused_details(idem));
         break;
-    case ITEM_CACHED:
+    case BATCH_ITEM_CACHED:
         t = tasks_new_cached(ts, doc, &it.hit);
         r->cache_outcome = CACHE_OUTCOME_HIT;
         add_saved(r, &it.hit);
@@ -342,9 +337,9 @@ void task_submit(struct tasks *ts, struct request *r)
         tasks_release(ts, t);
         cache_entry_free(&it.hit);
         break;
-    case ITEM_ATTACHED:
-    case ITEM_DUPLICATE: /* not in a single */
-    case ITEM_OFFLINE:   /* nor this: answered above */
+    case BATCH_ITEM_ATTACHED:
+    case BATCH_ITEM_DUPLICATE: /* not in a single */
+    case BATCH_ITEM_OFFLINE:   /* nor this: answered above */
         t = tasks_new_attached(ts, doc, it.leader);
         r->cache_outcome = CACHE_OUTCOME_COALESCED;
         srv->stats.cache_by_outcome[CACHE_OUTCOME_COALESCED]++;
@@ -352,7 +347,7 @@ void task_submit(struct tasks *ts, struct request *r)
         request_add_header(r, "Cache-Status", "cloro-proxy; fwd=miss; collapsed");
         tasks_reply_view(r, tasks_creation_view(t->rec), "COALESCED");
         break;
-    case ITEM_UPSTREAM: {
+    case BATCH_ITEM_UPSTREAM: {
         t = begin_upstream(ts, &it, &d);
         if (srv->authorization == NULL && request_header(r, "Authorization") != NULL) {
             t->authorization = strdup(request_header(r, "Authorization"));
@@ -381,39 +376,20 @@ void task_submit(struct tasks *ts, struct request *r)
 
 static json_t *success_item(size_t index, const json_t *rec)
 {
-    return json_pack("{s:b, s:I, s:O, s:O}", "success", 1, "index", (json_int_t)index, "task",
-                     json_object_get(rec, "task"), "credits", json_object_get(rec, "credits"));
-}
-
-static json_t *failure_item(size_t index, const char *code, const char *message, json_t *details)
-{
-    char ts[40];
-    clock_format_iso8601(ts, sizeof ts, clock_wall_ms());
-    json_t *error = json_pack("{s:s, s:s, s:s}", "code", code, "message", message, "timestamp", ts);
-    if (details != NULL)
-        json_object_set_new(error, "details", details);
-    return json_pack("{s:b, s:I, s:o}", "success", 0, "index", (json_int_t)index, "error", error);
-}
-
-/* The upstream's own item, moved to the client's index. */
-static json_t *reindexed(const json_t *item, size_t index)
-{
-    json_t *copy = json_deep_copy(item);
-    json_object_set_new(copy, "index", json_integer((json_int_t)index));
-    return copy;
+    return batch_item_success(index, json_object_get(rec, "task"), json_object_get(rec, "credits"));
 }
 
 static void batch_free(struct batch *b)
 {
     for (size_t i = 0; i < b->count; i++) {
         struct item *it = &b->items[i];
-        if (it->kind == ITEM_CACHED)
+        if (it->kind == BATCH_ITEM_CACHED)
             cache_entry_free(&it->hit);
         json_decref(it->error);
         json_decref(it->result);
     }
     free(b->items);
-    free(b->upstream);
+    batch_split_deinit(&b->split);
     json_decref(b->doc);
     free(b);
 }
@@ -424,30 +400,30 @@ static void settle_local(struct batch *b, size_t i)
     struct item *it = &b->items[i];
     struct task *t;
     switch (it->kind) {
-    case ITEM_KEY_REUSED:
+    case BATCH_ITEM_KEY_REUSED:
         tasks_counters(ts)->key_reused++;
-        it->result = failure_item(
+        it->result = batch_item_failure(
             i, "RESOURCE_ALREADY_EXISTS", "Task already exists",
             key_reused_details(json_string_value(json_object_get(it->doc, "idempotencyKey"))));
         return;
-    case ITEM_CACHED:
+    case BATCH_ITEM_CACHED:
         t = tasks_new_cached(ts, it->doc, &it->hit);
         b->credits_saved += it->hit.credits_charged;
         it->result = success_item(i, t->rec);
         tasks_release(ts, t);
         return;
-    case ITEM_ATTACHED:
+    case BATCH_ITEM_ATTACHED:
         t = tasks_new_attached(ts, it->doc, it->leader);
         it->result = success_item(i, t->rec);
         return;
-    case ITEM_OFFLINE:
-        it->result = failure_item(
+    case BATCH_ITEM_OFFLINE:
+        it->result = batch_item_failure(
             i, "OFFLINE_CACHE_MISS", "The proxy is offline and has no stored answer for this task",
             it->keyed ? json_pack("{s:s, s:s}", "key", it->key.hex, "provider", it->key.provider)
                       : NULL);
         return;
-    case ITEM_DUPLICATE:
-    case ITEM_UPSTREAM:
+    case BATCH_ITEM_DUPLICATE:
+    case BATCH_ITEM_UPSTREAM:
         return;
     }
 }
@@ -471,37 +447,23 @@ static void settle_duplicate(struct batch *b, size_t i)
             json_pack("{s:b, s:I, s:O}", "success", 0, "index", (json_int_t)i, "error", error);
         return;
     }
-    it->result =
-        failure_item(i, "INTERNAL_SERVER_ERROR",
-                     "The identical task of this batch ended before it could be followed", NULL);
+    it->result = batch_item_failure(
+        i, "INTERNAL_SERVER_ERROR",
+        "The identical task of this batch ended before it could be followed", NULL);
 }
 
 static void reply_merged(struct request *r, struct batch *b, const char *rid)
 {
     json_t *results = json_array();
-    size_t succeeded = 0;
-    size_t kinds[ITEM_KINDS] = {0};
-    for (size_t i = 0; i < b->count; i++) {
-        struct item *it = &b->items[i];
-        kinds[it->kind]++;
-        if (json_is_true(json_object_get(it->result, "success")))
-            succeeded++;
-        json_array_append(results, it->result);
-    }
-    json_t *doc = json_pack("{s:b, s:{s:I, s:I, s:I}, s:o}", "success", 1, "summary", "total",
-                            (json_int_t)b->count, "succeeded", (json_int_t)succeeded, "failed",
-                            (json_int_t)(b->count - succeeded), "results", results);
+    for (size_t i = 0; i < b->count; i++)
+        json_array_append(results, b->items[i].result);
+    json_t *doc = batch_merge(results);
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     if (text == NULL)
         abort();
     char split[160];
-    int n = snprintf(split, sizeof split,
-                     "cached=%zu; attached=%zu; duplicate=%zu; upstream=%zu; reused=%zu",
-                     kinds[ITEM_CACHED], kinds[ITEM_ATTACHED], kinds[ITEM_DUPLICATE],
-                     kinds[ITEM_UPSTREAM], kinds[ITEM_KEY_REUSED]);
-    if (kinds[ITEM_OFFLINE] > 0 && n > 0 && (size_t)n < sizeof split)
-        snprintf(split + n, sizeof split - (size_t)n, "; offline=%zu", kinds[ITEM_OFFLINE]);
+    batch_split_describe(&b->split, split, sizeof split);
     char saved[32];
     snprintf(saved, sizeof saved, "%lld", (long long)b->credits_saved);
     r->server->stats.cache_credits_saved += (uint64_t)b->credits_saved;
@@ -523,9 +485,16 @@ static void reply_merged(struct request *r, struct batch *b, const char *rid)
     evbuffer_free(buf);
 }
 
-/* The upstream's answer for item i (the j-th sent). */
-static void settle_upstream_item(struct batch *b, size_t i, const json_t *result, const char *rid)
+struct settle_context {
+    struct batch *b;
+    const char *rid;
+};
+
+/* The upstream's answer for item i (batch_split_match). */
+static void settle_upstream_item(void *arg, size_t i, const json_t *result)
 {
+    struct settle_context *ctx = arg;
+    struct batch *b = ctx->b;
     struct item *it = &b->items[i];
     struct task *t = it->leader;
     it->leader = NULL;
@@ -535,16 +504,12 @@ static void settle_upstream_item(struct batch *b, size_t i, const json_t *result
                  json_string_value(json_object_get(summary, "id")) != NULL
                      ? json_string_value(json_object_get(summary, "id"))
                      : "");
-        tasks_created(b->ts, t, summary, json_object_get(result, "credits"), rid);
-        it->result = reindexed(result, i);
-        return;
+        tasks_created(b->ts, t, summary, json_object_get(result, "credits"), ctx->rid);
+    } else {
+        json_t *error = json_object_get(result, "error");
+        tasks_creation_failed(b->ts, t, json_is_object(error) ? json_incref(error) : NULL);
     }
-    json_t *error = json_object_get(result, "error");
-    tasks_creation_failed(b->ts, t, json_is_object(error) ? json_incref(error) : NULL);
-    it->result = json_is_object(error)
-                     ? reindexed(result, i)
-                     : failure_item(i, "INTERNAL_SERVER_ERROR",
-                                    "The cloro API gave no answer for this task", NULL);
+    it->result = batch_item_from_upstream(result, i);
 }
 
 static void on_batch_answered(struct request *r, const struct upstream_result *res)
@@ -555,11 +520,11 @@ static void on_batch_answered(struct request *r, const struct upstream_result *r
     const char *rid =
         res->outcome == UPSTREAM_OK ? upstream_result_header(res, "X-Request-ID") : NULL;
     bool whole = res->outcome == UPSTREAM_OK && res->status == 200 && json_is_array(results);
-    if (!whole && b->upstream_count == b->count) {
+    if (!whole && b->split.upstream_count == b->count) {
         /* Nothing was answered here: the upstream's answer stands as is. */
         json_t *error = json_object_get(doc, "error");
-        for (size_t j = 0; j < b->upstream_count; j++) {
-            struct item *it = &b->items[b->upstream[j]];
+        for (size_t j = 0; j < b->split.upstream_count; j++) {
+            struct item *it = &b->items[b->split.upstream[j]];
             tasks_creation_failed(b->ts, it->leader,
                                   json_is_object(error) ? json_incref(error) : NULL);
             it->leader = NULL;
@@ -570,17 +535,8 @@ static void on_batch_answered(struct request *r, const struct upstream_result *r
         return;
     }
     if (whole) {
-        size_t index;
-        json_t *result;
-        json_array_foreach(results, index, result)
-        {
-            json_int_t j = json_integer_value(json_object_get(result, "index"));
-            if (!json_is_integer(json_object_get(result, "index")))
-                j = (json_int_t)index;
-            if (j < 0 || (size_t)j >= b->upstream_count || b->items[b->upstream[j]].leader == NULL)
-                continue;
-            settle_upstream_item(b, b->upstream[j], result, rid);
-        }
+        struct settle_context ctx = {.b = b, .rid = rid};
+        batch_split_match(&b->split, results, settle_upstream_item, &ctx);
     }
     /* Tasks the upstream did not answer for (or a batch refused whole). */
     const json_t *error = json_object_get(doc, "error");
@@ -593,18 +549,19 @@ static void on_batch_answered(struct request *r, const struct upstream_result *r
                  upstream_outcome_name(res->outcome), res->status);
         message = fallback;
     }
-    for (size_t j = 0; j < b->upstream_count; j++) {
-        struct item *it = &b->items[b->upstream[j]];
+    for (size_t j = 0; j < b->split.upstream_count; j++) {
+        struct item *it = &b->items[b->split.upstream[j]];
         if (it->leader == NULL)
             continue;
         tasks_creation_failed(b->ts, it->leader,
                               json_is_object(error) ? json_incref((json_t *)error) : NULL);
         it->leader = NULL;
-        it->result = failure_item(b->upstream[j], code, message != NULL ? message : code, NULL);
+        it->result =
+            batch_item_failure(b->split.upstream[j], code, message != NULL ? message : code, NULL);
     }
     json_decref(doc);
     for (size_t i = 0; i < b->count; i++)
-        if (b->items[i].kind == ITEM_DUPLICATE)
+        if (b->items[i].kind == BATCH_ITEM_DUPLICATE)
             settle_duplicate(b, i);
     reply_merged(r, b, rid);
 }
@@ -612,8 +569,8 @@ static void on_batch_answered(struct request *r, const struct upstream_result *r
 static void on_batch_failed(struct request *r)
 {
     struct batch *b = r->hook_arg;
-    for (size_t j = 0; j < b->upstream_count; j++) {
-        struct item *it = &b->items[b->upstream[j]];
+    for (size_t j = 0; j < b->split.upstream_count; j++) {
+        struct item *it = &b->items[b->split.upstream[j]];
         if (it->leader != NULL)
             tasks_creation_failed(b->ts, it->leader, NULL);
         it->leader = NULL;
@@ -628,8 +585,8 @@ static const struct forward_hooks batch_hooks = {.answered = on_batch_answered,
 static bool offline_only(const struct batch *b)
 {
     for (size_t i = 0; i < b->count; i++) {
-        enum item_kind k = b->items[i].kind;
-        if (k != ITEM_OFFLINE && k != ITEM_DUPLICATE)
+        enum batch_item_kind k = b->items[i].kind;
+        if (k != BATCH_ITEM_OFFLINE && k != BATCH_ITEM_DUPLICATE)
             return false;
     }
     return true;
@@ -641,7 +598,7 @@ static void reply_batch_offline(struct request *r, struct batch *b)
     struct server *srv = r->server;
     json_t *keys = json_array();
     for (size_t i = 0; i < b->count; i++)
-        if (b->items[i].kind == ITEM_OFFLINE && b->items[i].keyed)
+        if (b->items[i].kind == BATCH_ITEM_OFFLINE && b->items[i].keyed)
             json_array_append_new(keys, json_string(b->items[i].key.hex));
     batch_free(b);
     srv->stats.offline_misses++;
@@ -678,20 +635,20 @@ void task_submit_batch(struct tasks *ts, struct request *r)
     b->doc = doc;
     b->count = json_array_size(doc);
     b->items = calloc(b->count, sizeof *b->items);
-    b->upstream = calloc(b->count, sizeof *b->upstream);
-    if (b->items == NULL || b->upstream == NULL)
+    if (b->items == NULL)
         abort();
+    batch_split_init(&b->split, b->count);
     tasks_counters(ts)->batches++;
     json_t *seen = json_object();
     json_t *firsts = json_object();
-    json_t *sent = json_array();
     for (size_t i = 0; i < b->count; i++) {
         struct item *it = &b->items[i];
         it->doc = json_array_get(doc, i);
         sort_item(ts, it, i, seen, firsts, &d, r->sample);
-        if (it->kind == ITEM_UPSTREAM && srv->mode == PROXY_MODE_OFFLINE)
-            it->kind = ITEM_OFFLINE;
-        if (it->kind != ITEM_UPSTREAM) {
+        if (it->kind == BATCH_ITEM_UPSTREAM && srv->mode == PROXY_MODE_OFFLINE)
+            it->kind = BATCH_ITEM_OFFLINE;
+        if (it->kind != BATCH_ITEM_UPSTREAM) {
+            batch_split_add(&b->split, i, it->kind);
             settle_local(b, i);
             continue;
         }
@@ -701,15 +658,13 @@ void task_submit_batch(struct tasks *ts, struct request *r)
             if (it->leader->authorization == NULL)
                 abort();
         }
-        b->upstream[b->upstream_count++] = i;
-        json_array_append_new(sent, upstream_item(srv, it->doc));
+        batch_split_add(&b->split, i, it->kind);
     }
     json_decref(seen);
     json_decref(firsts);
-    if (b->upstream_count == 0) {
-        json_decref(sent);
+    if (b->split.upstream_count == 0) {
         for (size_t i = 0; i < b->count; i++)
-            if (b->items[i].kind == ITEM_DUPLICATE)
+            if (b->items[i].kind == BATCH_ITEM_DUPLICATE)
                 settle_duplicate(b, i); /* of an OFFLINE item: fails as it did */
         if (offline_only(b)) {
             reply_batch_offline(r, b);
@@ -720,6 +675,7 @@ void task_submit_batch(struct tasks *ts, struct request *r)
         return;
     }
     tasks_counters(ts)->upstream_batches++;
+    json_t *sent = batch_split_body(&b->split, doc, upstream_item_cb, srv);
     r->upstream_body = json_dumps(sent, JSON_COMPACT);
     json_decref(sent);
     if (r->upstream_body == NULL)
