@@ -7,6 +7,7 @@
 #include "cli_cache.h"
 #include "clock.h"
 #include "cli_store.h"
+#include "cli_verify.h"
 #include "config.h"
 #include "entry.h"
 #include "key.h"
@@ -26,6 +27,7 @@ static void usage(FILE *out)
                  "  cloro-proxy cache stats [--config FILE | --cache-dir DIR]\n"
                  "  cloro-proxy cache ls    [--config FILE | --cache-dir DIR] [--provider P]\n"
                  "  cloro-proxy cache show KEY [--config FILE | --cache-dir DIR]\n"
+                 "  cloro-proxy cache verify [--list] [--config FILE | --cache-dir DIR]\n"
                  "  cloro-proxy cache purge (--all | --provider P | --older-than DURATION)\n"
                  "                          [--config FILE | --cache-dir DIR]\n");
 }
@@ -247,13 +249,14 @@ static int cmd_purge(struct cache_store *store, bool all, const char *provider,
 
 int cli_cache_main(int argc, char **argv)
 {
-    enum { OPT_CACHE_DIR = 1000, OPT_PROVIDER, OPT_OLDER_THAN, OPT_ALL };
+    enum { OPT_CACHE_DIR = 1000, OPT_PROVIDER, OPT_OLDER_THAN, OPT_ALL, OPT_LIST };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
         {"provider", required_argument, NULL, OPT_PROVIDER},
         {"older-than", required_argument, NULL, OPT_OLDER_THAN},
         {"all", no_argument, NULL, OPT_ALL},
+        {"list", no_argument, NULL, OPT_LIST},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -263,7 +266,7 @@ int cli_cache_main(int argc, char **argv)
     }
     const char *sub = argv[1];
     const char *config_path = NULL, *cache_dir = NULL, *provider = NULL, *older_than = NULL;
-    bool all = false;
+    bool all = false, list = false;
     optind = 2;
     int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -283,6 +286,9 @@ int cli_cache_main(int argc, char **argv)
         case OPT_ALL:
             all = true;
             break;
+        case OPT_LIST:
+            list = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -296,7 +302,9 @@ int cli_cache_main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (strcmp(sub, "stats") != 0 && strcmp(sub, "ls") != 0 && !show && strcmp(sub, "purge") != 0) {
+    bool verify = strcmp(sub, "verify") == 0;
+    if (strcmp(sub, "stats") != 0 && strcmp(sub, "ls") != 0 && !show && !verify &&
+        strcmp(sub, "purge") != 0) {
         fprintf(stderr, "cloro-proxy: unknown cache command '%s'\n", sub);
         usage(stderr);
         return EXIT_USAGE;
@@ -324,6 +332,8 @@ int cli_cache_main(int argc, char **argv)
             status = cmd_ls(store, provider);
         else if (show)
             status = cmd_show(store, argv[optind]);
+        else if (verify)
+            status = cli_verify_store(store, list);
         else
             status = cmd_purge(store, all, provider, older_than);
         cache_store_close(store);
