@@ -1,7 +1,8 @@
 # bench/lib.sh: what the bench scripts share, sourced after they set TMP (a
 # scratch directory), RESULTS (where logs are kept) and die(): process
 # bookkeeping (everything started is stopped on exit, logs copied, TMP
-# removed), waiting for a listening line, and an environment without proxies.
+# removed), waiting for a listening line, an environment without proxies,
+# nginx, wrk runs, and the start and stop of a run's fake upstream and proxy.
 # shellcheck shell=bash
 
 # --- process bookkeeping: everything started is stopped on exit -------------
@@ -142,4 +143,65 @@ run_wrk() {
     if [ "$(field requests "$BENCH_LINE")" = 0 ]; then
         BENCH_OK=0
     fi
+}
+
+# --- servers of one run: a fake upstream and a cloro-proxy in front of it ----
+# forget_pid PID: takes PID off PIDS (it has been waited for).
+forget_pid() {
+    local p keep=()
+    for p in "${PIDS[@]}"; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
+}
+
+# stop_pid PID: stops one process started here (TERM, KILL after 5 s) and
+# takes it off PIDS. STOP_STATUS is its exit status (143 when TERM ended it
+# without a handler, 137 when it had to be killed).
+# shellcheck disable=SC2034 # STOP_STATUS is read by the scripts that source this file
+stop_pid() {
+    local pid=$1 deadline=$((SECONDS + 5))
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    STOP_STATUS=0
+    wait "$pid" 2>/dev/null || STOP_STATUS=$?
+    forget_pid "$pid"
+}
+
+# start_fake TAG ARG...: the fake upstream (FAKE_BIN) on a free loopback port,
+# accepting KEY, with the ARGs (its knobs); log RESULTS/fake-TAG.log. Sets
+# FAKE_PID and FAKE_ADDR.
+# shellcheck disable=SC2153 # FAKE_BIN and KEY come from the script
+start_fake() {
+    local tag=$1
+    shift
+    "$FAKE_BIN" --listen 127.0.0.1:0 --api-key "$KEY" "$@" >"$RESULTS/fake-$tag.log" 2>&1 &
+    FAKE_PID=$!
+    PIDS+=("$FAKE_PID")
+    wait_listening "fake upstream ($tag)" "$FAKE_PID" "$RESULTS/fake-$tag.log"
+    FAKE_ADDR=$LISTEN_ADDR
+}
+
+# start_proxy TAG ARG...: cloro-proxy (PROXY_BIN) on a free loopback port in
+# front of FAKE_ADDR with an empty cache in TMP/cache, the key KEY (from
+# CLORO_API_KEY), no access log (--log-level info then prints only the
+# start-up lines and warnings), no *_proxy variable, and the ARGs; log
+# RESULTS/proxy-TAG.log. env execs the proxy: PROXY_PID is the proxy's pid.
+# Sets PROXY_PID and PROXY_ADDR.
+# shellcheck disable=SC2153,SC2034 # PROXY_BIN and KEY come from the script, PROXY_ADDR goes to it
+start_proxy() {
+    local tag=$1
+    shift
+    rm -rf "$TMP/cache"
+    mkdir -p "$TMP/cache"
+    "${NO_PROXY_ENV[@]}" CLORO_API_KEY="$KEY" "$PROXY_BIN" serve --listen 127.0.0.1:0 \
+        --upstream "http://$FAKE_ADDR" --cache-dir "$TMP/cache" --access-log false \
+        --log-level info "$@" >"$RESULTS/proxy-$tag.log" 2>&1 &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_listening "cloro-proxy ($tag)" "$PROXY_PID" "$RESULTS/proxy-$tag.log"
+    PROXY_ADDR=$LISTEN_ADDR
 }
