@@ -140,6 +140,8 @@ static void admit(struct request *r);
 static void observe_limits(struct server *srv, const struct upstream_result *res);
 static int64_t retry_delay(struct request *r, const struct upstream_result *res);
 static void schedule_retry(struct request *r, int64_t delay_ms);
+static bool is_submission(const struct request *r);
+static bool submission_idempotent(const struct request *r);
 
 void forward_reply_upstream_failure(struct request *r, const struct upstream_result *res)
 {
@@ -203,11 +205,16 @@ static void answer_flight(struct request *r, struct flight *f, const struct cach
     coalescer_flight_free(f);
 }
 
+static void settle_upstream_result(struct request *r, const struct upstream_result *res);
+
 static void on_upstream_done(const struct upstream_result *res, void *arg)
 {
     struct request *r = arg;
     struct server *srv = r->server;
     r->transfer = NULL;
+    /* libcurl's resend after a reused connection died is a call too (upstream.h). */
+    if (res->sends > 1)
+        srv->stats.upstream_calls += (uint64_t)(res->sends - 1);
     limiter_release(srv->limiter, &r->ticket);
     observe_limits(srv, res);
     int64_t delay_ms = retry_delay(r, res);
@@ -217,6 +224,14 @@ static void on_upstream_done(const struct upstream_result *res, void *arg)
         schedule_retry(r, delay_ms);
         return;
     }
+    settle_upstream_result(r, res);
+}
+
+/* The answer (or failure) of r's last attempt goes to r, its hooks or every
+ * request of its flight. */
+static void settle_upstream_result(struct request *r, const struct upstream_result *res)
+{
+    struct server *srv = r->server;
     if (r->hooks != NULL) {
         if (res->outcome != UPSTREAM_OK)
             warn_upstream_failure(srv, r, res);
@@ -352,6 +367,31 @@ static int64_t remaining_ms(const struct request *r)
     return left > 0 ? left : 1;
 }
 
+/* An attempt needs at least this much of its request's budget: with less,
+ * no answer could arrive in time. */
+#define ATTEMPT_MIN_MS 10
+
+/* The budget went to the queue or to backoff before an attempt could start:
+ * r and its flight end as a call that got no answer in time would (504, or
+ * stale-if-error), and nothing is sent (an attempt with a millisecond left
+ * would only fail as "unreachable"). */
+static void end_out_of_time(struct request *r)
+{
+    struct server *srv = r->server;
+    limiter_release(srv->limiter, &r->ticket);
+    struct evbuffer *empty = evbuffer_new();
+    if (empty == NULL)
+        abort();
+    const struct upstream_result res = {
+        .outcome = UPSTREAM_TIMEOUT,
+        .body = empty,
+        .error = "no time was left for an attempt: the request waited its budget in the queue "
+                 "or between retries",
+    };
+    settle_upstream_result(r, &res);
+    evbuffer_free(empty);
+}
+
 static void send_attempt(struct request *r)
 {
     struct server *srv = r->server;
@@ -360,6 +400,11 @@ static void send_attempt(struct request *r)
         /* Queued (or waiting to retry) when the proxy went offline. */
         limiter_release(srv->limiter, &r->ticket);
         fail_offline(r);
+        return;
+    }
+    /* Calls with hooks (task submissions) keep to their own ends. */
+    if (r->hooks == NULL && (r->deadline_us - clock_mono_us()) / 1000 < ATTEMPT_MIN_MS) {
+        end_out_of_time(r);
         return;
     }
     struct evbuffer *body = request_body(r);
@@ -395,6 +440,9 @@ static void send_attempt(struct request *r)
         .body = body_bytes,
         .body_len = body_len,
         .timeout_ms = remaining_ms(r),
+        /* A submission without idempotencyKey the upstream may have accepted
+         * is never sent twice, not even by libcurl (retry.h). */
+        .no_resend = is_submission(r) && !submission_idempotent(r),
     };
     srv->stats.upstream_calls++;
     r->upstream_attempts++;

@@ -45,6 +45,9 @@ struct upstream_transfer {
     struct upstream_header resp_headers[RESPONSE_HEADERS_MAX];
     size_t resp_header_count;
     bool too_large;
+    bool no_resend;
+    bool resend_refused;
+    int sends;
     size_t max_bytes;
     upstream_done_cb done;
     void *arg;
@@ -235,6 +238,24 @@ static size_t on_body(char *data, size_t size, size_t count, void *userp)
     return len;
 }
 
+/* CURLOPT_PREREQFUNCTION: runs each time the request is about to go out,
+ * so a second run is libcurl's resend after a reused connection died. */
+static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    struct upstream_transfer *t = userp;
+    if (t->sends > 0 && t->no_resend) {
+        t->resend_refused = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    t->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
 static CURL *take_easy(struct upstream *up)
 {
     if (up->pool_count > 0) {
@@ -271,6 +292,7 @@ struct upstream_transfer *upstream_start(struct upstream *up, const struct upstr
     t->done = done;
     t->arg = arg;
     t->max_bytes = call->max_bytes > 0 ? call->max_bytes : up->opts.max_response_bytes;
+    t->no_resend = call->no_resend;
     t->body = evbuffer_new();
     if (t->body == NULL)
         abort();
@@ -317,6 +339,8 @@ struct upstream_transfer *upstream_start(struct upstream *up, const struct upstr
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(easy, CURLOPT_PREREQDATA, t);
 
     if (strcmp(call->method, "GET") == 0) {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
@@ -356,12 +380,12 @@ static enum upstream_outcome classify(const struct upstream_transfer *t, CURLcod
         return UPSTREAM_OK;
     if (t->too_large)
         return UPSTREAM_TOO_LARGE;
-    curl_off_t connect_us = 0;
-    curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
     switch (code) {
     case CURLE_OPERATION_TIMEDOUT:
-        /* Never connected: the upstream is unreachable, not slow. */
-        return connect_us > 0 ? UPSTREAM_TIMEOUT : UPSTREAM_UNREACHABLE;
+        /* Never connected: the upstream is unreachable, not slow. The request
+         * went out once a connection was there, new or reused (whose connect
+         * time libcurl reports as 0). */
+        return t->sends > 0 ? UPSTREAM_TIMEOUT : UPSTREAM_UNREACHABLE;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT:
@@ -389,7 +413,11 @@ static void reap_finished(struct upstream *up)
             .headers = t->resp_headers,
             .header_count = t->resp_header_count,
             .body = t->body,
-            .error = t->error[0] != '\0' ? t->error : curl_easy_strerror(code),
+            .error = t->resend_refused
+                         ? "the connection died before any answer; the request is not sent again"
+                     : t->error[0] != '\0' ? t->error
+                                           : curl_easy_strerror(code),
+            .sends = t->sends,
         };
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &result.status);
         curl_off_t total_us = 0;

@@ -10,6 +10,7 @@
 #define CLORO_UPSTREAM_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,12 @@ struct upstream_call {
     size_t body_len;
     int64_t timeout_ms; /* the whole call */
     size_t max_bytes;   /* response body bound; 0: max_response_bytes */
+    /* libcurl sends a request again, on a fresh connection, when the reused
+     * connection it went out on died before any byte of an answer. That
+     * resend is counted (upstream_result.sends); with no_resend it is
+     * refused and the call ends UPSTREAM_BROKEN: for requests the upstream
+     * may have accepted and that must not be made twice. */
+    bool no_resend;
 };
 
 enum upstream_outcome {
@@ -62,6 +69,7 @@ struct upstream_result {
     struct evbuffer *body; /* the caller may move its contents out */
     const char *error;     /* libcurl's message when outcome is not OK */
     int64_t elapsed_us;
+    int sends; /* times the request went out: 1, 2 after libcurl's resend, 0 if never */
 };
 
 typedef void (*upstream_done_cb)(const struct upstream_result *result, void *arg);

@@ -1082,6 +1082,14 @@ static void fake_server_handle_task_create(struct fake_call *c, const struct fak
     json_t *body = json_pack("{s:b, s:o, s:o}", "success", 1, "task", fake_tasks_summary_json(t),
                              "credits", fake_tasks_credits_json(t));
     fake_tasks_pump(srv->tasks);
+    /* [fake:reset] in the payload: the task exists, but its creator never
+     * hears of it (the connection is reset instead of the 200). */
+    if (vt.req.text != NULL && strstr(vt.req.text, "[fake:reset]") != NULL) {
+        json_decref(body);
+        srv->stats.faults[FAKE_FAULT_RESET]++;
+        fake_server_call_reset(c, "reset_after_create");
+        return;
+    }
     fake_server_reply_json(c, 200, body, "ok");
 }
 

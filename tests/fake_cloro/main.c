@@ -61,6 +61,8 @@ static void fake_main_usage(FILE *f)
                "reset, reset_mid_body, slow, 429, garbage, stall, slow_drip\n");
     fprintf(f, "markers in an async task's payload prompt/query (fake_task_script.h):\n"
                "  [task-fail]                    ends FAILED (INTERNAL_SERVER_ERROR, charged 0)\n"
+               "  [fake:reset]                   POST /v1/async/task: the task is created, then\n"
+               "                                 the connection is reset instead of the 200\n"
                "  [task-retry:N]                 N failed attempts, each followed by a QUEUED\n"
                "                                 wait of task_retry_delay_ms, then COMPLETED\n"
                "                                 (N >= 5: FAILED after the 5th attempt)\n"
