@@ -76,8 +76,10 @@ void batch_split_describe(const struct batch_split *s, char *out, size_t size)
 
 json_t *batch_item_success(size_t index, const json_t *task, const json_t *credits)
 {
-    return json_pack("{s:b, s:I, s:O, s:O}", "success", 1, "index", (json_int_t)index, "task", task,
-                     "credits", credits);
+    /* Never NULL: a missing part is null, not a lost item. */
+    return json_pack("{s:b, s:I, s:O, s:O}", "success", 1, "index", (json_int_t)index, "task",
+                     task != NULL ? task : json_null(), "credits",
+                     credits != NULL ? credits : json_null());
 }
 
 json_t *batch_item_failure(size_t index, const char *code, const char *message, json_t *details)

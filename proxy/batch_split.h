@@ -65,7 +65,8 @@ void batch_split_match(const struct batch_split *s, const json_t *results, batch
  * reused=N", then "; offline=N" when there were any. Truncated to size. */
 void batch_split_describe(const struct batch_split *s, char *out, size_t size);
 
-/* Result items of the merged answer (new references; index is the client's). */
+/* Result items of the merged answer (new references, never NULL; index is
+ * the client's). task and credits are borrowed (NULL: null). */
 json_t *batch_item_success(size_t index, const json_t *task, const json_t *credits);
 /* An error stamped now; details (may be NULL) is stolen. */
 json_t *batch_item_failure(size_t index, const char *code, const char *message, json_t *details);

@@ -8,7 +8,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <string.h>
 
 #include "batch_split.h"
 
@@ -81,6 +80,17 @@ static void body_holds_upstream_items_in_order(void **state)
     batch_split_deinit(&s);
 }
 
+/* What batch_split_match settles for the upstream's results (JSON text). */
+static struct settled match(const struct batch_split *s, const char *results_text)
+{
+    json_t *results = json_loads(results_text, JSON_DECODE_ANY, NULL);
+    assert_non_null(results);
+    struct settled got = {0};
+    batch_split_match(s, results, on_settle, &got);
+    json_decref(results);
+    return got;
+}
+
 static void match_follows_upstream_index(void **state)
 {
     (void)state;
@@ -88,36 +98,26 @@ static void match_follows_upstream_index(void **state)
     split_of_six(&s);
     /* Reordered, one repeated (the second is skipped), one out of range, one
      * negative, one without an index (its position, 4: out of range). */
-    json_t *results = json_loads("[{\"index\":2,\"tag\":10},{\"index\":0,\"tag\":11},"
-                                 "{\"index\":2,\"tag\":12},{\"index\":3,\"tag\":13},"
-                                 "{\"index\":-1,\"tag\":14},{\"tag\":15}]",
-                                 0, NULL);
-    struct settled got = {0};
-    batch_split_match(&s, results, on_settle, &got);
+    struct settled got = match(&s, "[{\"index\":2,\"tag\":10},{\"index\":0,\"tag\":11},"
+                                   "{\"index\":2,\"tag\":12},{\"index\":3,\"tag\":13},"
+                                   "{\"index\":-1,\"tag\":14},{\"tag\":15}]");
     assert_int_equal(got.count, 2);
     assert_int_equal(got.index[0], 5);
     assert_int_equal(got.tag[0], 10);
     assert_int_equal(got.index[1], 0);
     assert_int_equal(got.tag[1], 11);
-    json_decref(results);
 
     /* No indexes: positions; a non-object entry counts by its position. */
-    results = json_loads("[7,{\"tag\":21},{\"index\":\"0\",\"tag\":22}]", 0, NULL);
-    memset(&got, 0, sizeof got);
-    batch_split_match(&s, results, on_settle, &got);
+    got = match(&s, "[7,{\"tag\":21},{\"index\":\"0\",\"tag\":22}]");
     assert_int_equal(got.count, 3);
     assert_int_equal(got.index[0], 0);
     assert_int_equal(got.index[1], 3);
     assert_int_equal(got.index[2], 5);
     assert_int_equal(got.tag[2], 22);
-    json_decref(results);
 
     /* Not an array: nothing. */
-    results = json_loads("{\"index\":0}", 0, NULL);
-    memset(&got, 0, sizeof got);
-    batch_split_match(&s, results, on_settle, &got);
-    assert_int_equal(got.count, 0);
-    json_decref(results);
+    assert_int_equal(match(&s, "{\"index\":0}").count, 0);
+    assert_int_equal(match(&s, "null").count, 0);
     batch_split_deinit(&s);
 }
 
