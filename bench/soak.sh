@@ -27,14 +27,17 @@
 # After each interval one line: elapsed s, requests/s and the p99 of the
 # interval (every stream's wrk histogram merged), the proxy's VmRSS, its
 # RssAnon (heap) and RssFile (mapped files: mostly the LMDB map), the store on
-# disk, open fds (/proc/PID/fd), and the answers by status. After the load
+# disk, the lowest and highest count of its open fds (/proc/PID/fd) during
+# the interval, and the answers by status. After the load
 # the proxy must drain (nothing in flight or queued within 20 s) and exit 0 on
 # SIGTERM (under ASan, LeakSanitizer runs then), with no sanitizer report in
 # its log.
 #
 # The verdict, over the samples taken after warm-up (the first interval, and
 # every sample before 20 % of SOAK_SECONDS, are warm-up):
-#   fds flat:  max - min <= SOAK_FD_SLACK (default 8)
+#   fds flat:  the lowest count of each interval (counted every 0.25 s: the
+#              floor under the connections that come and go), max - min
+#              <= SOAK_FD_SLACK (default 8)
 #   heap flat: RssAnon max - min <= max(SOAK_RSS_SLACK_MB (8) MB, 10 % of min)
 #   map flat:  RssFile growth <= the store's growth on disk + SOAK_RSS_SLACK_MB
 #              (task records, artifact pages and usage rows are never evicted,
@@ -58,6 +61,7 @@ WRK_TIMEOUT_S=8   # a request unanswered this long counts as a timeout
 DRAIN_S=20        # how long the proxy may take to finish what is in flight
 WARMUP_PCT=20     # samples before this share of SOAK_SECONDS are warm-up
 RSS_SLACK_PCT=10
+FD_EVERY=0.25     # s between two fd counts
 STREAMS=(         # name wrk-threads wrk-connections pause-ms (hit: from the env)
     "hit 1 HIT_CONNS HIT_PACE"
     "miss 1 4 40"
@@ -175,8 +179,8 @@ p99() {
 
 # --- the load -----------------------------------------------------------------
 ROWS=$RESULTS/intervals.tsv
-printf 'elapsed_s\treq_s\tp99_ms\trss_kb\tanon_kb\tfile_kb\tstore_kb\tfds\tok\tf429\tf500\tf502\tf503\tf504\tunexpected\tunanswered\n' >"$ROWS"
-HEADER=$(printf '%7s %8s %8s %7s %7s %7s %8s %5s %7s %20s %5s %5s' elapsed req/s 'p99 ms' 'RSS MB' \
+printf 'elapsed_s\treq_s\tp99_ms\trss_kb\tanon_kb\tfile_kb\tstore_kb\tfds_min\tfds_max\tok\tf429\tf500\tf502\tf503\tf504\tunexpected\tunanswered\n' >"$ROWS"
+HEADER=$(printf '%7s %8s %8s %7s %7s %7s %8s %7s %7s %20s %5s %5s' elapsed req/s 'p99 ms' 'RSS MB' \
     'heap MB' 'file MB' 'store MB' fds 200 '429/500/502/503/504' other lost)
 echo
 echo "$HEADER" | tee "$RESULTS/table.txt"
@@ -231,12 +235,34 @@ report() {
     [ "$FIRST_UNEXPECTED" != - ] || FIRST_UNEXPECTED=$fu
     rps=$(awk -v r="$req" -v d="$secs" 'BEGIN { printf "%.1f", r / d }')
     p=$(p99 "$TMP"/hist/"$i"-*)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$elapsed" \
-        "$rps" "$p" "$S_RSS" "$S_ANON" "$S_FILE" "$S_STORE" "$S_FDS" "$ok" "$f429" "$f500" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$elapsed" \
+        "$rps" "$p" "$S_RSS" "$S_ANON" "$S_FILE" "$S_STORE" "$S_FD_MIN" "$S_FD_MAX" "$ok" "$f429" "$f500" \
         "$f502" "$f503" "$f504" "$unexp" "$lost" >>"$ROWS"
-    printf '%6ss %8s %8s %7s %7s %7s %8s %5s %7s %20s %5s %5s\n' "$elapsed" "$rps" "$p" \
-        "$(mb "$S_RSS")" "$(mb "$S_ANON")" "$(mb "$S_FILE")" "$(mb "$S_STORE")" "$S_FDS" "$ok" \
+    printf '%6ss %8s %8s %7s %7s %7s %8s %7s %7s %20s %5s %5s\n' "$elapsed" "$rps" "$p" \
+        "$(mb "$S_RSS")" "$(mb "$S_ANON")" "$(mb "$S_FILE")" "$(mb "$S_STORE")" \
+        "$S_FD_MIN-$S_FD_MAX" "$ok" \
         "$f429/$f500/$f502/$f503/$f504" "$unexp" "$lost" | tee -a "$RESULTS/table.txt"
+}
+
+# The fds are counted every FD_EVERY s from a sampler of its own: what an
+# instant shows includes the connections of requests in flight, and those
+# of clients that just left; a leaked fd never goes away, so the lowest count
+# of an interval (its floor) is what the verdict follows.
+FD_LOG=$TMP/fds.log
+(
+    for _ in $(seq 1 $(((SOAK_SECONDS + 60) * 4))); do
+        n=0
+        for _ in /proc/"$PROXY_PID"/fd/*; do n=$((n + 1)); done
+        echo "${EPOCHREALTIME/./} $n"
+        sleep "$FD_EVERY"
+    done
+) >"$FD_LOG" &
+PIDS+=($!)
+FD_SAMPLER=$!
+# fd_range FROM TO (µs): "min max" of the fd counts sampled between them.
+fd_range() {
+    awk -v a="$1" -v b="$2" '$1 >= a && $1 <= b { if (!n++ || $2 < lo) lo = $2; if ($2 > hi) hi = $2 }
+        END { print lo + 0, hi + 0 }' "$FD_LOG"
 }
 
 # Interval I's streams run while interval I-1 is summed up: no gap in the load.
@@ -251,11 +277,15 @@ for i in $(seq 1 "$N_INT"); do
     wait_streams "$i"
     t_end=${EPOCHREALTIME/./}
     sample
-    S_RSS=$RSS S_ANON=$ANON S_FILE=$FILE S_STORE=$STORE S_FDS=$FDS
+    S_RSS=$RSS S_ANON=$ANON S_FILE=$FILE S_STORE=$STORE
+    read -r S_FD_MIN S_FD_MAX < <(fd_range "$t_start" "$t_end")
     prev=("$i" $(((t_end - T0) / 1000000))
         "$(awk -v a="$t_start" -v b="$t_end" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')")
 done
 report "${prev[@]}"
+kill "$FD_SAMPLER" 2>/dev/null || true
+wait "$FD_SAMPLER" 2>/dev/null || true
+forget_pid "$FD_SAMPLER"
 LOAD_S=$(((${EPOCHREALTIME/./} - T0) / 1000000))
 
 # --- drain, then a clean exit -------------------------------------------------
@@ -284,15 +314,15 @@ SANITIZER=$(grep -c -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$RESULTS
 # --- verdict ------------------------------------------------------------------
 warm_s=$((SOAK_SECONDS * WARMUP_PCT / 100))
 read -r n_after fd_min fd_max anon_min anon_max file0 file1 store0 store1 < <(awk -F'\t' \
-    -v w="$warm_s" -v first="$INTERVAL_S" '
-    NR == 1 || $1 + 0 < w || $1 + 0 <= first { next }
+    -v w="$warm_s" '
+    NR <= 2 || $1 + 0 < w { next }
     { n++
-      if (n == 1 || $8 < fdmin) fdmin = $8; if ($8 > fdmax) fdmax = $8
+      if (n == 1 || $8 < fdmin) fdmin = $8; if ($8 > fdmax) fdmax = $8  # the floors
       if (n == 1 || $5 < amin) amin = $5; if ($5 > amax) amax = $5
       if (n == 1) { f0 = $6; s0 = $7 }; f1 = $6; s1 = $7 }
     END { print n + 0, fdmin + 0, fdmax + 0, amin + 0, amax + 0, f0 + 0, f1 + 0, s0 + 0, s1 + 0 }' "$ROWS")
 read -r total_ok total_fault total_unexp total_lost < <(awk -F'\t' 'NR > 1 {
-    ok += $9; f += $10 + $11 + $12 + $13 + $14; u += $15; l += $16 }
+    ok += $10; f += $11 + $12 + $13 + $14 + $15; u += $16; l += $17 }
     END { print ok + 0, f + 0, u + 0, l + 0 }' "$ROWS")
 total_req=$((total_ok + total_fault + total_unexp))
 slack_kb=$((SOAK_RSS_SLACK_MB * 1024))
@@ -306,7 +336,7 @@ store_growth=$((store1 - store0))
 why=()
 [ "$n_after" -ge 2 ] || why+=("only $n_after samples after warm-up")
 [ "$fd_spread" -le "$SOAK_FD_SLACK" ] ||
-    why+=("fds not flat: $fd_min..$fd_max after warm-up (limit: max - min <= $SOAK_FD_SLACK)")
+    why+=("fds not flat: floors $fd_min..$fd_max after warm-up (limit: max - min <= $SOAK_FD_SLACK)")
 [ "$anon_growth" -le "$anon_limit" ] ||
     why+=("heap not flat: RssAnon $(mb "$anon_min")..$(mb "$anon_max") MB (limit +$(mb "$anon_limit") MB)")
 [ "$file_growth" -le $((store_growth + slack_kb)) ] ||
@@ -323,13 +353,14 @@ VERDICT=PASS
     echo
     echo "elapsed: s since the load started, at the end of each interval; req/s and p99: the interval's"
     echo "answers (every stream's wrk histogram merged); RSS/heap/file: VmRSS/RssAnon/RssFile of the"
-    echo "proxy; store: its cache dir on disk; 200, 429/500/502/503/504: answers by status; other:"
-    echo "unexpected answers; lost: wrk socket errors and timeouts (${WRK_TIMEOUT_S} s)"
+    echo "proxy; store: its cache dir on disk; fds: lowest-highest count in the interval (every"
+    echo "${FD_EVERY} s); 200, 429/500/502/503/504: answers by status; other: unexpected answers;"
+    echo "lost: wrk socket errors and timeouts (${WRK_TIMEOUT_S} s)"
     echo "load: $LOAD_S s, $total_req answers ($(awk -v r="$total_req" -v s="$LOAD_S" 'BEGIN { printf "%.1f", s ? r / s : 0 }')/s)," \
         "p99 $(p99 "$TMP"/hist/*) ms over the run; $total_fault fault statuses," \
         "$total_unexp unexpected, $total_lost unanswered"
     echo "after warm-up (samples at >= ${warm_s} s and past the first interval: $n_after):" \
-        "fds $fd_min..$fd_max (max - min $fd_spread, limit $SOAK_FD_SLACK);" \
+        "fd floors $fd_min..$fd_max (max - min $fd_spread, limit $SOAK_FD_SLACK);" \
         "heap $(mb "$anon_min")..$(mb "$anon_max") MB (+$(mb "$anon_growth"), limit +$(mb "$anon_limit"));" \
         "mapped files $(mb "$file0") -> $(mb "$file1") MB (+$(mb "$file_growth"); store +$(mb "$store_growth"), limit store + $SOAK_RSS_SLACK_MB)"
     echo "drained: $([ "$drained" = 1 ] && echo yes || echo no) (fds then $DRAINED_FDS, RSS $(mb "$DRAINED_RSS") MB);" \

@@ -22,9 +22,11 @@ packages+=(clang libclang-rt-14-dev)
 packages+=(chromium)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
-# bench/ compares the proxy side by side with nginx under wrk.
+# bench/ drives its load with wrk (the soak is a test too); the benchmarks
+# compare the proxy side by side with nginx.
+packages+=(wrk)
 if [ "${WITH_BENCH:-0}" = 1 ]; then
-  packages+=(wrk nginx-light)
+  packages+=(nginx-light)
 fi
 
 missing=()
