@@ -1,6 +1,7 @@
 /* admin.c: /_proxy/healthz and /_proxy/stats. Snapshots of server state,
  * rendered as JSON; never a key, a token or a header value. */
 #include "admin.h"
+#include "connections.h"
 #include "clock.h"
 #include "reply.h"
 #include "request.h"
@@ -84,6 +85,14 @@ void admin_stats(struct request *r)
                         json_string(clock_format_iso8601(since, sizeof since, srv->mode_since_ms)));
     json_object_set_new(body, "offline_misses", json_integer((json_int_t)s->offline_misses));
     json_object_set_new(body, "limits", limits_view(srv));
+    struct connections_stats c = connections_stats(srv->connections);
+    json_object_set_new(body, "clients",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "open", (json_int_t)c.open,
+                                  "max", (json_int_t)connections_max(srv->connections), "accepted",
+                                  (json_int_t)c.accepted, "idle_closed", (json_int_t)c.reaped_idle,
+                                  "refused", (json_int_t)c.refused, "request_timeouts",
+                                  (json_int_t)c.timed_out, "bad_requests",
+                                  (json_int_t)c.bad_requests));
     json_object_set_new(body, "latency",
                         json_pack("{s:o, s:o}", "hit", latency_view(&s->latency_hit), "upstream",
                                   latency_view(&s->latency_upstream)));

@@ -60,6 +60,12 @@ static const struct config_key keys[] = {
         "safety cap on open connections to the upstream"),
     KEY_MS(client_timeout, "60s", SEC, HOUR,
            "idle keep-alive and request read/write timeout for clients"),
+    KEY_MS(client_request_timeout, "30s", 100, HOUR,
+           "a request's head and body must arrive within this from its first byte; slower "
+           "clients get 408 and are closed"),
+    KEY(max_connections, CONFIG_COUNT, "1024", 1, 1000000,
+        "client connections held at most; when full, the one idle longest is closed for a "
+        "newcomer (none idle: the newcomer gets 503)"),
     KEY_MS(drain_timeout, "30s", 0, HOUR,
            "on SIGTERM/SIGINT, how long in-flight requests may take to finish"),
     KEY(cache, CONFIG_BOOL, "true", 0, 0,

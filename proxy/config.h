@@ -32,6 +32,8 @@ struct config {
     int64_t upstream_connect_timeout_ms;
     int64_t upstream_max_connections;
     int64_t client_timeout_ms;
+    int64_t client_request_timeout_ms;
+    int64_t max_connections;
     int64_t drain_timeout_ms;
     bool cache;
     int64_t cache_ttl_ms; /* 0: never expires */

@@ -73,6 +73,11 @@ void metrics_gather(struct server *srv, struct metrics_snapshot *out)
     out->mode = proxy_mode_name(srv->mode);
     out->uptime_s = (clock_wall_ms() - srv->started_wall_ms) / 1000;
     out->answers = srv->metrics;
+    if (srv->connections != NULL) {
+        out->clients = true;
+        out->client_stats = connections_stats(srv->connections);
+        out->max_connections = connections_max(srv->connections);
+    }
     out->latency_hit = &s->latency_hit;
     out->latency_upstream = &s->latency_upstream;
     out->in_flight = srv->in_flight;
@@ -335,6 +340,38 @@ static void render_tasks(const struct metrics_snapshot *s, struct evbuffer *out)
           s->tasks_live);
 }
 
+static void render_clients(const struct metrics_snapshot *s, struct evbuffer *out)
+{
+    if (!s->clients)
+        return;
+    const struct connections_stats *c = &s->client_stats;
+    gauge(out, "cloro_proxy_client_connections", "Client connections open now.", c->open);
+    gauge(out, "cloro_proxy_client_connections_max",
+          "Client connections held at most (max_connections, or what the open-files limit "
+          "fits).",
+          (uint64_t)s->max_connections);
+    const char *name = "cloro_proxy_client_connections_total";
+    prom_family(out, name, "counter",
+                "Client connections by event: accepted, idle_closed (to make room for a "
+                "newcomer), refused (full, none idle: 503).");
+    struct prom_label l = {"event", "accepted"};
+    prom_sample(out, name, &l, 1, c->accepted);
+    l.value = "idle_closed";
+    prom_sample(out, name, &l, 1, c->reaped_idle);
+    l.value = "refused";
+    prom_sample(out, name, &l, 1, c->refused);
+    name = "cloro_proxy_client_errors_total";
+    prom_family(out, name, "counter",
+                "Requests refused before routing: request_timeout (not received whole within "
+                "client_request_timeout: 408), bad_request (malformed or oversized: 400, 413, "
+                "414, 431).");
+    l.name = "reason";
+    l.value = "request_timeout";
+    prom_sample(out, name, &l, 1, c->timed_out);
+    l.value = "bad_request";
+    prom_sample(out, name, &l, 1, c->bad_requests);
+}
+
 /* One sample per mode: 1 for the one in force, 0 for the others. */
 static void render_mode(const struct metrics_snapshot *s, struct evbuffer *out)
 {
@@ -364,6 +401,7 @@ void metrics_render(const struct metrics_snapshot *s, struct evbuffer *out)
     render_cache(s, out);
     render_credits(s, out);
     render_tasks(s, out);
+    render_clients(s, out);
 }
 
 void metrics_serve(struct request *r)

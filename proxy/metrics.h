@@ -8,6 +8,7 @@
 #ifndef CLORO_METRICS_H
 #define CLORO_METRICS_H
 
+#include "connections.h"
 #include "latency.h"
 #include "request.h"
 #include "tasks.h"
@@ -58,6 +59,9 @@ struct metrics_snapshot {
     bool tasks;                /* the async tasks are on: tasks_counters is set */
     struct tasks_counters task_counters;
     uint64_t tasks_live;
+    bool clients; /* client connections are tracked: the two below are set */
+    struct connections_stats client_stats;
+    int64_t max_connections;
 };
 
 /* Reads srv's numbers (one read txn of the store). */

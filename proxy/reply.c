@@ -58,8 +58,66 @@ static const struct error_row error_table[] = {
                                         "this request"},
     [PROXY_ERROR_STORE_BUSY] = {503, "SERVICE_UNAVAILABLE",
                                 "The proxy's store is behind; retry shortly"},
+    [PROXY_ERROR_BAD_REQUEST] = {400, "BAD_REQUEST", "Malformed HTTP request"},
+    [PROXY_ERROR_URI_TOO_LONG] = {414, "URI_TOO_LONG",
+                                  "The request line is longer than the proxy accepts "
+                                  "(max_header_bytes)"},
+    [PROXY_ERROR_HEADERS_TOO_LARGE] = {431, "HEADERS_TOO_LARGE",
+                                       "The request headers are larger than the proxy accepts "
+                                       "(max_header_bytes)"},
+    [PROXY_ERROR_REQUEST_TIMEOUT] = {408, "REQUEST_TIMEOUT",
+                                     "The request did not arrive whole in time "
+                                     "(client_request_timeout)"},
+    [PROXY_ERROR_TOO_MANY_CONNECTIONS] = {503, "SERVICE_UNAVAILABLE",
+                                          "The proxy holds max_connections busy connections; "
+                                          "retry shortly"},
     [PROXY_ERROR_INTERNAL] = {500, "INTERNAL_SERVER_ERROR", "Internal proxy error"},
 };
+
+const char *reply_reason_phrase(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 499:
+        return "Client Closed Request";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    }
+    return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+}
 
 int reply_error_status(enum proxy_error err)
 {

@@ -34,8 +34,17 @@ enum proxy_error {
     PROXY_ERROR_BUDGET_EXCEEDED,     /* a member's daily_credit_budget is spent (budget.h) */
     PROXY_ERROR_OFFLINE_CACHE_MISS,  /* offline mode (mode.h): nothing stored answers it */
     PROXY_ERROR_STORE_BUSY,          /* the writer is behind: task records would be lost */
+    /* Clients the HTTP layer refuses (error_page.c, connections.c). */
+    PROXY_ERROR_BAD_REQUEST,          /* not parseable as HTTP */
+    PROXY_ERROR_URI_TOO_LONG,         /* request line over max_header_bytes */
+    PROXY_ERROR_HEADERS_TOO_LARGE,    /* head over max_header_bytes */
+    PROXY_ERROR_REQUEST_TIMEOUT,      /* not received whole within client_request_timeout */
+    PROXY_ERROR_TOO_MANY_CONNECTIONS, /* max_connections reached, none idle to close */
     PROXY_ERROR_INTERNAL,
 };
+
+/* The reason phrase of a status line ("Not Found"). */
+const char *reply_reason_phrase(int status);
 
 /* HTTP status and cloro code of an error, e.g. 404 and "NOT_FOUND". */
 int reply_error_status(enum proxy_error err);

@@ -2,8 +2,10 @@
  * request so handlers never touch evhttp; request_send() is where the reply
  * leaves, the access-log line is written and the context is freed. */
 #include "request.h"
+#include "reply.h"
 #include "accounting.h"
 #include "clock.h"
+#include "connections.h"
 #include "log.h"
 #include "recent.h"
 #include "server.h"
@@ -131,45 +133,6 @@ void request_add_header(struct request *r, const char *name, const char *value)
     evhttp_add_header(evhttp_request_get_output_headers(r->evreq), name, value);
 }
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 422:
-        return "Unprocessable Entity";
-    case 429:
-        return "Too Many Requests";
-    case 499:
-        return "Client Closed Request";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    }
-    return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
-}
-
 const char *request_cache_outcome_name(enum cache_outcome outcome)
 {
     static const char *const names[] = {"none",   "HIT",     "MISS",     "STALE",
@@ -210,22 +173,6 @@ static void log_access(const struct request *r, int status, size_t bytes_in, siz
               r->error_code != NULL ? " error=" : "", r->error_code != NULL ? r->error_code : "");
 }
 
-/* evhttp calls one of these two per reply: written out, or its connection
- * closed first (the client left). Either way the reply no longer waits. */
-static void on_reply_written(struct evhttp_request *evreq, void *arg)
-{
-    struct evhttp_connection *conn = evhttp_request_get_connection(evreq);
-    if (conn != NULL)
-        evhttp_connection_set_closecb(conn, NULL, NULL);
-    server_reply_flushed(arg);
-}
-
-static void on_connection_lost(struct evhttp_connection *conn, void *arg)
-{
-    evhttp_connection_set_closecb(conn, NULL, NULL);
-    server_reply_flushed(arg);
-}
-
 void request_send(struct request *r, int status, struct evbuffer *body)
 {
     struct server *srv = r->server;
@@ -240,12 +187,11 @@ void request_send(struct request *r, int status, struct evbuffer *body)
     size_t bytes_in = evbuffer_get_length(evhttp_request_get_input_buffer(r->evreq));
     size_t bytes_out = body != NULL ? evbuffer_get_length(body) : 0;
     accounting_request_done(r, status, bytes_in, bytes_out);
-    srv->replies_unflushed++;
-    evhttp_request_set_on_complete_cb(r->evreq, on_reply_written, srv);
-    struct evhttp_connection *conn = evhttp_request_get_connection(r->evreq);
-    if (conn != NULL)
-        evhttp_connection_set_closecb(conn, on_connection_lost, srv);
-    evhttp_send_reply(r->evreq, status, reason_phrase(status), body);
+    /* connections.c tells the server when the reply has left (or its
+     * connection has gone): the drain at shutdown waits for that. */
+    if (connections_reply_started(srv->connections, r->evreq))
+        srv->replies_unflushed++;
+    evhttp_send_reply(r->evreq, status, reply_reason_phrase(status), body);
     if (srv->cfg->access_log && log_threshold >= LOG_LEVEL_INFO)
         log_access(r, status, bytes_in, bytes_out);
     srv->stats.responses_by_class[status >= 100 && status < 600 ? status / 100 : 0]++;

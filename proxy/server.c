@@ -13,6 +13,8 @@
 #include "cache_dir.h"
 #include "clock.h"
 #include "coalescer.h"
+#include "connections.h"
+#include "error_page.h"
 #include "forward.h"
 #include "log.h"
 #include "metrics.h"
@@ -80,6 +82,7 @@ void server_reply_flushed(struct server *srv)
 static void on_request(struct evhttp_request *evreq, void *arg)
 {
     struct server *srv = arg;
+    connections_request_received(srv->connections, evreq);
     struct request *r = request_new(srv, evreq);
     enum route route = router_match(r->method, r->path);
     if (!auth_admit(r, route))
@@ -226,6 +229,19 @@ static int setup_http(struct server *srv)
     srv->http = evhttp_new(srv->base);
     if (srv->http == NULL)
         return -1;
+    /* Each client socket needs an fd; so do upstream calls, artifact
+     * downloads, webhook deliveries, the store and the log. */
+    int64_t reserve = cfg->upstream_max_connections + cfg->artifact_concurrency + 64;
+    int64_t max_connections = connections_fit_fd_limit(cfg->max_connections, reserve);
+    if (max_connections < cfg->max_connections)
+        log_warn("max_connections_lowered",
+                 "max_connections=%lld fits=%lld hint=\"the open-files limit (ulimit -n) is too "
+                 "low; raise it\"",
+                 (long long)cfg->max_connections, (long long)max_connections);
+    srv->connections = connections_new(srv, srv->http, max_connections);
+    if (srv->connections == NULL)
+        return -1;
+    error_page_install(srv);
     evhttp_set_gencb(srv->http, on_request, srv);
     evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
@@ -287,6 +303,9 @@ static void teardown(struct server *srv)
     }
     if (srv->http != NULL)
         evhttp_free(srv->http);
+    srv->http = NULL;
+    connections_free(srv->connections); /* after evhttp_free: it closed them all */
+    srv->connections = NULL;
     artifacts_free(srv->artifacts); /* its downloads go before the upstream */
     upstream_free(srv->upstream);
     coalescer_free(srv->coalescer);
@@ -406,14 +425,14 @@ int server_start(struct server *srv, const struct config *cfg)
         .max_response_bytes = cfg->max_response_bytes,
         .max_connections = (long)cfg->upstream_max_connections,
     };
-    srv.upstream = upstream_new(srv.base, &up_opts);
-    if (srv.upstream == NULL) {
+    srv->upstream = upstream_new(srv->base, &up_opts);
+    if (srv->upstream == NULL) {
         log_error("startup_failed", "error=\"cannot set up libcurl\"");
         goto out;
     }
-    srv.authorization = make_authorization(cfg->api_key);
-    srv.members = members_new(cfg);
-    if (!auth_check_startup(&srv))
+    srv->authorization = make_authorization(cfg->api_key);
+    srv->members = members_new(cfg);
+    if (!auth_check_startup(srv))
         goto out;
     struct limiter_options lim = {
         .max_concurrency = (int)cfg->max_concurrency,

@@ -30,6 +30,7 @@ struct tasks;
 struct usage;
 struct metrics;
 struct recent;
+struct connections;
 
 /* Counters shown by /_proxy/stats. Only the loop thread touches them. */
 struct server_stats {
@@ -76,14 +77,15 @@ struct server {
     struct cache_writer *writer; /* the store's one write path */
     struct coalescer *coalescer;
     struct limiter *limiter;
-    struct artifacts *artifacts;  /* NULL when the cache is off */
-    struct touches *touches;      /* hits not yet handed to the writer */
-    struct tasks *tasks;          /* async tasks; NULL when the cache or async_tasks is off */
-    struct usage *usage;          /* usage per member, provider and day (usage.h) */
-    struct metrics *metrics;      /* answers by route, status and cache result (metrics.h) */
-    struct recent *recent;        /* the last requests, for /_proxy/recent and the status page */
-    uint64_t cache_losses_logged; /* writer drops and failures already logged */
-    int64_t upstream_warned_us;   /* last upstream_error warning, for rate limiting */
+    struct artifacts *artifacts;     /* NULL when the cache is off */
+    struct touches *touches;         /* hits not yet handed to the writer */
+    struct tasks *tasks;             /* async tasks; NULL when the cache or async_tasks is off */
+    struct usage *usage;             /* usage per member, provider and day (usage.h) */
+    struct metrics *metrics;         /* answers by route, status and cache result (metrics.h) */
+    struct connections *connections; /* client connections (connections.h) */
+    struct recent *recent;           /* the last requests, for /_proxy/recent and the status page */
+    uint64_t cache_losses_logged;    /* writer drops and failures already logged */
+    int64_t upstream_warned_us;      /* last upstream_error warning, for rate limiting */
     uint64_t upstream_warn_suppressed;
 };
 
