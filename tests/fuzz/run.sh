@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${FUZZ_BUILD:-$root/build-fuzz}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(cache_key config artifact_urls bundle)
+[ ${#targets[@]} -gt 0 ] || targets=(cache_key config artifact_urls bundle batch_split proxy_http fake_http)
 
 cc=${FUZZ_CC:-}
 if [ -z "$cc" ]; then
