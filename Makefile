@@ -6,7 +6,7 @@ TEST_BUILD ?= build-test
 CONFIG     ?= conf/cloro-proxy.conf
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test demo bench bench-cache bench-limits bench-artifacts bench-async bench-saver format format-check clean
+.PHONY: all deps build run test demo bench bench-cache bench-limits bench-artifacts bench-async bench-saver bench-soak format format-check clean
 
 all: build
 
@@ -43,41 +43,21 @@ FUZZ_TARGETS ?=
 fuzz: deps
 	FUZZ_BUILD=$(CURDIR)/build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh fuzz $(FUZZ_TARGETS)
 
-bench:
+# The benchmarks (bench/): deps (wrk, nginx-light), a Release build in
+# $(BUILD), then the target's script. `make bench-soak` runs the soak for
+# SOAK_SECONDS (default 60; an hour: SOAK_SECONDS=3600 make bench-soak).
+bench:           BENCH_SCRIPT = passthrough
+bench-cache:     BENCH_SCRIPT = cache_hit
+bench-limits:    BENCH_SCRIPT = limits
+bench-artifacts: BENCH_SCRIPT = artifacts
+bench-async:     BENCH_SCRIPT = async_batch
+bench-saver:     BENCH_SCRIPT = credit_saver
+bench-soak:      BENCH_SCRIPT = soak
+bench bench-cache bench-limits bench-artifacts bench-async bench-saver bench-soak:
 	@WITH_BENCH=1 scripts/install-deps.sh
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
-	bench/passthrough.sh $(BUILD)
-
-bench-cache:
-	@WITH_BENCH=1 scripts/install-deps.sh
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
-	bench/cache_hit.sh $(BUILD)
-
-bench-limits:
-	@WITH_BENCH=1 scripts/install-deps.sh
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
-	bench/limits.sh $(BUILD)
-
-bench-artifacts:
-	@WITH_BENCH=1 scripts/install-deps.sh
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
-	bench/artifacts.sh $(BUILD)
-
-bench-async:
-	@WITH_BENCH=1 scripts/install-deps.sh
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
-	bench/async_batch.sh $(BUILD)
-
-bench-saver:
-	@WITH_BENCH=1 scripts/install-deps.sh
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
-	bench/credit_saver.sh $(BUILD)
+	bench/$(BENCH_SCRIPT).sh $(BUILD)
 
 format:
 	@scripts/format.sh

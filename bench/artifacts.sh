@@ -71,7 +71,7 @@ RUN_ID=artifacts-$(date +%Y%m%d-%H%M%S)
 RESULTS=$BENCH_DIR/results/$RUN_ID
 mkdir -p "$RESULTS"
 
-# Process bookkeeping, wait_listening, port_open, NO_PROXY_ENV.
+# Process bookkeeping, start_fake, start_proxy, stop_pid, forget_pid.
 # shellcheck source=bench/lib.sh
 . "$BENCH_DIR/lib.sh"
 # The same for the script's own curl calls, bounded in time.
@@ -80,22 +80,6 @@ CURL=(curl -sS --noproxy '*' --max-time 10)
 # Every run has its own fake and proxy, more than the fixed log names lib.sh's
 # cleanup copies (fake.log, proxy.log): their logs are written to RESULTS.
 
-# stop_pid PID: stops one server started here (TERM, KILL after 5 s) and
-# takes it off PIDS.
-stop_pid() {
-    local pid=$1 deadline=$((SECONDS + 5)) p keep=()
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
-        sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do
-        [ "$p" = "$pid" ] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
-
 # start_servers TAG CONC: a fresh fake upstream and a fresh cloro-proxy with
 # --artifact-concurrency CONC (an empty cache, no jobs); sets FAKE_PID,
 # FAKE_ADDR, PROXY_PID, PROXY_ADDR. Logs: RESULTS/{fake,proxy}-TAG.log.
@@ -103,25 +87,11 @@ start_servers() {
     local tag=$1 conc=$2
     # Nothing may trip: slots, rate window and credits are raised; latency 0
     # (the default); artifacts live an hour.
-    "$FAKE_BIN" --listen 127.0.0.1:0 --api-key "$KEY" --concurrency-limit 100000 \
-        --rate-limit 100000000 --credits 1000000000000000 --log-level warn \
-        --artifact-ttl-s 3600 >"$RESULTS/fake-$tag.log" 2>&1 &
-    FAKE_PID=$!
-    PIDS+=("$FAKE_PID")
-    wait_listening "fake upstream ($tag)" "$FAKE_PID" "$RESULTS/fake-$tag.log"
-    FAKE_ADDR=$LISTEN_ADDR
-    # --log-level info prints only the startup lines (and any artifact_lost)
-    # once the access log is off.
-    rm -rf "$TMP/cache"
-    mkdir -p "$TMP/cache"
-    "${NO_PROXY_ENV[@]}" CLORO_API_KEY="$KEY" "$PROXY_BIN" serve --listen 127.0.0.1:0 \
-        --upstream "http://$FAKE_ADDR" --cache-dir "$TMP/cache" --access-log false \
-        --artifact-hosts "$FAKE_ADDR" --max-concurrency "$MAX_CONCURRENCY" \
-        --artifact-concurrency "$conc" --log-level info >"$RESULTS/proxy-$tag.log" 2>&1 &
-    PROXY_PID=$!
-    PIDS+=("$PROXY_PID")
-    wait_listening "cloro-proxy ($tag)" "$PROXY_PID" "$RESULTS/proxy-$tag.log"
-    PROXY_ADDR=$LISTEN_ADDR
+    start_fake "$tag" --concurrency-limit 100000 --rate-limit 100000000 \
+        --credits 1000000000000000 --log-level warn --artifact-ttl-s 3600
+    # The proxy's log has the startup lines (and any artifact_lost).
+    start_proxy "$tag" --artifact-hosts "$FAKE_ADDR" --max-concurrency "$MAX_CONCURRENCY" \
+        --artifact-concurrency "$conc"
 }
 
 # json_num JSON OBJECT NAME: a number from OBJECT ("artifacts", "requests",
@@ -136,12 +106,7 @@ json_num() {
 
 # --- run description --------------------------------------------------------
 {
-    echo "run: $RUN_ID"
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "host: $(uname -srm), $(nproc) cpus, loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
-    echo "commit: $(git -C "$BENCH_DIR/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-        git -C "$BENCH_DIR/.." diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)')"
+    run_header
     echo "wrk: $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
     echo "settings: ROUNDS=$ROUNDS ANSWERS=$ANSWERS, wrk -t$THREADS -c$CONNS --timeout 60s," \
         "proxy --max-concurrency $MAX_CONCURRENCY, --artifact-concurrency ${CONCS[*]}," \
@@ -207,9 +172,7 @@ start_sampler() {
 stop_sampler() {
     touch "$TMP/sampler.stop"
     wait "$SAMPLER_PID" 2>/dev/null || true
-    local p keep=()
-    for p in "${PIDS[@]}"; do [ "$p" = "$SAMPLER_PID" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
+    forget_pid "$SAMPLER_PID"
 }
 
 # run_one ROUND CONC: one measured run; appends its row to ROWS.
@@ -248,9 +211,7 @@ run_one() {
     fi
     local wrk_rc=0
     wait "$wrk_pid" || wrk_rc=$?
-    local p keep=()
-    for p in "${PIDS[@]}"; do [ "$p" = "$wrk_pid" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
+    forget_pid "$wrk_pid"
     BENCH_LINE=$(grep -m 1 '^BENCH ' "$base.txt" || true)
     if [ "$wrk_rc" != 0 ] || [ -z "$BENCH_LINE" ]; then
         cat "$base.txt" >&2 || true

@@ -96,7 +96,7 @@ RUN_ID=async-batch-$(date +%Y%m%d-%H%M%S)
 RESULTS=$BENCH_DIR/results/$RUN_ID
 mkdir -p "$RESULTS"
 
-# Process bookkeeping, wait_listening, port_open, NO_PROXY_ENV, run_wrk.
+# Process bookkeeping, start_fake, start_proxy, stop_pid, run_wrk.
 # shellcheck source=bench/lib.sh
 . "$BENCH_DIR/lib.sh"
 # The same for the script's own curl calls, bounded in time.
@@ -107,22 +107,6 @@ CURL=(curl -sS --noproxy '*' --max-time 10)
 # evicted (~1.7 MB a batch; the map is 2 GiB): each run starts on an empty
 # store, so that runs compare and none fills the map.
 
-# stop_pid PID: stops one process started here (TERM, KILL after 5 s) and
-# takes it off PIDS.
-stop_pid() {
-    local pid=$1 deadline=$((SECONDS + 5)) p keep=()
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
-        sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do
-        [ "$p" = "$pid" ] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
-
 # start_servers TAG: a fresh fake upstream and a fresh cloro-proxy (an empty
 # cache in TMP/cache); sets FAKE_PID, FAKE_ADDR, PROXY_PID, PROXY_ADDR. Logs:
 # RESULTS/{fake,proxy}-TAG.log.
@@ -130,25 +114,9 @@ start_servers() {
     local tag=$1
     # 200 slots (more than the warm-up's 64 calls at once); its default
     # latency and credit balance apply: only the warm-up's sync calls reach it.
-    "$FAKE_BIN" --listen 127.0.0.1:0 --api-key "$KEY" --concurrency-limit 200 --log-level warn \
-        >"$RESULTS/fake-$tag.log" 2>&1 &
-    FAKE_PID=$!
-    PIDS+=("$FAKE_PID")
-    wait_listening "fake upstream ($tag)" "$FAKE_PID" "$RESULTS/fake-$tag.log"
-    FAKE_ADDR=$LISTEN_ADDR
-    # --log-level info prints only the startup lines once the access log is
-    # off. The cache (and with it the async task store) lives in the temp
-    # dir. env execs the proxy: the pid is the proxy's.
-    rm -rf "$TMP/cache"
-    mkdir -p "$TMP/cache"
-    "${NO_PROXY_ENV[@]}" CLORO_API_KEY="$KEY" "$PROXY_BIN" serve --listen 127.0.0.1:0 \
-        --upstream "http://$FAKE_ADDR" --cache-dir "$TMP/cache" --access-log false \
-        --rate-limit-per-endpoint 0 --max-concurrency "$MAX_CONCURRENCY" \
-        --log-level info >"$RESULTS/proxy-$tag.log" 2>&1 &
-    PROXY_PID=$!
-    PIDS+=("$PROXY_PID")
-    wait_listening "cloro-proxy ($tag)" "$PROXY_PID" "$RESULTS/proxy-$tag.log"
-    PROXY_ADDR=$LISTEN_ADDR
+    start_fake "$tag" --concurrency-limit 200 --log-level warn
+    # The cache (and with it the async task store) lives in the temp dir.
+    start_proxy "$tag" --rate-limit-per-endpoint 0 --max-concurrency "$MAX_CONCURRENCY"
 }
 
 # --- reading counters -------------------------------------------------------

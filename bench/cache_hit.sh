@@ -156,12 +156,7 @@ cmp -s "$RESULTS/check-cloro-proxy.body" "$RESULTS/check-nginx.body" ||
 
 # --- run description --------------------------------------------------------
 {
-    echo "run: $RUN_ID"
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "host: $(uname -srm), $(nproc) cpus, loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
-    echo "commit: $(git -C "$BENCH_DIR/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-        git -C "$BENCH_DIR/.." diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)')"
+    run_header
     echo "wrk: $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
     echo "nginx: $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
     echo "settings: DURATION=${DURATION}s WARMUP=${WARMUP}s ROUNDS=$ROUNDS, wrk --timeout 5s"

@@ -86,7 +86,7 @@ RUN_ID=credit-saver-$(date +%Y%m%d-%H%M%S)
 RESULTS=$BENCH_DIR/results/$RUN_ID
 mkdir -p "$RESULTS"
 
-# Process bookkeeping, wait_listening, NO_PROXY_ENV.
+# Process bookkeeping, start_fake, start_proxy, stop_pid.
 # shellcheck source=bench/lib.sh
 . "$BENCH_DIR/lib.sh"
 # The same for the script's own curl calls, bounded in time.
@@ -95,22 +95,6 @@ CURL=(curl -sS --noproxy '*' --max-time 10)
 # Every provider time has its own fake and proxy, more than the fixed log
 # names lib.sh's cleanup copies (fake.log, proxy.log): their logs are written
 # to RESULTS.
-
-# stop_pid PID: stops one server started here (TERM, KILL after 5 s) and
-# takes it off PIDS.
-stop_pid() {
-    local pid=$1 deadline=$((SECONDS + 5)) p keep=()
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
-        sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do
-        [ "$p" = "$pid" ] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
 
 # start_servers T: a fresh fake upstream answering sync calls in T ms and
 # completing async tasks in T ms, and a fresh cloro-proxy (empty cache) in
@@ -121,26 +105,11 @@ start_servers() {
     # 500 slots, the rate window raised: nothing trips (credits: 1,000,000 by
     # default, far more than a run costs). --log-level warn drops the
     # per-request lines; the listening line is always printed.
-    "$FAKE_BIN" --listen 127.0.0.1:0 --api-key "$KEY" --latency-ms "$t" \
-        --task-duration-ms "$t" --concurrency-limit 500 --rate-limit 100000000 \
-        --log-level warn >"$RESULTS/fake-$t.log" 2>&1 &
-    FAKE_PID=$!
-    PIDS+=("$FAKE_PID")
-    wait_listening "fake upstream ($t ms)" "$FAKE_PID" "$RESULTS/fake-$t.log"
-    FAKE_ADDR=$LISTEN_ADDR
-    # --log-level info prints only the startup lines once the access log is
-    # off. The cache is on (the default), in the temp dir; upstream_mode is
-    # the default (sync): each call's header picks the mode.
-    rm -rf "$TMP/cache"
-    mkdir -p "$TMP/cache"
-    "${NO_PROXY_ENV[@]}" CLORO_API_KEY="$KEY" "$PROXY_BIN" serve --listen 127.0.0.1:0 \
-        --upstream "http://$FAKE_ADDR" --cache-dir "$TMP/cache" --access-log false \
-        --max-concurrency "$MAX_CONCURRENCY" --rate-limit-per-endpoint 0 \
-        --log-level info >"$RESULTS/proxy-$t.log" 2>&1 &
-    PROXY_PID=$!
-    PIDS+=("$PROXY_PID")
-    wait_listening "cloro-proxy ($t ms)" "$PROXY_PID" "$RESULTS/proxy-$t.log"
-    PROXY_ADDR=$LISTEN_ADDR
+    start_fake "$t" --latency-ms "$t" --task-duration-ms "$t" --concurrency-limit 500 \
+        --rate-limit 100000000 --log-level warn
+    # The cache is on (the default), in the temp dir; upstream_mode is the
+    # default (sync): each call's header picks the mode.
+    start_proxy "$t" --max-concurrency "$MAX_CONCURRENCY" --rate-limit-per-endpoint 0
 }
 
 # fake_counts OUT: reads the fake's /_fake/stats into OUT and sets F_SYNC
@@ -279,12 +248,7 @@ batch() {
 
 # --- run description --------------------------------------------------------
 {
-    echo "run: $RUN_ID"
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "host: $(uname -srm), $(nproc) cpus, loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
-    echo "commit: $(git -C "$BENCH_DIR/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-        git -C "$BENCH_DIR/.." diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)')"
+    run_header
     echo "curl: $(curl --version | head -n 1 | cut -d' ' -f1-2)"
     echo "settings: N=$N C=$C PROVIDER_MS=$PROVIDER_MS LONG_MS=$LONG_MS LONG_N=$LONG_N" \
         "ROUNDS=$ROUNDS; proxy --max-concurrency $MAX_CONCURRENCY --rate-limit-per-endpoint 0," \

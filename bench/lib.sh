@@ -205,3 +205,15 @@ start_proxy() {
     wait_listening "cloro-proxy ($tag)" "$PROXY_PID" "$RESULTS/proxy-$tag.log"
     PROXY_ADDR=$LISTEN_ADDR
 }
+
+# run_header: the first lines of a run's description (RUN_ID, the date, the
+# host with its load average now, the cpu, the commit and whether the tree
+# has local changes).
+run_header() {
+    echo "run: $RUN_ID"
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host: $(uname -srm), $(nproc) cpus, loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+    echo "commit: $(git -C "$BENCH_DIR/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(
+        git -C "$BENCH_DIR/.." diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)')"
+}

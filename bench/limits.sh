@@ -163,12 +163,7 @@ wait_idle() {
 
 # --- run description --------------------------------------------------------
 {
-    echo "run: $RUN_ID"
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "host: $(uname -srm), $(nproc) cpus, loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
-    echo "commit: $(git -C "$BENCH_DIR/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-        git -C "$BENCH_DIR/.." diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)')"
+    run_header
     echo "wrk: $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
     echo "settings: DURATION=${DURATION}s WARMUP=${WARMUP}s ROUNDS=$ROUNDS, wrk --timeout 5s," \
         "stats sampled every ~${SAMPLE_S}s"

@@ -102,7 +102,6 @@ command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) is required"
 [ -r "$LUA" ] || die "missing $LUA"
 [ -n "${EPOCHREALTIME:-}" ] || die "bash 5 or later is required (EPOCHREALTIME)"
 
-LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cloro-soak.XXXXXX")
 RUN_ID=soak-$(date +%Y%m%d-%H%M%S)
 RESULTS=$RESULTS_ROOT/$RUN_ID
@@ -121,11 +120,7 @@ start_proxy soak --artifact-hosts "$FAKE_ADDR" --max-cache-bytes "${SOAK_CACHE_M
     --upstream-timeout 5s --max-concurrency 64 --rate-limit-per-endpoint 0
 
 {
-    echo "run: $RUN_ID"
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "host: $(uname -srm), $(nproc) cpus, loadavg before: $LOADAVG_START"
-    echo "commit: $(git -C "$BENCH_DIR/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-        git -C "$BENCH_DIR/.." diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)')"
+    run_header
     echo "proxy: $PROXY_BIN (pid $PROXY_PID, $PROXY_ADDR); fake: $FAKE_ADDR"
     echo "settings: SOAK_SECONDS=$SOAK_SECONDS SOAK_CACHE_MB=$SOAK_CACHE_MB" \
         "SOAK_HIT_CONNS=$SOAK_HIT_CONNS SOAK_HIT_PACE_MS=$SOAK_HIT_PACE_MS" \
