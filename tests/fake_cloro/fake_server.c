@@ -638,24 +638,24 @@ static enum fake_fault fake_server_pick_fault(struct fake_call *c, int64_t *late
         if (end && *end == ']' && v >= 0)
             *latency_ms = v;
     }
-    if (strstr(t, "[fake:500]"))
-        return FAKE_FAULT_500;
-    if (strstr(t, "[fake:503]"))
-        return FAKE_FAULT_503;
-    if (strstr(t, "[fake:reset]"))
-        return FAKE_FAULT_RESET;
-    if (strstr(t, "[fake:reset-mid-body]"))
-        return FAKE_FAULT_RESET_MID_BODY;
-    if (strstr(t, "[fake:slow]"))
-        return FAKE_FAULT_SLOW;
-    if (strstr(t, "[fake:429]"))
-        return FAKE_FAULT_429;
-    if (strstr(t, "[fake:garbage]"))
-        return FAKE_FAULT_GARBAGE;
-    if (strstr(t, "[fake:stall]"))
-        return FAKE_FAULT_STALL;
-    if (strstr(t, "[fake:slow-drip]"))
-        return FAKE_FAULT_SLOW_DRIP;
+    static const struct {
+        const char *marker;
+        enum fake_fault fault;
+    } markers[] = {
+        {"[fake:500]", FAKE_FAULT_500},
+        {"[fake:503]", FAKE_FAULT_503},
+        {"[fake:reset]", FAKE_FAULT_RESET},
+        {"[fake:reset-mid-body]", FAKE_FAULT_RESET_MID_BODY},
+        {"[fake:slow]", FAKE_FAULT_SLOW},
+        {"[fake:429]", FAKE_FAULT_429},
+        {"[fake:garbage]", FAKE_FAULT_GARBAGE},
+        {"[fake:stall]", FAKE_FAULT_STALL},
+        {"[fake:slow-drip]", FAKE_FAULT_SLOW_DRIP},
+    };
+    for (size_t i = 0; i < sizeof(markers) / sizeof(markers[0]); i++) {
+        if (strstr(t, markers[i].marker))
+            return markers[i].fault;
+    }
     /* One draw against the fractions laid end to end (their sum past 1 leaves
      * the later ones less than asked). */
     const struct {

@@ -82,7 +82,7 @@ static struct proc fake, proxy;
 struct tally {
     long by_status[600];
     long hit, miss, coalesced;
-    long upstream_timeout, upstream_unavailable, proxy_429, relayed_errors;
+    long upstream_timeout, upstream_unavailable, proxy_429;
     long long max_ms;
     int slowest;
     long slowest_status;
@@ -116,14 +116,15 @@ static int count_fds(pid_t pid)
     return n;
 }
 
-/* The request body of call i: a distinct prompt, or one of the shared ones. */
-static char *chaos_body(struct fake_rng *rng, int i, int *provider)
+/* The request body of call i: a distinct prompt or, when share is set, a
+ * quarter of the time one of the shared ones. */
+static char *call_body(struct fake_rng *rng, const char *tag, int i, bool share, int *provider)
 {
     char *body = NULL;
-    bool shared = fake_rng_below(rng, 4) == 0;
+    bool shared = share && fake_rng_below(rng, 4) == 0;
     int which = shared ? (int)fake_rng_below(rng, SHARED_PROMPTS) : i;
     *provider = which % (int)PROVIDERS;
-    if (asprintf(&body, "{\"prompt\":\"chaos %s %d about Acme\",\"country\":\"US\"}",
+    if (asprintf(&body, "{\"prompt\":\"%s %s %d about Acme\",\"country\":\"US\"}", tag,
                  shared ? "shared" : "own", which) < 0)
         abort();
     return body;
@@ -131,19 +132,14 @@ static char *chaos_body(struct fake_rng *rng, int i, int *provider)
 
 /* Runs count calls with at most CLIENTS in flight; every one must end. */
 static void drive(struct driver *d, struct fake_rng *rng, int *provider_of, int count,
-                  const char *tag)
+                  const char *tag, bool share)
 {
     int target = d->n + count;
     long long deadline = now_ms() + 120000;
     while ((d->n < target || d->done < d->n) && now_ms() < deadline) {
         while (d->n < target && d->n - d->done < CLIENTS) {
             int provider;
-            char *body = tag != NULL ? NULL : chaos_body(rng, d->n, &provider);
-            if (tag != NULL) {
-                provider = d->n % (int)PROVIDERS;
-                if (asprintf(&body, "{\"prompt\":\"%s %d\",\"country\":\"US\"}", tag, d->n) < 0)
-                    abort();
-            }
+            char *body = call_body(rng, tag, d->n, share, &provider);
             char path[64];
             snprintf(path, sizeof path, "/v1/monitor/%s", providers[provider]);
             provider_of[d->n] = provider;
@@ -186,45 +182,37 @@ static void check_envelope(const struct call *c, int i)
     json_decref(doc);
 }
 
-/* The error codes a status may carry here: the proxy's own, or the fake's
- * relayed unchanged. */
+/* The errors a client may get here: the proxy's own (which carry its id as
+ * X-Request-ID), the fake's relayed unchanged (with the fake's id), or a 429
+ * of either (the fake's injected one, or the proxy's queue timeout). */
+enum origin { OWN, RELAYED, EITHER };
+static const struct {
+    long status;
+    const char *code;
+    enum origin origin;
+} expected_errors[] = {
+    {502, "UPSTREAM_UNAVAILABLE", OWN},      {504, "UPSTREAM_TIMEOUT", OWN},
+    {500, "INTERNAL_SERVER_ERROR", RELAYED}, {503, "SERVICE_UNAVAILABLE", RELAYED},
+    {429, "RATE_LIMIT_EXCEEDED", EITHER},    {429, "CONCURRENCY_LIMIT_EXCEEDED", EITHER},
+};
+
 static void check_error_code(const struct call *c, int i, struct tally *t)
 {
     const char *code = http_error_code(&c->reply);
-    bool own = false;
-    switch (c->reply.status) {
-    case 502:
-        own = strcmp(code, "UPSTREAM_UNAVAILABLE") == 0;
-        t->upstream_unavailable += own;
-        break;
-    case 504:
-        own = strcmp(code, "UPSTREAM_TIMEOUT") == 0;
-        t->upstream_timeout += own;
-        break;
-    case 500:
-        own = strcmp(code, "INTERNAL_SERVER_ERROR") == 0;
-        t->relayed_errors += own;
-        break;
-    case 503:
-        own = strcmp(code, "SERVICE_UNAVAILABLE") == 0;
-        t->relayed_errors += own;
-        break;
-    case 429:
-        /* The fake's injected 429 relayed, or the proxy's queue timeout. */
-        own = strcmp(code, "RATE_LIMIT_EXCEEDED") == 0 ||
-              strcmp(code, "CONCURRENCY_LIMIT_EXCEEDED") == 0;
-        const char *proxy_rid = http_header(&c->reply, "X-Proxy-Request-ID");
-        if (own && proxy_rid != NULL &&
-            strcmp(http_header(&c->reply, "X-Request-ID"), proxy_rid) == 0)
-            t->proxy_429++;
-        else
-            t->relayed_errors += own;
-        break;
-    default:
-        break;
-    }
-    if (!own)
+    const char *proxy_rid = http_header(&c->reply, "X-Proxy-Request-ID");
+    bool own = proxy_rid != NULL && strcmp(http_header(&c->reply, "X-Request-ID"), proxy_rid) == 0;
+    size_t k = 0, n = sizeof expected_errors / sizeof expected_errors[0];
+    while (k < n && (c->reply.status != expected_errors[k].status ||
+                     strcmp(code, expected_errors[k].code) != 0))
+        k++;
+    if (k == n)
         fail_msg("call %d: status %ld with error.code %s", i, c->reply.status, code);
+    if (expected_errors[k].origin != EITHER && (expected_errors[k].origin == OWN) != own)
+        fail_msg("call %d: %ld %s %s by the proxy", i, c->reply.status, code,
+                 own ? "made" : "not made");
+    t->upstream_timeout += strcmp(code, "UPSTREAM_TIMEOUT") == 0;
+    t->upstream_unavailable += strcmp(code, "UPSTREAM_UNAVAILABLE") == 0;
+    t->proxy_429 += c->reply.status == 429 && own;
 }
 
 static void check_reply(const struct call *c, int i, int provider, struct tally *t)
@@ -384,7 +372,7 @@ static void test_upstream_chaos(void **state)
     /* Warm-up without faults at the load's concurrency: connections, caches
      * and allocator pools reach their working size. */
     fake_configure(&fake, calm_knobs);
-    drive(&drv, &rng, provider_of, 2 * CLIENTS, "warm-up");
+    drive(&drv, &rng, provider_of, 2 * CLIENTS, "warm-up", false);
     for (int i = 0; i < drv.n; i++)
         assert_int_equal(drv.calls[i].reply.status, 200);
     wait_quiet();
@@ -399,7 +387,7 @@ static void test_upstream_chaos(void **state)
     long long rss_round[ROUNDS];
     long long load_t0 = now_ms();
     for (int round = 0; round < ROUNDS; round++) {
-        drive(&drv, &rng, provider_of, REQUESTS / ROUNDS, NULL);
+        drive(&drv, &rng, provider_of, REQUESTS / ROUNDS, "chaos", true);
         wait_quiet();
         rss_round[round] = read_proc_kb(proxy.pid, "RssAnon");
     }
