@@ -35,9 +35,11 @@
 #
 # The verdict, over the samples taken after warm-up (the first interval, and
 # every sample before 20 % of SOAK_SECONDS, are warm-up):
-#   fds flat:  the lowest count of each interval (counted every 0.25 s: the
-#              floor under the connections that come and go), max - min
-#              <= SOAK_FD_SLACK (default 8)
+#   fds flat:  the median count of each interval (counted every 0.25 s,
+#              but in its first and last second: its level, under the
+#              connections that come and go), max - min <= SOAK_FD_SLACK (8);
+#              and once the load is over and drained, at most SOAK_FD_SLACK
+#              more than before it
 #   heap flat: RssAnon max - min <= max(SOAK_RSS_SLACK_MB (8) MB, 10 % of min)
 #   map flat:  RssFile growth <= the store's growth on disk + SOAK_RSS_SLACK_MB
 #              (task records, artifact pages and usage rows are never evicted,
@@ -62,6 +64,7 @@ DRAIN_S=20        # how long the proxy may take to finish what is in flight
 WARMUP_PCT=20     # samples before this share of SOAK_SECONDS are warm-up
 RSS_SLACK_PCT=10
 FD_EVERY=0.25     # s between two fd counts
+FD_EDGE_US=1000000 # the counts of an interval's first and last second are left out
 STREAMS=(         # name wrk-threads wrk-connections pause-ms (hit: from the env)
     "hit 1 HIT_CONNS HIT_PACE"
     "miss 1 4 40"
@@ -172,10 +175,13 @@ p99() {
         }'
 }
 
+sample
+IDLE_FDS=$FDS IDLE_RSS=$RSS # before the load, once warmed up
+
 # --- the load -----------------------------------------------------------------
 ROWS=$RESULTS/intervals.tsv
-printf 'elapsed_s\treq_s\tp99_ms\trss_kb\tanon_kb\tfile_kb\tstore_kb\tfds_min\tfds_max\tok\tf429\tf500\tf502\tf503\tf504\tunexpected\tunanswered\n' >"$ROWS"
-HEADER=$(printf '%7s %8s %8s %7s %7s %7s %8s %7s %7s %20s %5s %5s' elapsed req/s 'p99 ms' 'RSS MB' \
+printf 'elapsed_s\treq_s\tp99_ms\trss_kb\tanon_kb\tfile_kb\tstore_kb\tfds\tfds_range\tok\tf429\tf500\tf502\tf503\tf504\tunexpected\tunanswered\n' >"$ROWS"
+HEADER=$(printf '%7s %8s %8s %7s %7s %7s %8s %5s %7s %20s %5s %5s' elapsed req/s 'p99 ms' 'RSS MB' \
     'heap MB' 'file MB' 'store MB' fds 200 '429/500/502/503/504' other lost)
 echo
 echo "$HEADER" | tee "$RESULTS/table.txt"
@@ -231,18 +237,19 @@ report() {
     rps=$(awk -v r="$req" -v d="$secs" 'BEGIN { printf "%.1f", r / d }')
     p=$(p99 "$TMP"/hist/"$i"-*)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$elapsed" \
-        "$rps" "$p" "$S_RSS" "$S_ANON" "$S_FILE" "$S_STORE" "$S_FD_MIN" "$S_FD_MAX" "$ok" "$f429" "$f500" \
+        "$rps" "$p" "$S_RSS" "$S_ANON" "$S_FILE" "$S_STORE" "$S_FDS" "$S_FD_RANGE" "$ok" "$f429" "$f500" \
         "$f502" "$f503" "$f504" "$unexp" "$lost" >>"$ROWS"
-    printf '%6ss %8s %8s %7s %7s %7s %8s %7s %7s %20s %5s %5s\n' "$elapsed" "$rps" "$p" \
+    printf '%6ss %8s %8s %7s %7s %7s %8s %5s %7s %20s %5s %5s\n' "$elapsed" "$rps" "$p" \
         "$(mb "$S_RSS")" "$(mb "$S_ANON")" "$(mb "$S_FILE")" "$(mb "$S_STORE")" \
-        "$S_FD_MIN-$S_FD_MAX" "$ok" \
+        "$S_FDS" "$ok" \
         "$f429/$f500/$f502/$f503/$f504" "$unexp" "$lost" | tee -a "$RESULTS/table.txt"
 }
 
 # The fds are counted every FD_EVERY s from a sampler of its own: what an
-# instant shows includes the connections of requests in flight, and those
-# of clients that just left; a leaked fd never goes away, so the lowest count
-# of an interval (its floor) is what the verdict follows.
+# instant shows includes the connections of requests in flight and of
+# clients that come and go; the median count of an interval is its level,
+# which a leak raises for good. The first and last second of an interval are
+# left out: wrk connects and disconnects then.
 FD_LOG=$TMP/fds.log
 (
     for _ in $(seq 1 $(((SOAK_SECONDS + 60) * 4))); do
@@ -254,10 +261,10 @@ FD_LOG=$TMP/fds.log
 ) >"$FD_LOG" &
 PIDS+=($!)
 FD_SAMPLER=$!
-# fd_range FROM TO (µs): "min max" of the fd counts sampled between them.
-fd_range() {
-    awk -v a="$1" -v b="$2" '$1 >= a && $1 <= b { if (!n++ || $2 < lo) lo = $2; if ($2 > hi) hi = $2 }
-        END { print lo + 0, hi + 0 }' "$FD_LOG"
+# fd_level FROM TO (µs): "median min-max" of the fd counts sampled between them.
+fd_level() {
+    awk -v a="$1" -v b="$2" '$1 >= a && $1 <= b { print $2 }' "$FD_LOG" | sort -n |
+        awk '{ v[++n] = $1 } END { if (!n) print 0, "-"; else print v[int((n + 1) / 2)], v[1] "-" v[n] }'
 }
 
 # Interval I's streams run while interval I-1 is summed up: no gap in the load.
@@ -273,7 +280,7 @@ for i in $(seq 1 "$N_INT"); do
     t_end=${EPOCHREALTIME/./}
     sample
     S_RSS=$RSS S_ANON=$ANON S_FILE=$FILE S_STORE=$STORE
-    read -r S_FD_MIN S_FD_MAX < <(fd_range "$t_start" "$t_end")
+    read -r S_FDS S_FD_RANGE < <(fd_level $((t_start + FD_EDGE_US)) $((t_end - FD_EDGE_US)))
     prev=("$i" $(((t_end - T0) / 1000000))
         "$(awk -v a="$t_start" -v b="$t_end" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')")
 done
@@ -281,6 +288,7 @@ report "${prev[@]}"
 kill "$FD_SAMPLER" 2>/dev/null || true
 wait "$FD_SAMPLER" 2>/dev/null || true
 forget_pid "$FD_SAMPLER"
+cp "$FD_LOG" "$RESULTS/fds.log"
 LOAD_S=$(((${EPOCHREALTIME/./} - T0) / 1000000))
 
 # --- drain, then a clean exit -------------------------------------------------
@@ -312,7 +320,7 @@ read -r n_after fd_min fd_max anon_min anon_max file0 file1 store0 store1 < <(aw
     -v w="$warm_s" '
     NR <= 2 || $1 + 0 < w { next }
     { n++
-      if (n == 1 || $8 < fdmin) fdmin = $8; if ($8 > fdmax) fdmax = $8  # the floors
+      if (n == 1 || $8 < fdmin) fdmin = $8; if ($8 > fdmax) fdmax = $8  # the levels
       if (n == 1 || $5 < amin) amin = $5; if ($5 > amax) amax = $5
       if (n == 1) { f0 = $6; s0 = $7 }; f1 = $6; s1 = $7 }
     END { print n + 0, fdmin + 0, fdmax + 0, amin + 0, amax + 0, f0 + 0, f1 + 0, s0 + 0, s1 + 0 }' "$ROWS")
@@ -331,7 +339,7 @@ store_growth=$((store1 - store0))
 why=()
 [ "$n_after" -ge 2 ] || why+=("only $n_after samples after warm-up")
 [ "$fd_spread" -le "$SOAK_FD_SLACK" ] ||
-    why+=("fds not flat: floors $fd_min..$fd_max after warm-up (limit: max - min <= $SOAK_FD_SLACK)")
+    why+=("fds not flat: levels $fd_min..$fd_max after warm-up (limit: max - min <= $SOAK_FD_SLACK)")
 [ "$anon_growth" -le "$anon_limit" ] ||
     why+=("heap not flat: RssAnon $(mb "$anon_min")..$(mb "$anon_max") MB (limit +$(mb "$anon_limit") MB)")
 [ "$file_growth" -le $((store_growth + slack_kb)) ] ||
@@ -339,6 +347,8 @@ why=()
 [ "$total_lost" = 0 ] || why+=("$total_lost requests unanswered (wrk socket errors or timeouts)")
 [ "$total_unexp" = 0 ] || why+=("$total_unexp unexpected answers (first: $FIRST_UNEXPECTED)")
 [ "$drained" = 1 ] || why+=("requests still in flight or queued ${DRAIN_S} s after the load stopped")
+[ "$DRAINED_FDS" -le $((IDLE_FDS + SOAK_FD_SLACK)) ] ||
+    why+=("fds once drained: $DRAINED_FDS, before the load $IDLE_FDS (limit: + $SOAK_FD_SLACK)")
 [ "$EXIT_STATUS" = 0 ] || why+=("cloro-proxy exited $EXIT_STATUS on SIGTERM")
 [ "$SANITIZER" = 0 ] || why+=("$SANITIZER sanitizer reports in the proxy's log")
 
@@ -348,17 +358,18 @@ VERDICT=PASS
     echo
     echo "elapsed: s since the load started, at the end of each interval; req/s and p99: the interval's"
     echo "answers (every stream's wrk histogram merged); RSS/heap/file: VmRSS/RssAnon/RssFile of the"
-    echo "proxy; store: its cache dir on disk; fds: lowest-highest count in the interval (every"
-    echo "${FD_EVERY} s); 200, 429/500/502/503/504: answers by status; other: unexpected answers;"
+    echo "proxy; store: its cache dir on disk; fds: median count in the interval (every ${FD_EVERY} s,"
+    echo "edges left out); 200, 429/500/502/503/504: answers by status; other: unexpected answers;"
     echo "lost: wrk socket errors and timeouts (${WRK_TIMEOUT_S} s)"
     echo "load: $LOAD_S s, $total_req answers ($(awk -v r="$total_req" -v s="$LOAD_S" 'BEGIN { printf "%.1f", s ? r / s : 0 }')/s)," \
         "p99 $(p99 "$TMP"/hist/*) ms over the run; $total_fault fault statuses," \
         "$total_unexp unexpected, $total_lost unanswered"
     echo "after warm-up (samples at >= ${warm_s} s and past the first interval: $n_after):" \
-        "fd floors $fd_min..$fd_max (max - min $fd_spread, limit $SOAK_FD_SLACK);" \
+        "fd levels $fd_min..$fd_max (max - min $fd_spread, limit $SOAK_FD_SLACK);" \
         "heap $(mb "$anon_min")..$(mb "$anon_max") MB (+$(mb "$anon_growth"), limit +$(mb "$anon_limit"));" \
         "mapped files $(mb "$file0") -> $(mb "$file1") MB (+$(mb "$file_growth"); store +$(mb "$store_growth"), limit store + $SOAK_RSS_SLACK_MB)"
-    echo "drained: $([ "$drained" = 1 ] && echo yes || echo no) (fds then $DRAINED_FDS, RSS $(mb "$DRAINED_RSS") MB);" \
+    echo "drained: $([ "$drained" = 1 ] && echo yes || echo no) (fds then $DRAINED_FDS, before the load $IDLE_FDS;" \
+        "RSS then $(mb "$DRAINED_RSS") MB, before the load $(mb "$IDLE_RSS") MB);" \
         "exit on SIGTERM: $EXIT_STATUS; sanitizer reports: $SANITIZER"
     for w in "${why[@]}"; do echo "FAIL: $w"; done
     echo "soak verdict (RSS and fds flat after warm-up, every request answered): $VERDICT"
