@@ -1,9 +1,10 @@
 -- soak.lua: one stream of bench/soak.sh's mixed workload, for one interval.
 -- Arguments (after wrk's "--"): MODE TAG HIST PACE_MS [KEYS]
 --   MODE     which stream this wrk process is (below)
---   TAG      makes the prompts of this run and interval distinct ("r<run>-i<n>")
---   HIST     file done() writes wrk's latency histogram to ("µs count" lines),
---            so that soak.sh can merge every stream's into one exact p99
+--   TAG      makes the prompts of this run and interval distinct
+--   HIST     file done() writes the latency histogram to ("µs count" lines,
+--            µs rounded down to 3 significant digits), so that soak.sh can
+--            merge every stream's into one p99 (within 1 %)
 --   PACE_MS  pause before each request of a connection (0: none)
 --   KEYS     hit: how many prompts soak.sh has cached ("soak hit 1".."soak hit KEYS")
 --
@@ -13,13 +14,18 @@
 --   coalesce  every connection sends one request per 200 ms window, all with
 --             the window's prompt, at the window's start: one MISS upstream,
 --             the others COALESCED onto it (or HITs once it is stored)
---   async     one connection a thread: POST /v1/async/task (a new prompt, one
+--   async     POST /v1/async/task (a new prompt, one
 --             in 5 a cached one, one in 25 failing upstream: [task-fail]),
 --             then GET /v1/async/task/{id} every 250 ms until it ends
---   artifact  one connection a thread: a new prompt with include.html, then
+--   artifact  a new prompt with include.html, then
 --             GET of the /_proxy/artifacts/... page its answer links to
 --   fault     a new prompt with one of the fake's fault markers each time
 --             (500, reset, reset mid-body, slow body, 429, 503)
+--
+-- One connection a thread (wrk -tN -cN): a thread's requests go one after the
+-- other, so request() and response() time each one (wrk's own histogram
+-- cannot be read out in done() in reasonable time: each value costs a scan)
+-- and the async and artifact streams know what the answer is to.
 --
 -- Statuses: 200 is an answer; 429, 500, 502, 503 and 504 are faults (what
 -- injected upstream faults become); anything else, a non-200 on the hit
@@ -28,7 +34,7 @@
 --   BENCH mode=M requests=N ok=N f429=N f500=N f502=N f503=N f504=N
 --         unexpected=N first_unexpected=S hit=N miss=N coalesced=N stale=N
 --         created=N tasks_done=N pages=N connect=N read=N write=N status=N
---         timeout=N p99_us=F
+--         timeout=N p99_us=N
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -64,15 +70,17 @@ end
 function init(args)
    mode = args[1]
    tag = args[2]
-   hist = args[3]
+   hist_path = args[3]
    pace = tonumber(args[4]) or 0
    keys = tonumber(args[5]) or 1
    for _, k in ipairs(COUNTERS) do
       _G[k] = 0
    end
    first_unexpected = ""
+   hist = {}    -- µs, 3 significant digits -> count
+   sent_at = 0
    n = 0        -- requests built by this thread
-   last = ""    -- what the last request was (one connection a thread: async, artifact)
+   last = ""    -- what the last request was (async, artifact)
    open = {}    -- async: {id, due} of the tasks this thread follows
    page = nil   -- artifact: the page to fetch next
 end
@@ -94,7 +102,17 @@ local function due_task()
    return nil
 end
 
-function request()
+-- µs rounded down to 3 significant digits.
+local function bucket(us)
+   local scale = 1
+   while us >= 1000 do
+      us = us / 10
+      scale = scale * 10
+   end
+   return math.floor(us) * scale
+end
+
+local function build()
    n = n + 1
    local uniq = string.format("%s-t%d-%d", tag, id, n)
    if mode == "hit" then
@@ -133,6 +151,12 @@ function request()
    error("soak.lua: unknown mode " .. tostring(mode))
 end
 
+function request()
+   local r = build()
+   sent_at = now_ms()
+   return r
+end
+
 function delay()
    if mode == "coalesce" then
       -- The next window's start, give or take a millisecond.
@@ -150,6 +174,8 @@ local function unexpected_answer(why)
 end
 
 function response(status, headers, body)
+   local b = bucket((now_ms() - sent_at) * 1000)
+   hist[b] = (hist[b] or 0) + 1
    requests = requests + 1
    local x = headers["X-Cache"] or headers["x-cache"]
    if x == "HIT" then
@@ -210,7 +236,7 @@ function done(summary, latency, requests_)
    for _, k in ipairs(COUNTERS) do
       sum[k] = 0
    end
-   local first, path = "", nil
+   local first, path, merged, total = "", nil, {}, 0
    for _, t in ipairs(threads) do
       for _, k in ipairs(COUNTERS) do
          sum[k] = sum[k] + t:get(k)
@@ -219,13 +245,29 @@ function done(summary, latency, requests_)
       if first == "" and f ~= nil then
          first = f
       end
-      path = path or t:get("hist")
+      path = path or t:get("hist_path")
+      for us, c in pairs(t:get("hist")) do
+         merged[us] = (merged[us] or 0) + c
+         total = total + c
+      end
+   end
+   local values = {}
+   for us in pairs(merged) do
+      table.insert(values, us)
+   end
+   table.sort(values)
+   local p99, seen = 0, 0
+   for _, us in ipairs(values) do
+      seen = seen + merged[us]
+      if seen >= total * 0.99 then
+         p99 = us
+         break
+      end
    end
    if path ~= nil then
       local f = assert(io.open(path, "w"))
-      for i = 1, #latency do
-         local v, c = latency(i)
-         f:write(string.format("%d %d\n", v, c))
+      for _, us in ipairs(values) do
+         f:write(string.format("%d %d\n", us, merged[us]))
       end
       f:close()
    end
@@ -237,7 +279,7 @@ function done(summary, latency, requests_)
          table.insert(out, "first_unexpected=" .. (first == "" and "-" or first))
       end
    end
-   table.insert(out, string.format("connect=%d read=%d write=%d status=%d timeout=%d p99_us=%.1f",
-      e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(99)))
+   table.insert(out, string.format("connect=%d read=%d write=%d status=%d timeout=%d p99_us=%d",
+      e.connect, e.read, e.write, e.status, e.timeout, p99))
    io.write(table.concat(out, " ") .. "\n")
 end

@@ -25,7 +25,7 @@
 # those knobs).
 #
 # After each interval one line: elapsed s, requests/s and the p99 of the
-# interval (every stream's wrk histogram merged), the proxy's VmRSS, its
+# interval (every stream's latencies merged), the proxy's VmRSS, its
 # RssAnon (heap) and RssFile (mapped files: mostly the LMDB map), the store on
 # disk, the lowest and highest count of its open fds (/proc/PID/fd) during
 # the interval, and the answers by status. After the load
@@ -65,13 +65,13 @@ WARMUP_PCT=20     # samples before this share of SOAK_SECONDS are warm-up
 RSS_SLACK_PCT=10
 FD_EVERY=0.25     # s between two fd counts
 FD_EDGE_US=1000000 # the counts of an interval's first and last second are left out
-STREAMS=(         # name wrk-threads wrk-connections pause-ms (hit: from the env)
-    "hit 1 HIT_CONNS HIT_PACE"
-    "miss 1 4 40"
-    "coalesce 1 8 0"
-    "async 2 2 250"
-    "artifact 2 2 250"
-    "fault 1 2 500"
+STREAMS=(         # name connections pause-ms (hit: from the env); a wrk thread each
+    "hit HIT_CONNS HIT_PACE"
+    "miss 4 40"
+    "coalesce 8 0"
+    "async 2 250"
+    "artifact 2 250"
+    "fault 2 500"
 )
 # Random faults of the fake (fraction of monitor calls); the second set only
 # where the fake has those knobs.
@@ -192,13 +192,13 @@ FIRST_UNEXPECTED=-
 # start_streams I SECS: one wrk process a stream for interval I; each runs
 # SECS s (SIGINT then: it prints its BENCH line; KILL 10 s later). Sets WRK_PIDS.
 start_streams() {
-    local i=$1 secs=$2 s name threads conns pace
+    local i=$1 secs=$2 s name conns pace
     WRK_PIDS=()
     for s in "${STREAMS[@]}"; do
-        read -r name threads conns pace <<<"$s"
+        read -r name conns pace <<<"$s"
         [ "$conns" = HIT_CONNS ] && conns=$SOAK_HIT_CONNS
         [ "$pace" = HIT_PACE ] && pace=$SOAK_HIT_PACE_MS
-        timeout --preserve-status -s INT -k 10 "$secs" wrk -t"$threads" -c"$conns" \
+        timeout --preserve-status -s INT -k 10 "$secs" wrk -t"$conns" -c"$conns" \
             -d$((secs + 60))s --timeout "${WRK_TIMEOUT_S}s" -s "$LUA" \
             "http://$PROXY_ADDR/v1/monitor/chatgpt" \
             -- "$name" "$RUN_ID-i$i" "$TMP/hist/$i-$name" "$pace" "$KEYS" \
@@ -357,7 +357,7 @@ VERDICT=PASS
 {
     echo
     echo "elapsed: s since the load started, at the end of each interval; req/s and p99: the interval's"
-    echo "answers (every stream's wrk histogram merged); RSS/heap/file: VmRSS/RssAnon/RssFile of the"
+    echo "answers (every stream's latencies merged, within 1 %); RSS/heap/file: VmRSS/RssAnon/RssFile of the"
     echo "proxy; store: its cache dir on disk; fds: median count in the interval (every ${FD_EVERY} s,"
     echo "edges left out); 200, 429/500/502/503/504: answers by status; other: unexpected answers;"
     echo "lost: wrk socket errors and timeouts (${WRK_TIMEOUT_S} s)"
