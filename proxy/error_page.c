@@ -71,6 +71,8 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     evhttp_clear_headers(out);
     if (installed != NULL) {
+        /* Its deadline stops: this answer ends the connection. */
+        connections_request_received(installed->connections, req);
         ids_uuid4(&installed->ids, rid);
         evhttp_add_header(out, "X-Request-ID", rid);
         installed->stats.proxy_errors++;
