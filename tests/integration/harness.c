@@ -4,9 +4,11 @@
 #include "harness.h"
 #include "driver.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <ftw.h>
 #include <openssl/sha.h>
 #include <signal.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -259,6 +262,20 @@ char *proc_url(const struct proc *p, const char *path)
     if (asprintf(&url, "%s%s", p->url, path) < 0)
         abort();
     return url;
+}
+
+int proc_connect(const struct proc *p)
+{
+    const char *colon = strrchr(p->addr, ':');
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)atoi(colon != NULL ? colon + 1 : "0"))};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        fprintf(stderr, "cannot connect to %s: %s\n", p->addr, strerror(errno));
+        abort();
+    }
+    return fd;
 }
 
 void http_post(const struct proc *p, const char *path, const char *body,

@@ -65,6 +65,9 @@ void http_post(const struct proc *p, const char *path, const char *body,
 void http_get(const struct proc *p, const char *path, struct http_reply *out);
 /* "http://addr" + path, new string. */
 char *proc_url(const struct proc *p, const char *path);
+/* A raw TCP connection to p (blocking), for what libcurl will not send;
+ * fails the test when it cannot connect. */
+int proc_connect(const struct proc *p);
 /* error.code of an envelope reply, or "(none)". Valid until the next call. */
 const char *http_error_code(const struct http_reply *r);
 json_t *http_json(const struct http_reply *r); /* new reference, or NULL */

@@ -25,17 +25,6 @@
 
 /* ---- raw sockets ------------------------------------------------------------ */
 
-static int connect_to(const struct proc *p)
-{
-    const char *colon = strrchr(p->addr, ':');
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-}
-
 static void send_all(int fd, const void *data, size_t n)
 {
     const char *p = data;
@@ -83,7 +72,7 @@ static char *read_until_close(int fd, int timeout_ms, bool *closed)
 /* One raw exchange on a new connection: sends data, reads to the close. */
 static char *exchange(const struct proc *p, const void *data, size_t n, int timeout_ms)
 {
-    int fd = connect_to(p);
+    int fd = proc_connect(p);
     send_all(fd, data, n);
     bool closed;
     char *reply = read_until_close(fd, timeout_ms, &closed);
@@ -309,14 +298,14 @@ static void test_slow_clients_cut(void **state)
     start_pair(&fake, &proxy,
                (const char *[]){"--client-request-timeout", "1s", "--client-timeout", "3s", NULL});
     /* An idle connection that never sends a byte: closed at client_timeout. */
-    int idle = connect_to(&proxy);
+    int idle = proc_connect(&proxy);
     long long idle_since = now_ms();
 
     /* Slowloris head: one header byte every 100 ms, never the blank line. */
-    int head = connect_to(&proxy);
+    int head = proc_connect(&proxy);
     send_all(head, "GET /_proxy/healthz HTTP/1.1\r\nHost: x\r\n", 40);
     /* Slow body: the head whole, then the body a byte at a time. */
-    int body = connect_to(&proxy);
+    int body = proc_connect(&proxy);
     const char *post = "POST /v1/monitor/chatgpt HTTP/1.1\r\nHost: x\r\nContent-Type: "
                        "application/json\r\nContent-Length: 1000\r\n\r\n{";
     send_all(body, post, strlen(post));
@@ -401,7 +390,7 @@ static void test_idle_connections_cannot_lock_out(void **state)
 
     static int idle[IDLE_CLIENTS];
     for (int i = 0; i < IDLE_CLIENTS; i++) {
-        idle[i] = connect_to(&proxy);
+        idle[i] = proc_connect(&proxy);
         if (i % 250 == 249)
             assert_serving(&proxy); /* served all along */
     }
@@ -429,7 +418,7 @@ static void test_idle_connections_cannot_lock_out(void **state)
     sleep_ms(300);
     static int busy[MAX_CONNECTIONS];
     for (int i = 0; i < MAX_CONNECTIONS; i++) {
-        busy[i] = connect_to(&proxy);
+        busy[i] = proc_connect(&proxy);
         send_all(busy[i], "GET /_proxy/healthz HTTP/1.1\r\n", 30);
     }
     sleep_ms(300);

@@ -180,12 +180,7 @@ static void test_artifact_redirect_not_followed(void **state)
  * status line came) and the whole answer in reply. */
 static int raw_get(const struct proc *p, const char *path, char *reply, size_t size)
 {
-    const char *colon = strrchr(p->addr, ':');
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    int fd = proc_connect(p);
     char req[1024];
     int n =
         snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
