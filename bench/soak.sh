@@ -87,8 +87,8 @@ SOAK_HIT_PACE_MS=${SOAK_HIT_PACE_MS:-0}
 [[ $SOAK_HIT_PACE_MS =~ ^(0|[1-9][0-9]*)$ ]] ||
     { echo "$prog: SOAK_HIT_PACE_MS must be 0 or a positive integer" >&2; exit 2; }
 # shellcheck disable=SC2153 # SOAK_SECONDS is set by parse_args
-[ "$SOAK_SECONDS" -ge $((2 * INTERVAL_S)) ] ||
-    { echo "$prog: SOAK_SECONDS must be at least $((2 * INTERVAL_S))" >&2; exit 2; }
+[ "$SOAK_SECONDS" -ge $((3 * INTERVAL_S)) ] ||
+    { echo "$prog: SOAK_SECONDS must be at least $((3 * INTERVAL_S))" >&2; exit 2; }
 
 LUA=$BENCH_DIR/soak.lua
 FAKE_BIN=${FAKE_BIN:-$BUILD_DIR/tests/fake_cloro/fake_cloro}
@@ -305,7 +305,21 @@ while [ $SECONDS -lt $deadline ]; do
     sleep 0.2
 done
 echo "$json" >"$RESULTS/stats-drained.json"
-"${CURL[@]}" "http://$PROXY_ADDR/_proxy/cache/stats" >"$RESULTS/cache-stats.json" 2>/dev/null || true
+cache_json=$("${CURL[@]}" "http://$PROXY_ADDR/_proxy/cache/stats" 2>/dev/null || true)
+echo "$cache_json" >"$RESULTS/cache-stats.json"
+# cache_num NAME [MB]: the first number NAME in the cache stats, in MB with
+# MB ("-" when absent).
+cache_num() {
+    if [[ $cache_json =~ \"$1\":([0-9]+) ]]; then
+        if [ -n "${2:-}" ]; then mb $((BASH_REMATCH[1] / 1024)); else echo "${BASH_REMATCH[1]}"; fi
+    else
+        echo -
+    fi
+}
+STORE_LINE="store: $(cache_num entries) entries, $(cache_num bytes MB) MB of records"
+STORE_LINE+=" (bound $SOAK_CACHE_MB MiB, map $(cache_num map_bytes MB) MB),"
+STORE_LINE+=" $(cache_num evictions) evicted, $(cache_num dropped) writes dropped,"
+STORE_LINE+=" $(cache_num store_errors) store errors; on disk $(mb "$(du -sk "$TMP/cache" | cut -f1)") MB"
 "${CURL[@]}" "http://$FAKE_ADDR/_fake/stats" >"$RESULTS/fake-stats.json" 2>/dev/null || true
 sample
 DRAINED_FDS=$FDS DRAINED_RSS=$RSS
@@ -368,6 +382,7 @@ VERDICT=PASS
         "fd levels $fd_min..$fd_max (max - min $fd_spread, limit $SOAK_FD_SLACK);" \
         "heap $(mb "$anon_min")..$(mb "$anon_max") MB (+$(mb "$anon_growth"), limit +$(mb "$anon_limit"));" \
         "mapped files $(mb "$file0") -> $(mb "$file1") MB (+$(mb "$file_growth"); store +$(mb "$store_growth"), limit store + $SOAK_RSS_SLACK_MB)"
+    echo "$STORE_LINE"
     echo "drained: $([ "$drained" = 1 ] && echo yes || echo no) (fds then $DRAINED_FDS, before the load $IDLE_FDS;" \
         "RSS then $(mb "$DRAINED_RSS") MB, before the load $(mb "$IDLE_RSS") MB);" \
         "exit on SIGTERM: $EXIT_STATUS; sanitizer reports: $SANITIZER"
