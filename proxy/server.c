@@ -287,6 +287,20 @@ static char *make_authorization(const char *key)
 
 static void teardown(struct server *srv)
 {
+    /* A request still waiting on an upstream call may hold what its hooks
+     * own (an async submission's tasks and batch): they fail now, while the
+     * tasks still exist, or it would be abandoned below with them. A hook
+     * may end other requests: the walk starts again from the head. */
+    for (struct request *r = srv->live; r != NULL;) {
+        if (r->hooks == NULL || r->hooks->failed == NULL) {
+            r = r->next;
+            continue;
+        }
+        const struct forward_hooks *hooks = r->hooks;
+        r->hooks = NULL;
+        hooks->failed(r);
+        r = srv->live;
+    }
     /* Task polls hold limiter tickets and transfers: they go first. */
     tasks_free(srv->tasks);
     srv->tasks = NULL;

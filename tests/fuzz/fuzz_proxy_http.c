@@ -35,16 +35,29 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
-/* Requests still in flight at exit (an upstream call after a switch to
- * online, a queued call) end first, for at most 3 s: server_stop abandons
- * what is left without its completion hooks. */
+static void send_request(const char *method, const char *path, const char *body)
+{
+    char *text = NULL;
+    int n = asprintf(&text,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     method, path, strlen(body), body);
+    if (n < 0)
+        abort();
+    http_pump(srv.base, port, (const uint8_t *)text, (size_t)n, MAX_ITERATIONS, NULL, 0);
+    free(text);
+}
+
+/* Whatever the inputs left in flight is server_stop's to end and free. At
+ * the least, every run stops with a batch submission waiting on the closed
+ * upstream's retries (a regression: its batch and tasks were leaked). */
 static void stop(void)
 {
-    struct timeval tick = {.tv_sec = 0, .tv_usec = 100 * 1000};
-    for (int i = 0; i < 30 && srv.in_flight > 0; i++) {
-        event_base_loopexit(srv.base, &tick);
-        event_base_dispatch(srv.base);
-    }
+    cfg.max_retries = 3; /* read per call: the batch stays waiting on retries */
+    send_request("POST", "/_proxy/mode", "{\"mode\":\"record\"}");
+    send_request("POST", "/v1/async/task/batch",
+                 "[{\"taskType\":\"CHATGPT\",\"payload\":{\"prompt\":\"stop\",\"country\":\"US\"}},"
+                 "{\"taskType\":\"GOOGLE\",\"payload\":{\"query\":\"stop\",\"country\":\"US\"}}]");
     server_stop(&srv);
     config_deinit(&cfg);
     nftw(cache_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
@@ -72,7 +85,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     set("mode", "offline");
     set("upstream", "http://127.0.0.1:1"); /* closed: a switch to online reaches nothing */
     set("webhook_delivery", "upstream");
-    set("max_retries", "0");
+    set("max_retries", "0"); /* a refused call ends at once, within its input */
     set("max_cache_bytes", "16MiB");
     set("max_body_bytes", "64KiB");
     set("max_header_bytes", "8KiB");
