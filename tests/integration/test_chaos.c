@@ -562,6 +562,20 @@ static void test_upstream_chaos(void **state)
     printf("chaos: wall %lld ms\n", now_ms() - t0);
 }
 
+/* A call that leaves a connection to reuse, then body to path over it,
+ * which the fake resets: a 502 for the client. */
+static void reset_on_a_reused_connection(const char *path, const char *body)
+{
+    struct http_reply r;
+    http_get(&proxy, "/v1/credits", &r);
+    assert_int_equal(r.status, 200);
+    http_reply_free(&r);
+    http_post(&proxy, path, body, NULL, &r);
+    assert_int_equal(r.status, 502);
+    assert_string_equal(http_error_code(&r), "UPSTREAM_UNAVAILABLE");
+    http_reply_free(&r);
+}
+
 /* libcurl sends a request again on a fresh connection when the reused one
  * died before any answer. A monitor call may go twice (it is safe) but the
  * proxy counts both; a submission without idempotencyKey, which the
@@ -574,30 +588,15 @@ static void test_resend_on_a_dead_connection(void **state)
     const char *proxy_args[] = {"--cache", "false", "--max-retries", "0", NULL};
     const char *proxy_env[] = {"CLORO_API_KEY=" KEY, NULL};
     assert_int_equal(proc_start_proxy(&proxy, fake.url, proxy_args, proxy_env), 0);
-    struct http_reply r;
 
-    /* A first call leaves a connection to reuse; each faulty call follows one. */
-    http_get(&proxy, "/v1/credits", &r);
-    assert_int_equal(r.status, 200);
-    http_reply_free(&r);
-    http_post(&proxy, "/v1/monitor/chatgpt", "{\"prompt\":\"a [fake:reset]\",\"country\":\"US\"}",
-              NULL, &r);
-    assert_int_equal(r.status, 502);
-    assert_string_equal(http_error_code(&r), "UPSTREAM_UNAVAILABLE");
-    http_reply_free(&r);
+    reset_on_a_reused_connection("/v1/monitor/chatgpt",
+                                 "{\"prompt\":\"a [fake:reset]\",\"country\":\"US\"}");
     assert_int_equal(fake_stat(&fake, "requests./v1/monitor/chatgpt"), 2);
     assert_int_equal(proxy_counter(&proxy, "upstream.calls"), 3);
 
-    http_get(&proxy, "/v1/credits", &r);
-    assert_int_equal(r.status, 200);
-    http_reply_free(&r);
-    http_post(&proxy, "/v1/async/task",
-              "{\"taskType\":\"CHATGPT\",\"payload\":{\"prompt\":\"b [fake:reset]\","
-              "\"country\":\"US\"}}",
-              NULL, &r);
-    assert_int_equal(r.status, 502);
-    assert_string_equal(http_error_code(&r), "UPSTREAM_UNAVAILABLE");
-    http_reply_free(&r);
+    reset_on_a_reused_connection("/v1/async/task",
+                                 "{\"taskType\":\"CHATGPT\",\"payload\":{\"prompt\":\"b "
+                                 "[fake:reset]\",\"country\":\"US\"}}");
     assert_int_equal(fake_stat(&fake, "requests./v1/async/task"), 1);
     assert_int_equal(fake_stat(&fake, "async.tasks_created"), 1);
     assert_int_equal(proxy_counter(&proxy, "upstream.calls"), 5);
