@@ -123,6 +123,9 @@ static void on_poll_done(const struct upstream_result *res, void *arg)
     t->polling = false;
     t->polled_us = clock_mono_us();
     tasks_counters(ts)->polls++;
+    /* libcurl's resend after a reused connection died is a call too (upstream.h). */
+    if (res->sends > 1)
+        srv->stats.upstream_calls += (uint64_t)(res->sends - 1);
     struct request *waiters = t->waiters;
     t->waiters = NULL;
     char id[sizeof t->id];
