@@ -37,9 +37,11 @@
 #include <lmdb.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define STORE_FORMAT        "cloro-proxy-cache 1"
@@ -50,6 +52,13 @@
 #define STORE_LOW_PERCENT   80                 /* ...down to this one */
 #define STORE_PURGE_CHUNK   1024               /* deletes per purge txn */
 #define STORE_EVICT_PERCENT 10                 /* share of entries a MAP_FULL eviction frees */
+/* Free disk below which an EIO is a full disk (no_room), and the free disk
+ * the store keeps on its filesystem (disk_reserve). */
+#define STORE_FULL_DISK_BYTES   ((uint64_t)64 << 10)
+#define STORE_DISK_RESERVE_MIN  ((uint64_t)256 << 10)
+#define STORE_DISK_RESERVE_MAX  ((uint64_t)64 << 20)
+#define STORE_DISK_WRITE_FACTOR 3
+#define STORE_BALLAST_BYTES     ((uint64_t)256 << 10)
 
 /* The meta value, 100 bytes, little endian:
  *   0 u64 hits           8 i64 last_hit_ms (0: never hit)   16 i64 stored_at_ms
@@ -100,6 +109,8 @@ struct cache_store {
     MDB_dbi usage;
     bool cli;           /* opened with max_bytes 0: adopts the file's map and bound */
     uint64_t max_bytes; /* configured, or (cli) the bound the file records; 0: none */
+    char *ballast_path; /* <dir>/ballast (not for the CLI), see ballast_make */
+    bool ballast_held;
 };
 
 /* One write txn and the counters it carries from "info" to its commit. */
@@ -677,12 +688,132 @@ static uint64_t percent_of(uint64_t n, unsigned pct)
     return n / 100 * pct + n % 100 * pct / 100;
 }
 
-/* One write txn: ops in order, then the watermark eviction, then commit.
- * extra_dropped is added to info "dropped" in the same txn. Returns 0 (and
+/* No room for the txn: the map is full, or the filesystem under it is. LMDB
+ * writes the new pages of a commit past the file's end, which fails with
+ * ENOSPC or EDQUOT on a full disk (pages freed inside the file can still be
+ * reused), or with EIO when the write stopped short as the disk filled up:
+ * an EIO counts as no room only when the filesystem has (almost) no free
+ * space left, else it stays a store error. Both get the same remedy: evict,
+ * then retry. */
+static bool no_room(struct cache_store *s, int rc)
+{
+    if (rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT)
+        return true;
+    if (rc != EIO)
+        return false;
+    mdb_filehandle_t fd;
+    struct statvfs fs;
+    return mdb_env_get_fd(s->env, &fd) == 0 && fstatvfs(fd, &fs) == 0 &&
+           (uint64_t)fs.f_bavail * fs.f_frsize < STORE_FULL_DISK_BYTES;
+}
+
+/* The disk reserve: free space the store keeps on its filesystem, so that an
+ * eviction can always commit. A txn needs fresh pages (copy on write), and
+ * pages an eviction frees are reused only two txns later, so a store whose
+ * file filled the disk could no longer commit anything, not even the
+ * eviction that would make room; max_bytes does not prevent it when the
+ * disk is smaller than the bound, or shared. An eighth of the filesystem,
+ * between STORE_DISK_RESERVE_MIN and STORE_DISK_RESERVE_MAX. */
+static uint64_t disk_reserve(const struct statvfs *fs)
+{
+    uint64_t size = (uint64_t)fs->f_blocks * fs->f_frsize;
+    uint64_t reserve = size / 8;
+    if (reserve < STORE_DISK_RESERVE_MIN)
+        reserve = STORE_DISK_RESERVE_MIN;
+    return reserve < STORE_DISK_RESERVE_MAX ? reserve : STORE_DISK_RESERVE_MAX;
+}
+
+/* Bytes of the pages LMDB's freelist holds (reusable without growing the
+ * file) at the last commit, as mdb_stat -f reads them: each record of the
+ * free DBI (0) is a page list whose first word is its length. A read txn of
+ * its own: a write txn takes freelist records out of the DBI as it reuses
+ * them. 0 on an error. */
+static uint64_t freelist_bytes(struct cache_store *s)
+{
+    MDB_stat st;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (mdb_env_stat(s->env, &st) != 0 || txn_begin(s, MDB_RDONLY, &txn) != 0)
+        return 0;
+    if (mdb_cursor_open(txn, 0, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    uint64_t pages = 0;
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        size_t n;
+        if (v.mv_size >= sizeof n) {
+            memcpy(&n, v.mv_data, sizeof n);
+            pages += n;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return pages * st.ms_psize;
+}
+
+/* The bytes a batch of ops should evict to keep the disk reserve: 0 while
+ * the filesystem's free space and the file's free pages together exceed the
+ * reserve plus what the ops will take (their records, times
+ * STORE_DISK_WRITE_FACTOR for the pages copied on write and those freed too
+ * recently to be reused), else what is missing (so the file stops growing
+ * before the disk is full). 0 when the filesystem cannot be read. */
+static uint64_t disk_shortfall(struct cache_store *s, const struct cache_op *ops, size_t count)
+{
+    mdb_filehandle_t fd;
+    struct statvfs fs;
+    if (mdb_env_get_fd(s->env, &fd) != 0 || fstatvfs(fd, &fs) != 0 || fs.f_blocks == 0)
+        return 0;
+    uint64_t written = 0;
+    for (size_t i = 0; i < count; i++)
+        written += ops[i].record != NULL ? ops[i].record_len : 0;
+    uint64_t room = (uint64_t)fs.f_bavail * fs.f_frsize;
+    uint64_t need = disk_reserve(&fs) + STORE_DISK_WRITE_FACTOR * written;
+    if (room >= need || (room += freelist_bytes(s)) >= need)
+        return 0;
+    return need - room;
+}
+
+/* The ballast: a file of STORE_BALLAST_BYTES next to the store's, made at
+ * open (not by the CLI). When the disk is so full that not even an eviction
+ * can commit (every txn needs fresh pages, and the pages the last commit
+ * freed are not reusable yet), it is removed, so the evictions that make
+ * room can commit; it is made again once the disk has room for it twice. */
+static void ballast_make(struct cache_store *s)
+{
+    struct statvfs fs;
+    if (s->ballast_path == NULL || s->ballast_held || statvfs(s->ballast_path, &fs) != 0 ||
+        (uint64_t)fs.f_bavail * fs.f_frsize < 2 * STORE_BALLAST_BYTES)
+        return;
+    int fd = open(s->ballast_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    s->ballast_held = posix_fallocate(fd, 0, (off_t)STORE_BALLAST_BYTES) == 0;
+    close(fd);
+    if (!s->ballast_held)
+        unlink(s->ballast_path);
+}
+
+/* Frees the ballast's room; true when there was one. */
+static bool ballast_release(struct cache_store *s)
+{
+    if (s->ballast_path == NULL || !s->ballast_held)
+        return false;
+    s->ballast_held = false;
+    return unlink(s->ballast_path) == 0;
+}
+
+/* One write txn: ops in order, then the watermark eviction (and at least
+ * shortfall bytes of entries, disk_shortfall), then commit. extra_dropped
+ * is added to info "dropped" in the same txn. Returns 0 (and
  * adds to res), MDB_MAP_FULL, or another LMDB error; nothing is applied
  * unless it returns 0. */
 static int run_txn(struct cache_store *s, const struct cache_op *ops, const struct put_meta *pms,
-                   size_t count, uint64_t extra_dropped, struct cache_apply_result *res)
+                   size_t count, uint64_t extra_dropped, uint64_t shortfall,
+                   struct cache_apply_result *res)
 {
     struct wtxn w;
     int rc = wtxn_begin(s, &w);
@@ -733,8 +864,12 @@ static int run_txn(struct cache_store *s, const struct cache_op *ops, const stru
         }
         w.applied++;
     }
-    if (s->max_bytes > 0 && w.bytes > percent_of(s->max_bytes, STORE_HIGH_PERCENT)) {
-        rc = evict(&w, percent_of(s->max_bytes, STORE_LOW_PERCENT), 0, 0);
+    if ((s->max_bytes > 0 && w.bytes > percent_of(s->max_bytes, STORE_HIGH_PERCENT)) ||
+        shortfall > 0) {
+        uint64_t target = s->max_bytes > 0 && w.bytes > percent_of(s->max_bytes, STORE_HIGH_PERCENT)
+                              ? percent_of(s->max_bytes, STORE_LOW_PERCENT)
+                              : UINT64_MAX;
+        rc = evict(&w, target, 0, shortfall);
         if (rc != 0) {
             wtxn_abort(&w);
             return rc;
@@ -818,20 +953,35 @@ static int evict_batch(struct cache_store *s, uint64_t largest, struct cache_app
     if (min_count == 0)
         min_count = 1;
     for (int attempt = 0; attempt < 3; attempt++) {
-        if (attempt > 0 && (rc = advance_txn(s)) != 0 && rc != MDB_MAP_FULL)
+        if (attempt > 0 && (rc = advance_txn(s)) != 0 && !no_room(s, rc))
             return rc;
         if (attempt == 2) {
             min_count = 1;
             largest = 0;
         }
         rc = evict_txn(s, min_count, 2 * largest, res);
-        if (rc != MDB_MAP_FULL)
+        if (!no_room(s, rc))
             break;
     }
-    if (rc != 0 && rc != MDB_MAP_FULL)
+    if (rc != 0 && !no_room(s, rc))
         return rc;
     rc = advance_txn(s);
-    return rc == MDB_MAP_FULL ? 0 : rc;
+    return no_room(s, rc) ? 0 : rc;
+}
+
+/* Room for one record of len bytes that did not fit: evicts entries worth
+ * twice its size (at least one), then commits two tiny txns so that the
+ * pages freed are reusable (see evict_batch). True when an entry was
+ * evicted. */
+static bool make_room(struct cache_store *s, size_t len, struct cache_apply_result *res)
+{
+    size_t before = res->evicted;
+    if (evict_txn(s, 1, 2 * (uint64_t)len, res) != 0)
+        return false;
+    for (int i = 0; i < 2; i++)
+        if (advance_txn(s) != 0)
+            break;
+    return res->evicted > before;
 }
 
 int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t count,
@@ -882,23 +1032,28 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
         cache_entry_free(&e);
     }
 
-    int rc = run_txn(s, ops, pms, count, 0, &res);
-    if (rc == MDB_MAP_FULL) {
+    uint64_t shortfall = disk_shortfall(s, ops, count);
+    int rc = run_txn(s, ops, pms, count, 0, shortfall, &res);
+    if (no_room(s, rc)) {
+        if (rc != MDB_MAP_FULL)
+            ballast_release(s);
         rc = evict_batch(s, largest, &res);
         if (rc == 0)
-            rc = run_txn(s, ops, pms, count, 0, &res);
+            rc = run_txn(s, ops, pms, count, 0, shortfall, &res);
     }
-    if (rc == MDB_MAP_FULL) {
+    if (no_room(s, rc)) {
         /* Still full: op by op, each in its own txn; a put, capture or
          * task op that does not fit is dropped, and counted in the next txn
          * that commits. */
         uint64_t unrecorded = 0;
         rc = 0;
         for (size_t i = 0; i < count && rc == 0; i++) {
-            rc = run_txn(s, &ops[i], &pms[i], 1, unrecorded, &res);
+            rc = run_txn(s, &ops[i], &pms[i], 1, unrecorded, 0, &res);
+            if (no_room(s, rc) && ops[i].record != NULL && make_room(s, ops[i].record_len, &res))
+                rc = run_txn(s, &ops[i], &pms[i], 1, unrecorded, 0, &res);
             if (rc == 0) {
                 unrecorded = 0;
-            } else if (rc == MDB_MAP_FULL) {
+            } else if (no_room(s, rc)) {
                 rc = 0;
                 if ((ops[i].kind == CACHE_OP_PUT || ops[i].kind == CACHE_OP_CAPTURE ||
                      ops[i].kind == CACHE_OP_TASK || ops[i].kind == CACHE_OP_USAGE) &&
@@ -911,9 +1066,10 @@ int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t 
             }
         }
         if (rc == 0 && unrecorded > 0)
-            (void)run_txn(s, NULL, NULL, 0, unrecorded, &res); /* best effort */
+            (void)run_txn(s, NULL, NULL, 0, unrecorded, 0, &res); /* best effort */
     }
     free(pms);
+    ballast_make(s);
     if (result != NULL)
         *result = res;
     /* Ambiguity: when the op-by-op path meets another error, the ops before
@@ -1083,6 +1239,9 @@ struct cache_store *cache_store_open(const struct cache_store_options *opts, cha
     }
     if (first_txn(s, opts->dir, err, err_size) != 0)
         goto fail;
+    if (!s->cli && asprintf(&s->ballast_path, "%s/ballast", opts->dir) < 0)
+        s->ballast_path = NULL;
+    ballast_make(s);
     return s;
 fail:
     mdb_env_close(s->env);
@@ -1095,6 +1254,7 @@ void cache_store_close(struct cache_store *s)
     if (s == NULL)
         return;
     mdb_env_close(s->env);
+    free(s->ballast_path);
     free(s);
 }
 

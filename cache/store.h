@@ -146,10 +146,17 @@ struct cache_apply_result {
 
 /* Applies ops in order in one durable write txn. After the puts, entries are
  * evicted least recently used first while the byte total is above 90% of
- * max_bytes, down to 80%. On MDB_MAP_FULL the txn is aborted, a batch is
- * evicted, and the ops are tried once more; puts that still do not fit are
- * dropped and counted (task ops too). Returns 0, or -1 on any other store
- * error (nothing applied). */
+ * max_bytes, down to 80%, and also while the filesystem under the store has
+ * less room (free space plus the file's free pages) than its reserve (an
+ * eighth of it, 256 KiB to 64 MiB), so that a disk smaller than max_bytes,
+ * or shared, fills up without ever wedging the store. On MDB_MAP_FULL, or a
+ * full disk (ENOSPC, EDQUOT, a short write with no free space left), the
+ * txn is aborted, a batch is evicted (on a full disk after removing the
+ * 256 KiB file "ballast" the proxy's store keeps next to its own, made again
+ * once there is room), and the ops are tried once more; then op by op, each
+ * after one more eviction when it does not fit; puts that still do not fit
+ * are dropped and counted (task ops too). Returns 0, or -1 on any other
+ * store error (nothing applied). */
 int cache_store_apply(struct cache_store *s, const struct cache_op *ops, size_t count,
                       struct cache_apply_result *result);
 
