@@ -298,8 +298,8 @@ static void render_credits(const struct metrics_snapshot *s, struct evbuffer *ou
     static const char *const helps[3] = {
         "/v1/ requests answered per member (member=\"-\" when auth is open), since start.",
         "Credits charged per member (member=\"-\" when auth is open), since start.",
-        "Credits saved per member (member=\"-\" when auth is open) and by what (cache, async), "
-        "since start."};
+        ("Credits saved per member (member=\"-\" when auth is open) and by what (cache, "
+         "async), since start.")};
     for (int pass = 0; pass < 3; pass++) {
         prom_family(out, names[pass], "counter", helps[pass]);
         ctx.name = names[pass];
