@@ -765,6 +765,29 @@ struct task *tasks_new_attached(struct tasks *ts, const json_t *item, struct tas
     return t;
 }
 
+static int load_open(const unsigned char *key, const unsigned char *data, size_t len, void *arg);
+static void follow_again(struct tasks *ts, struct task *t);
+
+/* A stored record of an upstream task that has not ended, while the task
+ * is not live here, is one whose later updates the store could not keep
+ * (dropped when the disk or the map was full): the task would read as
+ * running for good, its webhook never sent. It is taken back and followed
+ * again, as at start-up, until its end is stored. */
+static void adopt_stale(struct tasks *ts, const char *id, const json_t *rec,
+                        const unsigned char *key, const unsigned char *data, size_t len)
+{
+    const char *origin = json_string_value(json_object_get(rec, "origin"));
+    if (tasks_record_terminal(rec) || origin == NULL || strcmp(origin, "upstream") != 0 ||
+        tasks_find(ts, id) != NULL)
+        return;
+    load_open(key, data, len, ts);
+    struct task *t = tasks_find(ts, id);
+    if (t == NULL)
+        return;
+    log_warn("task_record_stale", "task=%s action=followed_again", id);
+    follow_again(ts, t);
+}
+
 json_t *tasks_load_record(struct tasks *ts, const char *id)
 {
     if (json_object_get(ts->gone, id) != NULL)
@@ -777,6 +800,8 @@ json_t *tasks_load_record(struct tasks *ts, const char *id)
         cache_store_get_task(ts->srv->store, key, &data, &len) != CACHE_GET_FOUND)
         return NULL;
     json_t *rec = parse_record(data, len);
+    if (rec != NULL)
+        adopt_stale(ts, id, rec, key, data, len);
     free(data);
     return rec;
 }
@@ -830,6 +855,17 @@ static int load_open(const unsigned char *key, const unsigned char *data, size_t
     return 0;
 }
 
+/* An upstream task not ended: it leads its key's identical tasks (unless
+ * another does) and is polled from now on. */
+static void follow_again(struct tasks *ts, struct task *t)
+{
+    if (t->keyed && tasks_open_for_key(ts, t->key.bytes) == NULL) {
+        json_object_set_new(ts->by_key, t->key.hex, ptr_value(t));
+        t->by_key = true;
+    }
+    task_follow_schedule(ts, t, 0);
+}
+
 /* Links attached tasks to their leaders, resumes follow-ups and deliveries. */
 static void resume(struct tasks *ts)
 {
@@ -843,11 +879,7 @@ static void resume(struct tasks *ts)
         struct task *t = all[i];
         if (t->origin != TASK_ORIGIN_UPSTREAM || tasks_record_terminal(t->rec))
             continue;
-        if (t->keyed && tasks_open_for_key(ts, t->key.bytes) == NULL) {
-            json_object_set_new(ts->by_key, t->key.hex, ptr_value(t));
-            t->by_key = true;
-        }
-        task_follow_schedule(ts, t, 0);
+        follow_again(ts, t);
     }
     for (size_t i = 0; i < n; i++) {
         struct task *t = all[i];
