@@ -22,28 +22,8 @@
 -- (first_send: when the first request was given out, last_answer: when the
 -- last answer arrived, both in seconds since the epoch).
 
-local ffi = require("ffi")
-ffi.cdef [[
-struct bench_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clock_id, struct bench_timespec *tp);
-]]
-local ts = ffi.new("struct bench_timespec")
-local function now()
-   ffi.C.clock_gettime(0, ts) -- CLOCK_REALTIME
-   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
-end
-
-wrk.method = "POST"
-wrk.path = "/v1/monitor/chatgpt"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk_live_bench"
-
-local threads = {}
-
-function setup(thread)
-   table.insert(threads, thread)
-   thread:set("id", #threads)
-end
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "wrk_common.lua")
+local now = realtime_s
 
 function init(args)
    local total = tonumber(args[1]) or 1000

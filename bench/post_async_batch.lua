@@ -30,16 +30,8 @@
 -- start before wrk's clock and end after it, as wrk hands the 130 KB answer
 -- to Lua: they read up to ~1 ms above wrk's for the same answers).
 
-local ffi = require("ffi")
-ffi.cdef [[
-struct bench_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clock_id, struct bench_timespec *tp);
-]]
-local ts = ffi.new("struct bench_timespec")
-local function now_us()
-   ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-   return tonumber(ts.tv_sec) * 1e6 + tonumber(ts.tv_nsec) / 1e3
-end
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "wrk_common.lua")
+local now_us = monotonic_us
 
 local path = os.getenv("BATCH_BODY")
 local tasks = os.getenv("BATCH_TASKS") or "500"
@@ -50,20 +42,11 @@ local f = assert(io.open(path, "rb"))
 local body = f:read("*a")
 f:close()
 
-wrk.method = "POST"
 wrk.path = "/v1/async/task/batch"
 wrk.body = body
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk_live_bench"
 
 local want_header = "cached=" .. tasks .. ";"
 local want_body = '"succeeded":' .. tasks .. ","
-
-local threads = {}
-
-function setup(thread)
-   table.insert(threads, thread)
-end
 
 function init(args)
    non200 = 0

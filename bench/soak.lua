@@ -36,15 +36,10 @@
 --         created=N tasks_done=N pages=N connect=N read=N write=N status=N
 --         timeout=N p99_us=N
 
-local ffi = require("ffi")
-ffi.cdef [[
-struct soak_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clock_id, struct soak_timespec *tp);
-]]
-local ts = ffi.new("struct soak_timespec")
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "wrk_common.lua")
+
 local function now_ms()
-   ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-   return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+   return monotonic_us() / 1000
 end
 
 local WINDOW_MS = 200 -- coalesce: one prompt a window
@@ -54,18 +49,6 @@ local FAULTS = { "[fake:500]", "[fake:reset]", "[fake:reset-mid-body]", "[fake:s
    "[fake:429]", "[fake:503]" }
 local COUNTERS = { "requests", "ok", "f429", "f500", "f502", "f503", "f504", "unexpected", "hit",
    "miss", "coalesced", "stale", "created", "tasks_done", "pages" }
-
-wrk.method = "POST"
-wrk.path = "/v1/monitor/chatgpt"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk_live_bench"
-
-local threads = {}
-
-function setup(thread)
-   table.insert(threads, thread)
-   thread:set("id", #threads)
-end
 
 function init(args)
    mode = args[1]
