@@ -29,7 +29,12 @@
  * Usage counters: "usage" (key as given, 1..CACHE_USAGE_KEY_MAX bytes ->
  * the row as given). USAGE replaces a row; USAGE_PRUNE deletes the rows
  * before its key (a cursor from the first row). Not in "bytes", never
- * evicted; a USAGE that does not fit is dropped and counted like a put. */
+ * evicted; a USAGE that does not fit is dropped and counted like a put.
+ *
+ * A full disk is treated like a full map (no_room), and kept from wedging
+ * the store: batches evict to keep a reserve of the filesystem free
+ * (disk_shortfall), and a ballast file is given up when not even an
+ * eviction can commit (ballast_make). */
 #include "store.h"
 
 #include "cache_dir.h"
@@ -936,8 +941,9 @@ static int advance_txn(struct cache_store *s)
  * Limit: records much smaller than a page (job records, small task records)
  * can fill the map to its very last free page; then not even an eviction
  * can commit, and every op is dropped or lost until the map grows (a larger
- * max_bytes at the next start). Answers and larger records, which need
- * overflow pages, meet MAP_FULL while a few single pages are still free. */
+ * max_bytes at the next start). On a full disk, the ballast's room is given
+ * up first (cache_store_apply), which lets the eviction commit. Answers and larger records, which
+ * need overflow pages, meet MAP_FULL while a few single pages are still free. */
 static int evict_batch(struct cache_store *s, uint64_t largest, struct cache_apply_result *res)
 {
     MDB_txn *txn;
