@@ -19,7 +19,9 @@
  *    by the proxy itself in offline mode.
  * It prints what was lost inside the window (answers and webhooks of tasks
  * accepted just before a kill), with how long before the kill they arrived.
- * The kill moments come from a fixed seed (CRASH_SEED overrides it). */
+ * The kill moments come from a fixed seed (CRASH_SEED overrides it).
+ * A second test: a task record left behind, not ended, by a killed proxy is
+ * taken back and followed to its end by a proxy that reads it. */
 #include "driver.h"
 #include "harness.h"
 
@@ -524,11 +526,81 @@ static void test_kill_9_under_load(void **state)
                   pages);
 }
 
+/* A task record left behind, not ended, by a proxy that was killed (the
+ * same as one whose later updates the store dropped), read by a proxy that
+ * does not follow it (started before it existed, on the same store): that
+ * proxy takes it back and follows it to its end, instead of answering it
+ * as running for good. */
+static void test_stale_task_record_is_followed_again(void **state)
+{
+    (void)state;
+    const char *fake_args[] = {
+        "--api-key",          KEY,    "--log-level", "warn", "--concurrency-limit", "50",
+        "--task-duration-ms", "1500", NULL};
+    assert_int_equal(proc_start_fake(&fake, fake_args), 0);
+    const char *recv_args[] = {WEBHOOK_RECEIVER_BIN, "--port", "0", "--secret", SECRET, NULL};
+    assert_int_equal(proc_start(&receiver, "receiver", recv_args, NULL), 0);
+    snprintf(root, sizeof root, "/tmp/cloro-it-crash-XXXXXX");
+    assert_non_null(mkdtemp(root));
+    snprintf(cache_dir, sizeof cache_dir, "%s/cache", root);
+    start_proxy("online");
+    struct proc reader = proxy; /* starts with no task: it follows none */
+    memset(&proxy, 0, sizeof proxy);
+    start_proxy("online");
+    struct http_reply r;
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"taskType\":\"CHATGPT\",\"payload\":{\"prompt\":\"stale task\","
+             "\"country\":\"US\"},\"webhook\":{\"url\":\"%s/hook/stale\"}}",
+             receiver.url);
+    http_post(&proxy, "/v1/async/task", body, NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = http_json(&r);
+    char id[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_dig(j, "task.id")));
+    json_decref(j);
+    http_reply_free(&r);
+    /* Its record is committed (the reader sees it), then its proxy dies. */
+    struct proc creator = proxy;
+    proxy = reader;
+    char path[128];
+    snprintf(path, sizeof path, "/v1/async/task/%s", id);
+    long long deadline = now_ms() + 5000;
+    bool from_record = false;
+    while (!from_record && now_ms() < deadline) {
+        http_get(&proxy, path, &r); /* answered upstream until the record is there */
+        const char *how = http_header(&r, "X-Cache");
+        from_record = r.status == 200 && how != NULL && strcmp(how, "HIT") == 0;
+        http_reply_free(&r);
+        if (!from_record)
+            sleep_ms(20);
+    }
+    assert_true(from_record);
+    kill(creator.pid, SIGKILL);
+    assert_true(proc_wait_exit(&creator, 10000));
+    proc_stop(&creator);
+    deadline = now_ms() + 15000;
+    while (strcmp(task_status(id), "COMPLETED") != 0 && now_ms() < deadline)
+        sleep_ms(100);
+    assert_string_equal(task_status(id), "COMPLETED");
+    json_t *doc = NULL;
+    do {
+        json_decref(doc);
+        doc = receiver_deliveries();
+    } while (!webhook_arrived(doc, id) && now_ms() < deadline && (sleep_ms(100), true));
+    assert_true(webhook_arrived(doc, id));
+    json_decref(doc);
+    char *log = proc_log(&proxy);
+    assert_non_null(strstr(log, "event=task_record_stale"));
+    free(log);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_kill_9_under_load, teardown),
+        cmocka_unit_test_teardown(test_stale_task_record_is_followed_again, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
