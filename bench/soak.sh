@@ -19,7 +19,7 @@
 #             /_proxy/artifacts/ page each answer links to
 #   fault     2 connections, prompts with the fake's fault markers (500, reset,
 #             reset mid-body, slow body, 429, 503)
-# and the fake injects random faults into ~4 % of the monitor calls it gets
+# and the fake injects random faults into ~4-6 % of the monitor calls it gets
 # (fail_500, fail_503, fail_429, reset at 1 % each; and 0.5 % each of
 # reset_mid_body, garbage, slow_drip and 0.2 % stall where the fake has
 # those knobs).
@@ -27,8 +27,8 @@
 # After each interval one line: elapsed s, requests/s and the p99 of the
 # interval (every stream's latencies merged), the proxy's VmRSS, its
 # RssAnon (heap) and RssFile (mapped files: mostly the LMDB map), the store on
-# disk, the lowest and highest count of its open fds (/proc/PID/fd) during
-# the interval, and the answers by status. After the load
+# disk, the median count of its open fds (/proc/PID/fd) during the
+# interval, and the answers by status. After the load
 # the proxy must drain (nothing in flight or queued within 20 s) and exit 0 on
 # SIGTERM (under ASan, LeakSanitizer runs then), with no sanitizer report in
 # its log.
