@@ -89,6 +89,8 @@ struct cache_writer {
     struct op_queue queue;
     struct pending_map pending;
     uint64_t next_seq;
+    uint64_t last_queued_seq; /* of the last put or task record queued */
+    uint64_t settled_seq;     /* every op through it applied or given up */
     struct cache_writer_stats stats;
 };
 
@@ -228,6 +230,8 @@ static bool enqueue_locked(struct cache_writer *w, const struct cache_op *op, un
         return false;
     }
     queue_push(&w->queue, op, record, jobs, seq);
+    if (seq != 0)
+        w->last_queued_seq = seq;
     w->stats.queued++;
     if (w->queue.len == 1)
         pthread_cond_signal(&w->wake); /* the thread sleeps only on an empty queue */
@@ -394,6 +398,22 @@ bool cache_writer_has_room(struct cache_writer *w, size_t ops)
     return room;
 }
 
+uint64_t cache_writer_last_queued(struct cache_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t seq = w->last_queued_seq;
+    pthread_mutex_unlock(&w->mu);
+    return seq;
+}
+
+uint64_t cache_writer_settled(struct cache_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t seq = w->settled_seq;
+    pthread_mutex_unlock(&w->mu);
+    return seq;
+}
+
 void cache_writer_stats(struct cache_writer *w, struct cache_writer_stats *out)
 {
     pthread_mutex_lock(&w->mu);
@@ -420,10 +440,14 @@ static void apply_batch(struct cache_writer *w, struct op_queue *work, size_t of
     w->stats.evicted += r.evicted;
     if (rc == 0)
         w->stats.batches++;
-    for (size_t i = off; i < off + n; i++)
+    for (size_t i = off; i < off + n; i++) {
         if ((work->ops[i].kind == CACHE_OP_PUT || work->ops[i].kind == CACHE_OP_TASK) &&
             work->records[i] != NULL)
             pending_remove(&w->pending, work->ops[i].key, work->seqs[i]);
+        /* The queue is in seq order: this op settles every seq before it. */
+        if (work->seqs[i] > w->settled_seq)
+            w->settled_seq = work->seqs[i];
+    }
     pthread_mutex_unlock(&w->mu);
 
     for (size_t i = off; i < off + n; i++) {

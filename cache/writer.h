@@ -77,6 +77,14 @@ bool cache_writer_pending(struct cache_writer *w, const unsigned char *key, unsi
  * and refuse the work while the disk catches up. */
 bool cache_writer_has_room(struct cache_writer *w, size_t ops);
 
+/* For callers that must not acknowledge a record before it is durable:
+ * the number of the last put or task record queued, and the number through
+ * which every queued op has been committed or given up (a store error, no
+ * room). Once cache_writer_settled(w) >= a cache_writer_last_queued(w) read,
+ * everything queued before that read is settled. Any thread. */
+uint64_t cache_writer_last_queued(struct cache_writer *w);
+uint64_t cache_writer_settled(struct cache_writer *w);
+
 /* Commits what is queued, then stops the thread and frees w. */
 void cache_writer_stop(struct cache_writer *w);
 

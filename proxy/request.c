@@ -6,6 +6,7 @@
 #include "accounting.h"
 #include "clock.h"
 #include "connections.h"
+#include "durable.h"
 #include "log.h"
 #include "recent.h"
 #include "server.h"
@@ -176,6 +177,8 @@ static void log_access(const struct request *r, int status, size_t bytes_in, siz
 void request_send(struct request *r, int status, struct evbuffer *body)
 {
     struct server *srv = r->server;
+    if (!durable_ready_or_hold(srv->durable, r, status, body))
+        return;
     request_add_header(r, "X-Proxy-Request-ID", r->id);
     if (r->retries > 0) {
         char retries[16];

@@ -38,6 +38,7 @@ enum cache_outcome {
 struct request {
     struct evhttp_request *evreq; /* borrowed from evhttp until the reply */
     struct server *server;
+    uint64_t durable_seq;      /* hold the reply until the store settles this (durable.h) */
     char id[IDS_UUID_LEN + 1]; /* X-Proxy-Request-ID, and X-Request-ID of own replies */
     const char *method;        /* static string, e.g. "POST" */
     char *path;                /* owned, without the query string */

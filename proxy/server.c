@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "coalescer.h"
 #include "connections.h"
+#include "durable.h"
 #include "error_page.h"
 #include "forward.h"
 #include "log.h"
@@ -301,6 +302,9 @@ static void teardown(struct server *srv)
         hooks->failed(r);
         r = srv->live;
     }
+    /* Replies still held for the store: their requests are abandoned below. */
+    durable_free(srv->durable);
+    srv->durable = NULL;
     /* Task polls hold limiter tickets and transfers: they go first. */
     tasks_free(srv->tasks);
     srv->tasks = NULL;
@@ -456,6 +460,11 @@ int server_start(struct server *srv, const struct config *cfg)
         .queue_timeout_ms = cfg->queue_timeout_ms,
     };
     srv->limiter = limiter_new(srv->base, &lim, forward_limiter_callbacks());
+    if (srv->writer != NULL) {
+        srv->durable = durable_new(srv->base, srv->writer);
+        if (srv->durable == NULL)
+            goto out;
+    }
     if (srv->store != NULL) {
         srv->artifacts = artifacts_new(srv);
         if (srv->artifacts == NULL)

@@ -31,6 +31,7 @@ struct usage;
 struct metrics;
 struct recent;
 struct connections;
+struct durable;
 
 /* Counters shown by /_proxy/stats. Only the loop thread touches them. */
 struct server_stats {
@@ -83,6 +84,7 @@ struct server {
     struct usage *usage;             /* usage per member, provider and day (usage.h) */
     struct metrics *metrics;         /* answers by route, status and cache result (metrics.h) */
     struct connections *connections; /* client connections (connections.h) */
+    struct durable *durable;         /* replies held until the store has their records */
     struct recent *recent;           /* the last requests, for /_proxy/recent and the status page */
     uint64_t cache_losses_logged;    /* writer drops and failures already logged */
     int64_t upstream_warned_us;      /* last upstream_error warning, for rate limiting */

@@ -243,6 +243,9 @@ static void on_single_answered(struct request *r, const struct upstream_result *
     if (res->outcome == UPSTREAM_OK && res->status == 200 && json_is_object(summary)) {
         tasks_created(ts, t, summary, json_object_get(doc, "credits"),
                       upstream_result_header(res, "X-Request-ID"));
+        /* cloro holds (and bills) the task now: its id leaves only once
+         * the store has its record (durable.h). */
+        r->durable_seq = cache_writer_last_queued(r->server->writer);
     } else {
         json_t *error = json_object_get(doc, "error");
         tasks_creation_failed(ts, t, json_is_object(error) ? json_incref(error) : NULL);
@@ -563,6 +566,9 @@ static void on_batch_answered(struct request *r, const struct upstream_result *r
     for (size_t i = 0; i < b->count; i++)
         if (b->items[i].kind == BATCH_ITEM_DUPLICATE)
             settle_duplicate(b, i);
+    /* Tasks cloro created leave only once the store has their records. */
+    if (whole)
+        r->durable_seq = cache_writer_last_queued(r->server->writer);
     reply_merged(r, b, rid);
 }
 

@@ -844,6 +844,37 @@ static void test_task_queue_full(void **state)
     cache_store_close(s);
 }
 
+/* Once settled reaches a last_queued read, the record queued before it is
+ * committed: a reader outside the writer finds it. Refused ops never hold
+ * anyone waiting: last_queued names only what was queued. */
+static void test_settled_means_committed(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_store *s = open_store(f->dir, 64 * MIB);
+    struct cache_writer *w = cache_writer_start(s, 100000);
+    assert_non_null(w);
+    assert_int_equal(cache_writer_last_queued(w), 0);
+    for (unsigned i = 0; i < 500; i++)
+        put_version(w, i, 1, 1024);
+    for (unsigned n = 0; n < 20; n++) {
+        put_task(w, n, 1, true);
+        uint64_t seq = cache_writer_last_queued(w);
+        assert_true(seq > 0);
+        int waited = 0;
+        while (cache_writer_settled(w) < seq && waited++ < 10000)
+            usleep(100);
+        assert_true(cache_writer_settled(w) >= seq);
+        assert_int_equal(task_lookup(NULL, s, n), 1); /* in the store itself */
+    }
+    cache_writer_stop(w);
+    w = cache_writer_start(s, 0);
+    put_task(w, 99, 1, true); /* refused: the queue holds nothing */
+    assert_int_equal(cache_writer_last_queued(w), 0);
+    assert_true(cache_writer_settled(w) >= cache_writer_last_queued(w));
+    cache_writer_stop(w);
+    cache_store_close(s);
+}
+
 static int count_usage(const unsigned char *key, size_t key_len, const unsigned char *data,
                        size_t len, void *arg)
 {
@@ -915,6 +946,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_task_pending_then_stored, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_task_latest_wins, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_settled_means_committed, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_task_queue_full, store_fixture_setup,
                                         store_fixture_teardown),
