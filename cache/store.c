@@ -15,7 +15,10 @@
  * (SHA-256 -> gzip bytes as given). A PUT creates its jobs only when absent
  * (a captured or lost job is never reset by a later identical answer), JOB
  * replaces one, CAPTURE stores the blob unless present, then replaces the
- * job. "bytes" counts the entries' records only; "jobs_pending",
+ * job. "bytes" counts the entries only, each as what it takes in the file
+ * (cache_footprint_entry of its record's length: overflow pages, meta and
+ * LRU rows), not its record's length; "bytes_rule" records that rule, and
+ * a file counted by the older rule (record bytes) is recounted at open; "jobs_pending",
  * "jobs_captured", "jobs_lost" count jobs by state and "blob_bytes" the
  * blobs. Eviction removes entries only: jobs and blobs stay.
  *
@@ -38,6 +41,7 @@
 #include "store.h"
 
 #include "cache_dir.h"
+#include "footprint.h"
 
 #include <lmdb.h>
 
@@ -116,6 +120,7 @@ struct cache_store {
     uint64_t max_bytes; /* configured, or (cli) the bound the file records; 0: none */
     char *ballast_path; /* <dir>/ballast (not for the CLI), see ballast_make */
     bool ballast_held;
+    size_t page_size; /* LMDB's, for cache_footprint_entry */
 };
 
 /* One write txn and the counters it carries from "info" to its commit. */
@@ -416,6 +421,17 @@ static void wtxn_abort(struct wtxn *w)
     w->txn = NULL;
 }
 
+/* What an entry of a record_len-byte record counts in "bytes". */
+static uint64_t entry_cost(const struct cache_store *s, uint64_t record_len)
+{
+    return cache_footprint_entry(s->page_size, (size_t)record_len);
+}
+
+uint64_t cache_store_entry_bytes(const struct cache_store *s, size_t record_len)
+{
+    return entry_cost(s, record_len);
+}
+
 /* Removes one entry whose meta is m (entries, meta, lru rows; bytes). */
 static int remove_entry(struct wtxn *w, const unsigned char *key, const struct cache_meta *m,
                         int64_t lru_ms)
@@ -428,7 +444,8 @@ static int remove_entry(struct wtxn *w, const unsigned char *key, const struct c
         (rc = del_quiet(w->txn, w->s->meta, &k)) != 0 ||
         (rc = del_quiet(w->txn, w->s->lru, &l)) != 0)
         return rc;
-    w->bytes = w->bytes >= m->size ? w->bytes - m->size : 0;
+    uint64_t cost = entry_cost(w->s, m->size);
+    w->bytes = w->bytes >= cost ? w->bytes - cost : 0;
     w->counters_dirty = true;
     return 0;
 }
@@ -481,7 +498,7 @@ static int apply_put(struct wtxn *w, const struct cache_op *op, const struct put
         (rc = mdb_put(w->txn, w->s->meta, &k, &mv, 0)) != 0 ||
         (rc = mdb_put(w->txn, w->s->lru, &l, &empty, 0)) != 0)
         return rc;
-    w->bytes += op->record_len;
+    w->bytes += entry_cost(w->s, op->record_len);
     w->counters_dirty = true;
     return 0;
 }
@@ -679,7 +696,7 @@ static int evict(struct wtxn *w, uint64_t target_bytes, size_t min_count, uint64
         if (rc != 0 || (rc = remove_entry(w, key, &m, lru_ms)) != 0)
             break;
         count++;
-        freed += m.size;
+        freed += entry_cost(w->s, m.size);
         w->evicted++;
         w->evictions++;
         w->counters_dirty = true;
@@ -774,7 +791,9 @@ static uint64_t disk_shortfall(struct cache_store *s, const struct cache_op *ops
         return 0;
     uint64_t written = 0;
     for (size_t i = 0; i < count; i++)
-        written += ops[i].record != NULL ? ops[i].record_len : 0;
+        written += ops[i].record != NULL
+                       ? cache_footprint_item(s->page_size, CACHE_KEY_BYTES, ops[i].record_len)
+                       : 0;
     uint64_t room = (uint64_t)fs.f_bavail * fs.f_frsize;
     uint64_t need = disk_reserve(&fs) + STORE_DISK_WRITE_FACTOR * written;
     if (room >= need || (room += freelist_bytes(s)) >= need)
@@ -1095,6 +1114,38 @@ static size_t round_up(size_t n, size_t unit)
     return (n + unit - 1) / unit * unit;
 }
 
+/* info "bytes" of a file counted by an older rule (the records' lengths,
+ * before "bytes_rule" existed) is recounted once, in the first txn: every
+ * meta's record length as cache_footprint_entry counts it. One pass over
+ * "meta" (100 bytes a row), at the first open by this version only. */
+#define STORE_BYTES_RULE 1
+
+static int recount_bytes(struct cache_store *s, MDB_txn *txn)
+{
+    uint64_t rule;
+    int rc = info_get_u64(txn, s->info, "bytes_rule", &rule);
+    if (rc != 0 || rule == STORE_BYTES_RULE)
+        return rc;
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, s->meta, &cur)) != 0)
+        return rc;
+    uint64_t bytes = 0;
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        struct cache_meta m;
+        if (k.mv_size == CACHE_KEY_BYTES && meta_decode(&v, &m, NULL) == 0)
+            bytes += entry_cost(s, m.size);
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if ((rc = info_put_u64(txn, s->info, "bytes", bytes)) != 0)
+        return rc;
+    return info_put_u64(txn, s->info, "bytes_rule", STORE_BYTES_RULE);
+}
+
 /* The first txn: every DBI opened once, the format record checked (or
  * written), the configured bound recorded. */
 static int first_txn(struct cache_store *s, const char *dir, char *err, size_t err_size)
@@ -1172,6 +1223,11 @@ static int first_txn(struct cache_store *s, const char *dir, char *err, size_t e
                 mdb_strerror(rc));
         goto fail;
     }
+    if ((rc = recount_bytes(s, txn)) != 0) {
+        set_err(err, err_size, "cache store '%s': cannot count its bytes: %s", dir,
+                mdb_strerror(rc));
+        goto fail;
+    }
     /* A commit with nothing written writes nothing; otherwise it also
      * records the map size chosen at open in the file. */
     if ((rc = mdb_txn_commit(txn)) != 0) {
@@ -1215,6 +1271,8 @@ struct cache_store *cache_store_open(const struct cache_store_options *opts, cha
         set_err(err, err_size, "cannot open cache store '%s': %s", opts->dir, mdb_strerror(rc));
         goto fail;
     }
+    MDB_stat env_stat;
+    s->page_size = mdb_env_stat(s->env, &env_stat) == 0 ? env_stat.ms_psize : 0;
     int dead = 0;
     if ((rc = mdb_reader_check(s->env, &dead)) != 0) {
         set_err(err, err_size, "cache store '%s': reader check failed: %s", opts->dir,
@@ -1359,7 +1417,8 @@ int64_t cache_store_purge(struct cache_store *s, const char *provider, int64_t s
                     (rc = del_quiet(w.txn, s->entries, &ek)) != 0 ||
                     (rc = del_quiet(w.txn, s->lru, &l)) != 0)
                     break;
-                w.bytes = w.bytes >= m.size ? w.bytes - m.size : 0;
+                uint64_t cost = entry_cost(s, m.size);
+                w.bytes = w.bytes >= cost ? w.bytes - cost : 0;
                 w.counters_dirty = true;
                 removed++;
             }
@@ -1416,6 +1475,8 @@ int cache_store_stats(struct cache_store *s, struct cache_store_stats *out)
     out->tasks_open = task_open.ms_entries;
     out->max_bytes = s->cli ? recorded_max : s->max_bytes;
     out->map_bytes = info.me_mapsize;
+    out->file_bytes =
+        sub_floor((uint64_t)(info.me_last_pgno + 1) * s->page_size, freelist_bytes(s));
     return 0;
 }
 

@@ -30,7 +30,8 @@ struct cache_store;
 
 struct cache_store_options {
     const char *dir;  /* created if missing (cache_dir.h) */
-    size_t max_bytes; /* bound on the records' bytes; 0: adopt what the file records (CLI) */
+    size_t max_bytes; /* bound on the entries' file bytes (cache_store_entry_bytes); 0: adopt
+                         what the file records (CLI) */
 };
 
 /* Opens or creates the store. Clears reader slots left by killed processes.
@@ -196,7 +197,7 @@ int cache_store_foreach_usage(struct cache_store *s, const void *from, size_t fr
 
 struct cache_store_stats {
     uint64_t entries;
-    uint64_t bytes; /* sum of record sizes */
+    uint64_t bytes; /* what the entries take in the file: cache_store_entry_bytes of each */
     uint64_t max_bytes;
     uint64_t map_bytes;    /* the LMDB map size */
     uint64_t evictions;    /* since the store was created */
@@ -207,9 +208,15 @@ struct cache_store_stats {
     uint64_t blob_bytes; /* gzip bytes of the stored blobs (not in bytes) */
     uint64_t tasks;      /* records in "tasks" (task records and index entries) */
     uint64_t tasks_open; /* keys in "task_open" */
+    uint64_t file_bytes; /* pages in use in the file: its high-water mark less the free pages */
 };
 
 int cache_store_stats(struct cache_store *s, struct cache_store_stats *out);
+
+/* What an entry whose record is record_len bytes counts in stats bytes, in
+ * max_bytes and in what eviction frees: the file bytes it takes
+ * (footprint.h, with this store's page size), not its record's length. */
+uint64_t cache_store_entry_bytes(const struct cache_store *s, size_t record_len);
 
 /* Calls visit for every entry's meta (key order); visit returns 0 to go on,
  * anything else to stop. Returns 0, or -1 on error. */

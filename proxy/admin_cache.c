@@ -74,6 +74,8 @@ void admin_cache_stats(struct request *r)
         (json_int_t)coalescer_waiting(srv->coalescer));
     if (body == NULL)
         abort();
+    /* The pages the store's file uses (its free pages left out). */
+    json_object_set_new(body, "file_bytes", json_integer((json_int_t)st.file_bytes));
     reply_json(r, 200, body);
 }
 

@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "entry.h"
+#include "footprint.h"
 #include "key.h"
 #include "store.h"
 #include "store_fixture.h"
@@ -47,6 +48,11 @@
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
+/* What an entry of an n-byte record counts in the store's bytes. */
+#define COST(s, n) cache_store_entry_bytes((s), (n))
+/* The same on LMDB's usual 4 KiB pages, for bounds chosen before a store is
+ * open (the tests run where pages are 4 KiB, which test_cache_footprint checks). */
+#define COST4K(n) cache_footprint_entry(4096, (n))
 
 static struct cache_store *open_store(const char *dir, size_t max_bytes)
 {
@@ -196,7 +202,7 @@ static void test_put_get_round_trip(void **state)
 
     struct cache_store_stats st = stats_of(s);
     assert_int_equal(st.entries, 1);
-    assert_int_equal(st.bytes, len);
+    assert_int_equal(st.bytes, COST(s, len));
     free(rec);
     cache_store_close(s);
 }
@@ -322,7 +328,7 @@ static void test_replace_adjusts_bytes(void **state)
     put_n(s, 1, "perplexity", 1002, 400); /* replaces */
     struct cache_store_stats st = stats_of(s);
     assert_int_equal(st.entries, 2);
-    assert_int_equal(st.bytes, 1100);
+    assert_int_equal(st.bytes, COST(s, 700) + COST(s, 400));
     struct cache_meta m;
     assert_int_equal(get_n(s, 1, &m), CACHE_GET_FOUND);
     assert_int_equal(m.size, 400);
@@ -387,7 +393,7 @@ static void test_delete(void **state)
     assert_int_equal(get_n(s, 2, NULL), CACHE_GET_FOUND);
     struct cache_store_stats st = stats_of(s);
     assert_int_equal(st.entries, 1);
-    assert_int_equal(st.bytes, 400);
+    assert_int_equal(st.bytes, COST(s, 400));
     /* Deleting what is absent is fine. */
     r = apply1(s, CACHE_OP_DELETE, key, NULL, 0, 0);
     assert_int_equal(r.applied, 1);
@@ -405,7 +411,7 @@ static void test_delete(void **state)
     assert_int_equal(r.applied, 3);
     st = stats_of(s);
     assert_int_equal(st.entries, 2);
-    assert_int_equal(st.bytes, 650);
+    assert_int_equal(st.bytes, COST(s, 400) + COST(s, 250));
     free(rec);
     cache_store_close(s);
 }
@@ -430,7 +436,7 @@ static void test_undecodable_put_refused(void **state)
     assert_int_equal(r.dropped, 0);
     assert_int_equal(get_n(s, 1, NULL), CACHE_GET_ABSENT);
     assert_int_equal(get_n(s, 2, NULL), CACHE_GET_FOUND);
-    assert_int_equal(stats_of(s).bytes, len);
+    assert_int_equal(stats_of(s).bytes, COST(s, len));
     free(rec);
     cache_store_close(s);
 }
@@ -458,7 +464,7 @@ static void test_corrupt_record_detected_and_removed(void **state)
     assert_int_equal(cache_store_get(s, key, &e, NULL), CACHE_GET_CORRUPT);
     cache_entry_free(&e); /* empty, safe to free */
     assert_int_equal(get_n(s, 1, NULL), CACHE_GET_FOUND);
-    assert_int_equal(stats_of(s).bytes, 300 + len2);
+    assert_int_equal(stats_of(s).bytes, COST(s, 300) + COST(s, len2));
 
     /* A touch leaves it (reads verify); the reader's delete removes it. */
     apply1(s, CACHE_OP_TOUCH, key, NULL, 0, 200);
@@ -468,7 +474,7 @@ static void test_corrupt_record_detected_and_removed(void **state)
     assert_int_equal(cache_store_get(s, key, &e, NULL), CACHE_GET_ABSENT);
     struct cache_store_stats st = stats_of(s);
     assert_int_equal(st.entries, 1);
-    assert_int_equal(st.bytes, 300);
+    assert_int_equal(st.bytes, COST(s, 300));
     cache_store_close(s);
 }
 
@@ -491,7 +497,7 @@ static void test_purge(void **state)
             .kind = CACHE_OP_PUT, .record = recs[i], .record_len = len, .now_ms = 1000 + i};
         make_key(i, ops[i].key);
         if (i % 3 == 1)
-            google_bytes += len;
+            google_bytes += COST(s, len);
     }
     struct cache_apply_result r;
     assert_int_equal(cache_store_apply(s, ops, N, &r), 0);
@@ -537,6 +543,7 @@ static void test_purge(void **state)
 }
 
 struct visit_log {
+    const struct cache_store *s; /* for COST */
     unsigned count;
     unsigned stop_after;
     unsigned char last[CACHE_KEY_BYTES];
@@ -549,22 +556,67 @@ static int on_visit(const unsigned char *key, const struct cache_meta *meta, voi
     if (v->count > 0 && memcmp(v->last, key, CACHE_KEY_BYTES) >= 0)
         fail_msg("foreach is not in key order");
     memcpy(v->last, key, CACHE_KEY_BYTES);
-    v->bytes += meta->size;
+    v->bytes += COST(v->s, meta->size);
     v->count++;
     return v->stop_after != 0 && v->count == v->stop_after;
+}
+
+/* The bound holds on disk: answers of 1.7 to 2.7 KB (most over LMDB's node
+ * limit, so each takes a whole overflow page), six times the bound, put
+ * four a txn under random keys as the writer does. The pages the file
+ * uses (its high-water mark less its free pages) stay within 1.3 times
+ * max_bytes; counted by record bytes, the same load took about twice it. */
+static void test_file_within_bound(void **state)
+{
+    struct fixture *f = *state;
+    const size_t bound = 1 * MIB;
+    struct cache_store *s = open_store(f->dir, bound);
+    enum { N = 3000, PER_TXN = 4 };
+    uint64_t offered = 0;
+    for (unsigned i = 0; i < N; i += PER_TXN) {
+        struct cache_op ops[PER_TXN];
+        unsigned char *recs[PER_TXN];
+        for (unsigned j = 0; j < PER_TXN; j++) {
+            size_t len;
+            recs[j] = make_record("chatgpt", 1000 + i + j, 1700 + (i + j) * 37 % 1000, 'a', &len);
+            offered += len;
+            ops[j] = (struct cache_op){
+                .kind = CACHE_OP_PUT, .record = recs[j], .record_len = len, .now_ms = 1000 + i};
+            store_fixture_key((i + j) * 2654435761u, 0x5A, ops[j].key);
+        }
+        struct cache_apply_result r;
+        assert_int_equal(cache_store_apply(s, ops, PER_TXN, &r), 0);
+        assert_int_equal(r.applied, PER_TXN);
+        for (unsigned j = 0; j < PER_TXN; j++)
+            free(recs[j]);
+    }
+    struct cache_store_stats st = stats_of(s);
+    struct visit_log v = {.s = s};
+    assert_int_equal(cache_store_foreach(s, on_visit, &v), 0);
+    assert_int_equal(v.bytes, st.bytes);
+    assert_true(st.evictions > 0);
+    assert_true(st.bytes <= bound);
+    assert_true(st.file_bytes <= bound * 13 / 10);
+    print_message("file within bound: %llu bytes of answers offered to a %zu-byte bound: %llu "
+                  "entries kept, counted %llu bytes, file pages in use %llu bytes (%.2fx the "
+                  "bound)\n",
+                  (unsigned long long)offered, bound, (unsigned long long)st.entries,
+                  (unsigned long long)st.bytes, (unsigned long long)st.file_bytes,
+                  (double)st.file_bytes / (double)bound);
+    cache_store_close(s);
 }
 
 static void test_foreach_and_stats(void **state)
 {
     struct fixture *f = *state;
     struct cache_store *s = open_store(f->dir, 16 * MIB);
-    struct visit_log v = {0};
+    struct visit_log v = {.s = s};
     assert_int_equal(cache_store_foreach(s, on_visit, &v), 0);
     assert_int_equal(v.count, 0);
     unsigned order[] = {5, 3, 9, 1, 7};
     for (unsigned i = 0; i < 5; i++)
         put_n(s, order[i], "chatgpt", 100 + i, 150 + 10 * order[i]);
-    v = (struct visit_log){0};
+    v = (struct visit_log){.s = s};
     assert_int_equal(cache_store_foreach(s, on_visit, &v), 0);
     assert_int_equal(v.count, 5);
     struct cache_store_stats st = stats_of(s);
@@ -574,7 +626,7 @@ static void test_foreach_and_stats(void **state)
     assert_int_equal(st.evictions, 0);
     assert_int_equal(st.dropped, 0);
     /* A visitor stops the walk. */
-    v = (struct visit_log){.stop_after = 2};
+    v = (struct visit_log){.s = s, .stop_after = 2};
     assert_int_equal(cache_store_foreach(s, on_visit, &v), 0);
     assert_int_equal(v.count, 2);
     cache_store_close(s);
@@ -583,9 +635,9 @@ static void test_foreach_and_stats(void **state)
 static void test_eviction_lru_order(void **state)
 {
     struct fixture *f = *state;
-    /* 64 KiB bound, 4 KiB records: above 90% (57.6 KiB, the 15th record)
-     * evict down to 80% (51.2 KiB: 12 records). */
-    struct cache_store *s = open_store(f->dir, 64 * KIB);
+    /* A bound of 16 entries of 4 KiB records: above 90% (the 15th record)
+     * evict down to 80% (12 records). */
+    struct cache_store *s = open_store(f->dir, 16 * COST4K(4 * KIB));
     for (unsigned i = 0; i < 10; i++)
         put_n(s, i, "chatgpt", 1000 + i, 4 * KIB);
     unsigned char key[CACHE_KEY_BYTES];
@@ -593,7 +645,7 @@ static void test_eviction_lru_order(void **state)
     apply1(s, CACHE_OP_TOUCH, key, NULL, 0, 2000); /* the oldest becomes the newest */
     for (unsigned i = 10; i < 14; i++)
         put_n(s, i, "chatgpt", 3000 + i, 4 * KIB);
-    assert_int_equal(stats_of(s).evictions, 0); /* 56 KiB: below the high watermark */
+    assert_int_equal(stats_of(s).evictions, 0); /* 14 of 16: below the high watermark */
 
     make_key(14, key);
     size_t len;
@@ -609,12 +661,12 @@ static void test_eviction_lru_order(void **state)
         assert_int_equal(get_n(s, i, NULL), CACHE_GET_FOUND);
     struct cache_store_stats st = stats_of(s);
     assert_int_equal(st.entries, 12);
-    assert_int_equal(st.bytes, 12 * 4 * KIB);
+    assert_int_equal(st.bytes, 12 * COST(s, 4 * KIB));
     assert_int_equal(st.evictions, 3);
 
     /* The counter persists. */
     cache_store_close(s);
-    s = open_store(f->dir, 64 * KIB);
+    s = open_store(f->dir, 16 * COST4K(4 * KIB));
     assert_int_equal(stats_of(s).evictions, 3);
     cache_store_close(s);
 }
@@ -661,7 +713,7 @@ static void test_map_full(void **state)
         free(recs[i]);
 
     /* Whatever is left reads back with good checksums. */
-    struct visit_log v = {0};
+    struct visit_log v = {.s = s};
     assert_int_equal(cache_store_foreach(s, on_visit, &v), 0);
     st = stats_of(s);
     assert_int_equal(v.count, st.entries);
@@ -808,7 +860,7 @@ static void test_put_creates_jobs_once(void **state)
     assert_int_equal(cache_store_get_job(s, "u1/page-3", &got), CACHE_GET_ABSENT);
     assert_int_equal(cache_store_get_job(s, "", &got), CACHE_GET_ABSENT);
     /* Only the answer counts in bytes (the bound eviction keeps), not its jobs. */
-    assert_int_equal(stats_of(s).bytes, empty + 600);
+    assert_int_equal(stats_of(s).bytes, empty + COST(s, 600));
 
     /* page-1 is captured; page-2 failed once. */
     struct cache_job cap = jobs[0];
@@ -1368,7 +1420,7 @@ static void test_task_put_get_replace_delete(void **state)
     st = stats_of(s);
     assert_int_equal(st.tasks, 2);
     assert_int_equal(st.entries, 2);
-    assert_int_equal(st.bytes, before.bytes + rec_len);
+    assert_int_equal(st.bytes, before.bytes + COST(s, rec_len));
     cache_store_close(s);
 }
 
@@ -1481,11 +1533,11 @@ static void stamp(char *text, unsigned n)
 static void test_tasks_not_evicted(void **state)
 {
     struct fixture *f = *state;
-    /* The 64 KiB bound of test_eviction_lru_order: 4 KiB answers are
+    /* The bound of test_eviction_lru_order: 4 KiB answers are
      * evicted down to 80% once above 90%. Tasks are not answers: an 8 KiB
      * open task and a closed one stay, and leave the answers the whole
      * bound. */
-    struct cache_store *s = open_store(f->dir, 64 * KIB);
+    struct cache_store *s = open_store(f->dir, 16 * COST4K(4 * KIB));
     char *t1 = big_text(8 * KIB, 'o');
     apply_task(s, 1, t1, true);
     apply_task(s, 2, "{\"closed\":2}", false);
@@ -1493,8 +1545,8 @@ static void test_tasks_not_evicted(void **state)
         put_n(s, i, "chatgpt", 1000 + i, 4 * KIB);
     struct cache_store_stats st = stats_of(s);
     assert_true(st.evictions > 0);
-    assert_int_equal(st.bytes, st.entries * 4 * KIB); /* answers only */
-    assert_true(st.bytes <= 64 * KIB * 9 / 10);
+    assert_int_equal(st.bytes, st.entries * COST(s, 4 * KIB)); /* answers only */
+    assert_true(st.bytes <= 16 * COST4K(4 * KIB) * 9 / 10);
     /* 40 puts end 13 answers in (15 -> 12, then 13, 14, 15 -> 12, ...);
      * counted in bytes, the task would have left 10. */
     assert_int_equal(st.entries, 13);
@@ -1953,7 +2005,7 @@ static void test_import_adds_keeps_replaces(void **state)
     free(blob);
     struct cache_store_stats after = stats_of(s);
     assert_int_equal(after.entries, 2);
-    assert_int_equal(after.bytes, before.bytes + len2);
+    assert_int_equal(after.bytes, before.bytes + COST(s, len2));
     assert_int_equal(after.jobs_pending, 0);
     assert_int_equal(after.jobs_captured, 1);
     assert_int_equal(after.jobs_lost, 2);
@@ -1972,7 +2024,7 @@ static void test_import_adds_keeps_replaces(void **state)
     assert_task(s, 1, tt1);
     after = stats_of(s);
     assert_int_equal(after.entries, 2);
-    assert_int_equal(after.bytes, before.bytes - 500 + len1 + len2);
+    assert_int_equal(after.bytes, before.bytes - COST(s, 500) + COST(s, len1) + COST(s, len2));
     free(r1);
     free(r2);
     cache_store_close(s);
@@ -2076,6 +2128,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_task_open_index, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_tasks_survive_reopen, store_fixture_setup,
+                                        store_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_file_within_bound, store_fixture_setup,
                                         store_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_tasks_not_evicted, store_fixture_setup,
                                         store_fixture_teardown),

@@ -458,7 +458,7 @@ static int on_verify(const unsigned char *key, const struct cache_meta *meta, vo
         v->bad++;
     cache_entry_free(&e);
     v->count++;
-    v->bytes += meta->size;
+    v->bytes += cache_store_entry_bytes(v->s, meta->size); /* as the store counts it */
     return 0;
 }
 
