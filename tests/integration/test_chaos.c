@@ -60,9 +60,11 @@
  * store, about 0.5 kB per new entry (a release build: about 50 B, 4.2 to
  * 5.9 MB over 35,000 entries), and stays flat when nothing new is stored;
  * so the whole load is bounded loosely, and the no-store phase must leave
- * it flat but for allocator noise. */
+ * it flat but for allocator noise (seen from -12 kB to +1.1 MB; the bound,
+ * 2 kB per call of the phase, still catches anything kept per request, and
+ * LeakSanitizer at exit what is lost). */
 #define RSS_GROWTH_MAX_KB      (48 * 1024)
-#define RSS_NO_STORE_GROWTH_KB 1024
+#define RSS_NO_STORE_GROWTH_KB (4 * 1024)
 
 /* The load: two rounds of mostly distinct prompts, a quarter of the calls on
  * shared ones (hits and coalesced waiters), then distinct prompts with
@@ -508,15 +510,17 @@ static void test_upstream_chaos(void **state)
                      (total[1] - total[0]) - (in_budget[1] - in_budget[0]), hists[h],
                      BUDGET_BUCKET);
     }
-    /* A stall ends in a timeout (504), never as "could not be reached" (502),
-     * whether its connection was new or reused. */
+    /* A stall ends in a timeout, never as "could not be reached" (502),
+     * whether its connection was new or reused: its client gets a 504, or
+     * the stale answer stale_if_error allows (200 STALE). */
     long long stalls = (long long)json_integer_value(json_dig(fs, "faults.stall"));
     long long timeouts =
         (long long)(metric(&m1, "cloro_proxy_upstream_failures_total", "reason", "timeout") -
                     metric(&m0, "cloro_proxy_upstream_failures_total", "reason", "timeout"));
-    if (timeouts < stalls || t.upstream_timeout < stalls)
-        fail_msg("%lld stalls, but %lld upstream timeouts and %ld clients with UPSTREAM_TIMEOUT",
-                 stalls, timeouts, t.upstream_timeout);
+    if (timeouts < stalls || t.upstream_timeout + t.stale < stalls)
+        fail_msg("%lld stalls, but %lld upstream timeouts and %ld clients with UPSTREAM_TIMEOUT "
+                 "(%ld stale answers)",
+                 stalls, timeouts, t.upstream_timeout, t.stale);
     assert_true(timeouts <= t.upstream_timeout + t.stale); /* stale-if-error answers 200 */
     /* Every call the proxy counts reached the fake (libcurl's own resends
      * included), but for calls cut by their deadline before the fake read
