@@ -200,6 +200,12 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
+void remove_tree(const char *dir)
+{
+    if (dir[0] != '\0' && getenv("KEEP_TEST_LOGS") == NULL)
+        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void proc_stop(struct proc *p)
 {
     if (p->pid > 0) {
@@ -209,8 +215,7 @@ void proc_stop(struct proc *p)
             proc_wait_exit(p, 5000);
         }
     }
-    if (p->dir[0] != '\0' && getenv("KEEP_TEST_LOGS") == NULL)
-        nftw(p->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    remove_tree(p->dir);
 }
 
 int http_call(const char *method, const char *url, const char *body, const char *const headers[],

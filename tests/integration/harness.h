@@ -36,6 +36,9 @@ int proc_start_proxy(struct proc *p, const char *upstream_url, const char *const
 bool proc_wait_exit(struct proc *p, int timeout_ms);
 /* TERM, up to 10 s, then KILL; removes the private directory. */
 void proc_stop(struct proc *p);
+/* Removes dir and everything below it (a test's own temp directory);
+ * nothing when dir is "" or KEEP_TEST_LOGS is set. */
+void remove_tree(const char *dir);
 /* The whole log as a new string (caller frees). */
 char *proc_log(const struct proc *p);
 

@@ -21,7 +21,6 @@
 
 #include <cmocka.h>
 #include <curl/curl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,8 +69,6 @@ static int group_teardown(void **state)
  * removed after the test, also when it fails half-way. */
 static struct proc own[2];
 static char own_dir[64];
-
-static void remove_tree(const char *dir);
 
 static int stop_own(void **state)
 {
@@ -286,16 +283,6 @@ static void sleep_until(long long t_ms)
     long long left = t_ms - now_ms();
     if (left > 0)
         sleep_ms((int)left);
-}
-
-static void remove_tree(const char *dir)
-{
-    if (getenv("KEEP_TEST_LOGS") != NULL)
-        return;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
 }
 
 static void start_proxy(struct proc *p, const char *const extra[])

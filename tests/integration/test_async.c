@@ -20,7 +20,6 @@
 
 #include <cmocka.h>
 #include <curl/curl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +31,6 @@
 static struct proc fake, receiver, proxy, second;
 static char cache_dir_root[64];
 static const char *const proxy_env[] = {"CLORO_API_KEY=" KEY, "CLORO_WEBHOOK_SECRET=" SECRET, NULL};
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
 
 /* Fake, receiver and a proxy with fast polls and webhook retries. extra:
  * more proxy flags (NULL-terminated), or NULL. */
@@ -82,7 +72,7 @@ static int stop_all(void **state)
         memset(all[i], 0, sizeof *all[i]);
     }
     if (cache_dir_root[0] != '\0')
-        nftw(cache_dir_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(cache_dir_root);
     cache_dir_root[0] = '\0';
     return 0;
 }

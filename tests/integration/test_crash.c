@@ -33,7 +33,6 @@
 
 #include <cmocka.h>
 #include <curl/curl.h>
-#include <ftw.h>
 #include <openssl/sha.h>
 #include <signal.h>
 #include <stdio.h>
@@ -80,15 +79,6 @@ static size_t answer_count;
 static struct task_rec tasks[MAX_TASKS];
 static size_t task_count;
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static int teardown(void **state)
 {
     (void)state;
@@ -99,7 +89,7 @@ static int teardown(void **state)
         memset(all[i], 0, sizeof *all[i]);
     }
     if (root[0] != '\0' && getenv("KEEP_TEST_LOGS") == NULL)
-        nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(root);
     root[0] = '\0';
     return 0;
 }

@@ -91,16 +91,6 @@ static struct asked asked[] = {
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static void remove_tree(const char *dir)
-{
-    if (getenv("KEEP_TEST_LOGS") != NULL || dir[0] == '\0')
-        return;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
-
 static void path_in_root(char *out, size_t size, const char *name)
 {
     snprintf(out, size, "%s/%s", root, name);

@@ -29,7 +29,6 @@
 
 #include <cmocka.h>
 #include <curl/curl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,15 +47,6 @@ static const char *const admin_env[] = {"CLORO_API_KEY=" KEY, "CLORO_ADMIN_TOKEN
  * it fails half-way. */
 static struct proc own[3];
 static char own_dir[64];
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
 
 static int group_setup(void **state)
 {
@@ -101,7 +91,7 @@ static int stop_own(void **state)
         memset(&own[i], 0, sizeof own[i]);
     }
     if (own_dir[0] != '\0')
-        nftw(own_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(own_dir);
     own_dir[0] = '\0';
     return 0;
 }

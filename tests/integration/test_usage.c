@@ -29,7 +29,6 @@
 
 #include <cmocka.h>
 #include <curl/curl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,14 +143,6 @@ static json_t *get_json(const struct proc *p, const char *path, long expect_stat
     return j;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
@@ -177,7 +168,7 @@ static int group_teardown(void **state)
     proc_stop(&proxy);
     proc_stop(&fake);
     if (getenv("KEEP_TEST_LOGS") == NULL)
-        nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(base_dir);
     curl_global_cleanup();
     return 0;
 }
