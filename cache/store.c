@@ -27,7 +27,10 @@
  * the key to "task_open" or removes it, in the op's txn. No counter in
  * "info": stats count both with mdb_stat. Like jobs and blobs, neither is
  * in "bytes" nor ever evicted; a TASK that does not fit after the MAP_FULL
- * eviction is dropped and counted like a put.
+ * eviction is dropped and counted like a put. cache_store_prune_tasks walks
+ * "tasks" in bounded txns and deletes what the proxy's judge says (records
+ * past their retention, their index entries), never a key in "task_open";
+ * info "tasks_pruned" counts the records.
  *
  * Usage counters: "usage" (key as given, 1..CACHE_USAGE_KEY_MAX bytes ->
  * the row as given). USAGE replaces a row; USAGE_PRUNE deletes the rows
@@ -1465,6 +1468,7 @@ int cache_store_stats(struct cache_store *s, struct cache_store_stats *out)
         (rc = info_get_u64(txn, s->info, "jobs_lost", &out->jobs_lost)) != 0 ||
         (rc = info_get_u64(txn, s->info, "blob_bytes", &out->blob_bytes)) != 0 ||
         (rc = info_get_u64(txn, s->info, "max_bytes", &recorded_max)) != 0 ||
+        (rc = info_get_u64(txn, s->info, "tasks_pruned", &out->tasks_pruned)) != 0 ||
         (rc = mdb_env_info(s->env, &info)) != 0) {
         mdb_txn_abort(txn);
         return -1;
@@ -1477,6 +1481,110 @@ int cache_store_stats(struct cache_store *s, struct cache_store_stats *out)
     out->map_bytes = info.me_mapsize;
     out->file_bytes =
         sub_floor((uint64_t)(info.me_last_pgno + 1) * s->page_size, freelist_bytes(s));
+    return 0;
+}
+
+/* --- task retention ------------------------------------------------------------- */
+
+/* The keys a prune txn deletes, gathered while its cursor walks "tasks" and
+ * deleted once the cursor is closed. */
+struct prune_batch {
+    unsigned char (*keys)[CACHE_KEY_BYTES];
+    size_t count;
+    size_t cap;
+    uint64_t records; /* task records among them (not linked keys) */
+};
+
+static int prune_add(struct prune_batch *b, const unsigned char *key)
+{
+    if (b->count == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 64;
+        void *keys = realloc(b->keys, cap * CACHE_KEY_BYTES);
+        if (keys == NULL)
+            return ENOMEM;
+        b->keys = keys;
+        b->cap = cap;
+    }
+    memcpy(b->keys[b->count++], key, CACHE_KEY_BYTES);
+    return 0;
+}
+
+/* Walks up to batch records from the resume point, judging those not open. */
+static int prune_walk(struct wtxn *w, cache_task_judge judge, const void *arg, size_t batch,
+                      unsigned char *resume, bool *resumed, struct prune_batch *b)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(w->txn, w->s->tasks, &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val k = val(resume, CACHE_KEY_BYTES), v;
+    rc = mdb_cursor_get(cur, &k, &v, *resumed ? MDB_SET_RANGE : MDB_FIRST);
+    for (size_t seen = 0; rc == 0; seen++) {
+        if (seen == batch) {
+            memcpy(resume, k.mv_data, CACHE_KEY_BYTES);
+            break;
+        }
+        MDB_val open;
+        unsigned char linked[CACHE_TASK_PRUNE_LINKED][CACHE_KEY_BYTES];
+        size_t linked_count = 0;
+        if (k.mv_size == CACHE_KEY_BYTES &&
+            mdb_get(w->txn, w->s->task_open, &k, &open) == MDB_NOTFOUND &&
+            judge(k.mv_data, v.mv_data, v.mv_size, arg, linked, &linked_count)) {
+            if ((rc = prune_add(b, k.mv_data)) != 0)
+                break;
+            b->records++;
+            for (size_t i = 0; i < linked_count && i < CACHE_TASK_PRUNE_LINKED && rc == 0; i++)
+                rc = prune_add(b, linked[i]);
+            if (rc != 0)
+                break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND) {
+        *resumed = false;
+        return 0;
+    }
+    if (rc == 0)
+        *resumed = true;
+    return rc;
+}
+
+int cache_store_prune_tasks(struct cache_store *s, cache_task_judge judge, const void *arg,
+                            size_t batch, unsigned char *resume, bool *resumed, uint64_t *pruned)
+{
+    if (pruned != NULL)
+        *pruned = 0;
+    struct wtxn w;
+    if (wtxn_begin(s, &w) != 0)
+        return -1;
+    struct prune_batch b = {NULL, 0, 0, 0};
+    bool next = *resumed;
+    unsigned char from[CACHE_KEY_BYTES];
+    memcpy(from, resume, CACHE_KEY_BYTES);
+    int rc = prune_walk(&w, judge, arg, batch > 0 ? batch : 1, from, &next, &b);
+    for (size_t i = 0; i < b.count && rc == 0; i++) {
+        MDB_val k = val(b.keys[i], CACHE_KEY_BYTES);
+        if ((rc = del_quiet(w.txn, s->tasks, &k)) == 0)
+            rc = del_quiet(w.txn, s->task_open, &k);
+    }
+    uint64_t total = 0;
+    if (rc == 0 && b.records > 0 &&
+        (rc = info_get_u64(w.txn, s->info, "tasks_pruned", &total)) == 0)
+        rc = info_put_u64(w.txn, s->info, "tasks_pruned", total + b.records);
+    free(b.keys);
+    if (rc != 0) {
+        wtxn_abort(&w);
+        return -1;
+    }
+    if (b.records == 0)
+        wtxn_abort(&w); /* nothing to write: no commit (no fsync) */
+    else if (wtxn_commit(&w) != 0)
+        return -1;
+    memcpy(resume, from, CACHE_KEY_BYTES);
+    *resumed = next;
+    if (pruned != NULL)
+        *pruned = b.records;
     return 0;
 }
 

@@ -11,7 +11,8 @@
  * tasks that still have work (below); "usage": the per member, provider and
  * day usage counters (below). Only "entries" counts in the byte total and is
  * evicted; the other databases are kept for good (but "usage" rows older than
- * a cut-off are pruned by a USAGE_PRUNE op).
+ * a cut-off are pruned by a USAGE_PRUNE op, and ended task records past their
+ * retention by cache_store_prune_tasks).
  *
  * Reads: any thread, one short read txn per call, copied out before it ends.
  * Writes: cache_store_apply, one durable txn per batch (the proxy calls it
@@ -97,9 +98,34 @@ struct cache_job {
  * JSON text), replaced whole by each CACHE_OP_TASK. "task_open": the keys of
  * tasks that still have work, -> empty; the proxy lists them at start-up
  * (cache_store_foreach_open_task). Neither counts in the answers' byte total
- * nor is ever evicted: only MDB_MAP_FULL stops a new record (dropped,
- * counted). A store made before they existed opens as it is and gains them,
- * empty. */
+ * nor is ever evicted (only MDB_MAP_FULL stops a new record: dropped,
+ * counted); cache_store_prune_tasks (below) deletes the records the proxy
+ * judges past their retention. A store made before they existed opens as
+ * it is and gains them, empty. */
+
+/* --- Task retention ----------------------------------------------------------
+ * The store cannot read task records (opaque bytes): the proxy judges them.
+ * A judge is called for a record of "tasks" whose key is not in
+ * "task_open", with the record lent for the call and arg (the bytes given
+ * to the prune, copied); it returns true to delete the record, and may name
+ * up to CACHE_TASK_PRUNE_LINKED more keys of "tasks" deleted with it (its
+ * index entries), in linked, counting them in *linked_count. It runs on the
+ * thread that prunes (the writer's) and must not touch the store. */
+#define CACHE_TASK_PRUNE_LINKED 4
+
+typedef bool (*cache_task_judge)(const unsigned char *key, const unsigned char *data, size_t len,
+                                 const void *arg, unsigned char linked[][CACHE_KEY_BYTES],
+                                 size_t *linked_count);
+
+/* One txn of a task prune: judges up to batch records of "tasks" from the
+ * key *resume (when *resumed; else from the first), deletes those judged
+ * so, with their linked keys, counts them in info "tasks_pruned", and
+ * commits. Then *resumed and resume name the key to go on from, or *resumed
+ * is false when the walk reached the end. *pruned (when not NULL) gets the
+ * task records deleted. Returns 0, or -1 on a store error (nothing
+ * deleted; a full map or disk is one: the next prune tries again). */
+int cache_store_prune_tasks(struct cache_store *s, cache_task_judge judge, const void *arg,
+                            size_t batch, unsigned char *resume, bool *resumed, uint64_t *pruned);
 
 /* --- Usage counters ----------------------------------------------------------
  * "usage": a key of 1..CACHE_USAGE_KEY_MAX bytes (the proxy's usage.c writes
@@ -205,10 +231,11 @@ struct cache_store_stats {
     uint64_t jobs_pending; /* artifact jobs by state */
     uint64_t jobs_captured;
     uint64_t jobs_lost;
-    uint64_t blob_bytes; /* gzip bytes of the stored blobs (not in bytes) */
-    uint64_t tasks;      /* records in "tasks" (task records and index entries) */
-    uint64_t tasks_open; /* keys in "task_open" */
-    uint64_t file_bytes; /* pages in use in the file: its high-water mark less the free pages */
+    uint64_t blob_bytes;   /* gzip bytes of the stored blobs (not in bytes) */
+    uint64_t tasks;        /* records in "tasks" (task records and index entries) */
+    uint64_t tasks_open;   /* keys in "task_open" */
+    uint64_t file_bytes;   /* pages in use in the file: its high-water mark less the free pages */
+    uint64_t tasks_pruned; /* task records deleted by cache_store_prune_tasks, since created */
 };
 
 int cache_store_stats(struct cache_store *s, struct cache_store_stats *out);

@@ -33,7 +33,12 @@
  * Answer and task keys share the map; they never collide (key.h). Each op
  * takes one queue slot, however many jobs a PUT carries. A USAGE or
  * USAGE_PRUNE op owns one buffer (its records[i]) holding its key, then its
- * row: op.name and op.record point into it. */
+ * row: op.name and op.record point into it.
+ *
+ * A task prune (cache_writer_task_prune) is not an op: it is a walk of
+ * "tasks" the thread takes one txn at a time after each round of queued
+ * ops (prune_step), so it never holds the queue back for long; its fields
+ * are the thread's while prune_active, set by the loop only while not. */
 #include "writer.h"
 
 #include <pthread.h>
@@ -92,6 +97,12 @@ struct cache_writer {
     uint64_t last_queued_seq; /* of the last put or task record queued */
     uint64_t settled_seq;     /* every op through it applied or given up */
     struct cache_writer_stats stats;
+    bool prune_active; /* a task prune is under way: the fields below are the thread's */
+    /* Set by cache_writer_task_prune while no prune is under way: */
+    cache_task_judge prune_judge;
+    unsigned char prune_arg[CACHE_WRITER_PRUNE_ARG_MAX];
+    unsigned char prune_resume[CACHE_KEY_BYTES];
+    bool prune_resumed;
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -371,6 +382,41 @@ bool cache_writer_usage_prune(struct cache_writer *w, const void *key, size_t ke
     return enqueue_usage(w, CACHE_OP_USAGE_PRUNE, key, key_len, NULL, 0);
 }
 
+bool cache_writer_task_prune(struct cache_writer *w, cache_task_judge judge, const void *arg,
+                             size_t arg_len)
+{
+    if (arg_len > CACHE_WRITER_PRUNE_ARG_MAX || judge == NULL)
+        return false;
+    pthread_mutex_lock(&w->mu);
+    bool started = !w->prune_active && !w->stopping;
+    if (started) {
+        w->prune_judge = judge;
+        memset(w->prune_arg, 0, sizeof w->prune_arg);
+        if (arg_len > 0)
+            memcpy(w->prune_arg, arg, arg_len);
+        w->prune_resumed = false;
+        w->prune_active = true;
+        pthread_cond_signal(&w->wake);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return started;
+}
+
+/* One txn of the prune under way (the thread's own fields, see struct
+ * cache_writer); it ends at the last record or on a store error. */
+static void prune_step(struct cache_writer *w)
+{
+    uint64_t pruned = 0;
+    int rc =
+        cache_store_prune_tasks(w->store, w->prune_judge, w->prune_arg, CACHE_WRITER_PRUNE_BATCH,
+                                w->prune_resume, &w->prune_resumed, &pruned);
+    pthread_mutex_lock(&w->mu);
+    if (rc != 0 || !w->prune_resumed)
+        w->prune_active = false;
+    w->stats.tasks_pruned += pruned;
+    pthread_mutex_unlock(&w->mu);
+}
+
 bool cache_writer_pending(struct cache_writer *w, const unsigned char *key, unsigned char **record,
                           size_t *record_len)
 {
@@ -464,13 +510,14 @@ static void *writer_main(void *arg)
     struct op_queue work = {0};
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (w->queue.len == 0 && !w->stopping)
+        while (w->queue.len == 0 && !w->prune_active && !w->stopping)
             pthread_cond_wait(&w->wake, &w->mu);
-        if (w->queue.len == 0)
-            break; /* stopping, and everything queued is applied */
+        if (w->queue.len == 0 && w->stopping)
+            break; /* stopping, and everything queued is applied (a prune is left) */
         struct op_queue taken = w->queue;
         w->queue = work; /* empty, keeps its capacity */
         work = taken;
+        bool prune = w->prune_active;
         pthread_mutex_unlock(&w->mu);
 
         for (size_t off = 0; off < work.len; off += WRITER_BATCH_MAX) {
@@ -478,6 +525,8 @@ static void *writer_main(void *arg)
             apply_batch(w, &work, off, n);
         }
         work.len = 0;
+        if (prune)
+            prune_step(w); /* one txn of it, then the ops queued meanwhile */
         pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);

@@ -66,6 +66,18 @@ bool cache_writer_usage(struct cache_writer *w, const void *key, size_t key_len,
  * when refused, as above. */
 bool cache_writer_usage_prune(struct cache_writer *w, const void *key, size_t key_len);
 
+/* Starts a prune of task records (store.h, cache_store_prune_tasks): judge
+ * is called on the writer thread with a copy of arg (at most
+ * CACHE_WRITER_PRUNE_ARG_MAX bytes). The thread walks "tasks" one txn of
+ * CACHE_WRITER_PRUNE_BATCH records at a time, between its batches of
+ * queued ops, so puts and task records never wait for the whole walk; a
+ * store error ends the walk (the next prune starts over). Returns false,
+ * starting nothing, while a prune is under way or when arg is too large. */
+#define CACHE_WRITER_PRUNE_ARG_MAX 64
+#define CACHE_WRITER_PRUNE_BATCH   256
+bool cache_writer_task_prune(struct cache_writer *w, cache_task_judge judge, const void *arg,
+                             size_t arg_len);
+
 /* When a put or a task record of key is queued but not yet committed (and
  * not deleted since), returns true with a new copy of its record (the caller
  * frees *record). */
@@ -89,13 +101,14 @@ uint64_t cache_writer_settled(struct cache_writer *w);
 void cache_writer_stop(struct cache_writer *w);
 
 struct cache_writer_stats {
-    uint64_t queued;    /* ops accepted */
-    uint64_t committed; /* ops applied in committed txns */
-    uint64_t dropped;   /* ops refused (queue full), or puts, captures, task ops that did
-                           not fit */
-    uint64_t failed;    /* ops lost to a store error */
-    uint64_t evicted;   /* entries evicted to make room */
-    uint64_t batches;   /* txns committed */
+    uint64_t queued;       /* ops accepted */
+    uint64_t committed;    /* ops applied in committed txns */
+    uint64_t dropped;      /* ops refused (queue full), or puts, captures, task ops that did
+                              not fit */
+    uint64_t failed;       /* ops lost to a store error */
+    uint64_t evicted;      /* entries evicted to make room */
+    uint64_t batches;      /* txns committed */
+    uint64_t tasks_pruned; /* task records deleted by cache_writer_task_prune */
 };
 
 /* A consistent snapshot; any thread. */

@@ -144,6 +144,9 @@ static const struct config_key keys[] = {
            "each alone"),
     KEY(sync_surcharge, CONFIG_COUNT, "2", 0, 1000,
         "credits a sync call costs over the same async task (cloro: 2), counted as saved"),
+    KEY_MS(task_retention, "30d", 0, 3650 * 24 * HOUR,
+           "ended async task records (their webhook delivered or given up) are kept this long "
+           "after they end, then deleted with their idempotency index; 0: for good"),
     KEY(usage_retention_days, CONFIG_COUNT, "90", 0, 36500,
         "days of usage counters kept in the store (per member, provider and UTC day); 0: for "
         "good"),
@@ -299,7 +302,8 @@ int config_parse_bytes(const char *text, int64_t *out)
 
 int config_parse_duration_ms(const char *text, int64_t *out)
 {
-    static const struct unit units[] = {{"ms", 1}, {"s", SEC}, {"m", 60 * SEC}, {"h", HOUR}};
+    static const struct unit units[] = {
+        {"ms", 1}, {"s", SEC}, {"m", 60 * SEC}, {"h", HOUR}, {"d", 24 * HOUR}};
     return parse_scaled(text, units, sizeof units / sizeof units[0], SEC, out);
 }
 

@@ -70,6 +70,7 @@ struct config {
     int64_t max_open_tasks;
     int64_t async_batch_window_ms;
     int64_t sync_surcharge;
+    int64_t task_retention_ms;    /* 0: ended task records are kept for good */
     int64_t usage_retention_days; /* 0: usage rows are kept for good */
     char *auth;                   /* "auto", "members" or "open" */
     char *members_file;           /* more [member NAME] sections; "" none */

@@ -102,6 +102,7 @@ void metrics_gather(struct server *srv, struct metrics_snapshot *out)
         out->cache_bytes = st.bytes;
         out->cache_max_bytes = st.max_bytes;
         out->cache_evictions = st.evictions;
+        out->tasks_pruned = st.tasks_pruned;
         out->artifacts_pending = st.jobs_pending;
         out->artifacts_captured = st.jobs_captured;
         out->artifacts_lost = st.jobs_lost;
@@ -225,11 +226,16 @@ static void render_cache(const struct metrics_snapshot *s, struct evbuffer *out)
     if (!s->cache)
         return;
     gauge(out, "cloro_proxy_cache_entries", "Answers in the cache store.", s->cache_entries);
-    gauge(out, "cloro_proxy_cache_bytes", "Bytes of the stored answers.", s->cache_bytes);
+    gauge(out, "cloro_proxy_cache_bytes",
+          "File bytes the stored answers take (pages, index rows): what max_cache_bytes bounds.",
+          s->cache_bytes);
     gauge(out, "cloro_proxy_cache_max_bytes", "max_cache_bytes: the bound eviction keeps.",
           s->cache_max_bytes);
     counter(out, "cloro_proxy_cache_evictions_total",
             "Answers evicted to keep the bound, since the store was created.", s->cache_evictions);
+    counter(out, "cloro_proxy_tasks_pruned_total",
+            "Ended task records deleted past task_retention, since the store was created.",
+            s->tasks_pruned);
     name = "cloro_proxy_artifacts";
     prom_family(out, name, "gauge", "HTML artifacts by state (pending, captured, lost).");
     struct prom_label l = {"state", "pending"};

@@ -53,6 +53,7 @@ struct metrics_snapshot {
     uint64_t queued;
     bool cache; /* the store is open: the cache and artifact numbers below are set */
     uint64_t cache_entries, cache_bytes, cache_max_bytes, cache_evictions;
+    uint64_t tasks_pruned; /* task records deleted past task_retention (store.h) */
     uint64_t cache_by_outcome[CACHE_OUTCOME_COUNT];
     uint64_t artifacts_pending, artifacts_captured, artifacts_lost;
     const struct usage *usage; /* credits per member; NULL: none */

@@ -163,6 +163,8 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     if (srv->artifacts != NULL)
         artifacts_tick(srv->artifacts);
     usage_flush(srv->usage, srv->writer, clock_wall_ms());
+    if (srv->tasks != NULL)
+        tasks_tick(srv->tasks, clock_wall_ms());
     if (srv->writer == NULL)
         return;
     touches_flush(srv->touches, srv->writer);

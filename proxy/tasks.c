@@ -20,6 +20,9 @@
  *   rid                  X-Request-ID of the upstream call that created it
  *   hook                 {url, mode: "proxy"|"upstream", attempts, delivered,
  *                         deliveredAt, nextMs}
+ *   endedMs              wall ms of the first save as COMPLETED or FAILED: the
+ *                        record is pruned task_retention after it
+ *                        (task_retention.h)
  * An idempotencyKey is indexed under cache_task_key("idem", key) -> task id. */
 #include "tasks.h"
 #include "answer.h"
@@ -34,6 +37,7 @@
 #include "server.h"
 #include "store.h"
 #include "task_follow.h"
+#include "task_retention.h"
 #include "task_submit.h"
 #include "webhooks.h"
 #include "writer.h"
@@ -54,6 +58,7 @@ struct tasks {
     struct webhooks *webhooks;
     struct credit_saver *saver;
     struct tasks_counters counters;
+    int64_t last_prune_ms; /* wall time the last task_retention prune started; 0: none */
 };
 
 static void *xcalloc(size_t n, size_t size)
@@ -134,6 +139,8 @@ static void save(struct tasks *ts, struct task *t)
 {
     if (t->id[0] == '\0')
         return; /* in creation: nothing to keep yet */
+    if (tasks_record_terminal(t->rec) && json_object_get(t->rec, "endedMs") == NULL)
+        json_object_set_new(t->rec, "endedMs", json_integer((json_int_t)clock_wall_ms()));
     json_t *meta = t->rec;
     if (t->raw_answer != NULL && json_object_get(t->rec, "response") != NULL) {
         meta = json_copy(t->rec); /* the response goes as the raw answer */
@@ -1012,6 +1019,14 @@ bool tasks_route(struct tasks *ts, struct request *r)
     return false;
 }
 
+void tasks_tick(struct tasks *ts, int64_t now_ms)
+{
+    const struct config *cfg = ts->srv->cfg;
+    if (task_retention_tick(ts->srv->writer, cfg->task_retention_ms, cfg->webhook_max_attempts,
+                            now_ms, &ts->last_prune_ms))
+        log_info("tasks_prune_started", "retention_ms=%lld", (long long)cfg->task_retention_ms);
+}
+
 json_t *tasks_stats_json(struct tasks *ts)
 {
     const struct tasks_counters *c = &ts->counters;
@@ -1019,7 +1034,10 @@ json_t *tasks_stats_json(struct tasks *ts)
     memset(&ws, 0, sizeof ws);
     if (ts->webhooks != NULL)
         webhooks_stats(ts->webhooks, &ws);
-    return json_pack(
+    struct cache_store_stats st; /* records pruned past task_retention, since created */
+    if (ts->srv->store == NULL || cache_store_stats(ts->srv->store, &st) != 0)
+        st.tasks_pruned = 0;
+    json_t *view = json_pack(
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
         "live", (json_int_t)json_object_size(ts->by_id), "following",
         (json_int_t)json_object_size(ts->by_key), "submitted", (json_int_t)c->submitted,
@@ -1035,4 +1053,6 @@ json_t *tasks_stats_json(struct tasks *ts)
                   (json_int_t)ws.in_flight, "attempts", (json_int_t)ws.attempts, "delivered",
                   (json_int_t)ws.delivered, "failed_attempts", (json_int_t)ws.failed_attempts,
                   "given_up", (json_int_t)ws.given_up));
+    json_object_set_new(view, "pruned", json_integer((json_int_t)st.tasks_pruned));
+    return view;
 }

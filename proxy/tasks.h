@@ -75,6 +75,11 @@ struct task {
 struct tasks *tasks_new(struct server *srv);
 void tasks_free(struct tasks *ts);
 
+/* From the proxy's periodic tick: at start and at most once an hour, the
+ * cache writer prunes the records of tasks ended more than task_retention
+ * ago (task_retention.h). */
+void tasks_tick(struct tasks *ts, int64_t now_ms);
+
 /* Handles POST /v1/async/task[/batch] and GET /v1/async/task/{id}; returns
  * false (r untouched) for any other request. */
 bool tasks_route(struct tasks *ts, struct request *r);

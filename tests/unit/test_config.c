@@ -158,6 +158,7 @@ static void test_parse_duration_values(void **state)
     assert_int_equal(dur_ok("5m"), 5 * 60 * 1000);
     assert_int_equal(dur_ok("1h"), 3600 * 1000);
     assert_int_equal(dur_ok("24h"), 24 * 3600 * 1000);
+    assert_int_equal(dur_ok("30d"), INT64_C(30) * 24 * 3600 * 1000);
     assert_int_equal(dur_ok("10 s"), 10000);
 }
 
@@ -182,7 +183,7 @@ static void test_parse_duration_junk(void **state)
     dur_bad("ms");
     dur_bad("5x");
     dur_bad("5sec");
-    dur_bad("5d");
+    dur_bad("5w"); /* days are the largest unit */
     dur_bad("1.5s");
     dur_bad("5s5");
     dur_bad("5ms5");
