@@ -9,6 +9,8 @@
  *      the disk fills, the store keeps its reserve and evicts; then the
  *      other file goes, and the store grows into the room. Needs mount
  *      (root); without it, (b) prints SKIP.
+ *  (c) task retention: tasks ended through a proxy are pruned by the next one
+ *      started on the store with task_retention 1s, and then asked upstream.
  * Answers are checked against the fake's text, which names the prompt; the
  * ones kept are checked byte for byte with Cache-Control: only-if-cached. */
 #include "driver.h"
@@ -33,14 +35,15 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#define KEY          "sk_live_disk00001"
-#define WAVE         32   /* calls in flight at once */
-#define TINY_PROMPTS 1600 /* ~2.2 KB answers: about 3.4 MiB through a 1 MiB bound */
-#define DISK_PROMPTS 1000 /* about 2.2 MiB through 768 KiB of disk */
-#define DISK_TASKS   40
-#define DISK_LEFT    (768u << 10) /* bytes another program leaves free */
-#define BACK_PROMPTS 400          /* once it has left */
-#define LAST_CHECKED 20           /* the newest answers that must be kept */
+#define KEY             "sk_live_disk00001"
+#define WAVE            32   /* calls in flight at once */
+#define TINY_PROMPTS    1600 /* ~2.2 KB answers: about 3.4 MiB through a 1 MiB bound */
+#define DISK_PROMPTS    1000 /* about 2.2 MiB through 768 KiB of disk */
+#define DISK_TASKS      40
+#define DISK_LEFT       (768u << 10) /* bytes another program leaves free */
+#define BACK_PROMPTS    400          /* once it has left */
+#define LAST_CHECKED    20           /* the newest answers that must be kept */
+#define RETENTION_TASKS 4
 
 static struct proc fake, proxy;
 static char root[64];
@@ -195,7 +198,8 @@ static void writer_settled(void)
     assert_int_equal(done, queued);
 }
 
-static void start_proxy(const char *cache_dir, const char *max_bytes)
+/* task_retention: NULL leaves the default (30d). */
+static void start_proxy(const char *cache_dir, const char *max_bytes, const char *task_retention)
 {
     const char *args[] = {"--cache-dir",
                           cache_dir,
@@ -209,6 +213,8 @@ static void start_proxy(const char *cache_dir, const char *max_bytes)
                           "100ms",
                           "--poll-interval",
                           "200ms",
+                          task_retention != NULL ? "--task-retention" : NULL,
+                          task_retention,
                           NULL};
     if (proc_start_proxy(&proxy, fake.url, args, proxy_env) != 0)
         fail_msg("the proxy did not start (log above)");
@@ -229,7 +235,7 @@ static void test_tiny_bound(void **state)
     (void)state;
     char dir[128];
     snprintf(dir, sizeof dir, "%s/tiny", root);
-    start_proxy(dir, "1MiB");
+    start_proxy(dir, "1MiB", NULL);
     static char shas[TINY_PROMPTS][65];
     ask_all("tiny", 0, TINY_PROMPTS, 0, shas);
     writer_settled();
@@ -292,16 +298,19 @@ static unsigned long long disk_free(void)
     return statvfs(mnt, &fs) == 0 ? (unsigned long long)fs.f_bavail * fs.f_frsize : 0;
 }
 
-/* Async tasks on the full disk: each ends COMPLETED through the proxy. */
-static void tasks_complete(void)
+/* n async tasks of prompts "<tag> task <i>" (the first with an
+ * idempotencyKey when idem is not NULL): each ends COMPLETED through the
+ * proxy. Their ids in ids. */
+static void tasks_complete(const char *tag, int n, const char *idem, char (*ids)[64])
 {
-    char ids[DISK_TASKS][64];
-    for (int i = 0; i < DISK_TASKS; i++) {
-        char body[160];
+    for (int i = 0; i < n; i++) {
+        char body[224], key[96] = "";
+        if (i == 0 && idem != NULL)
+            snprintf(key, sizeof key, ",\"idempotencyKey\":\"%s\"", idem);
         snprintf(body, sizeof body,
-                 "{\"taskType\":\"CHATGPT\",\"payload\":{\"prompt\":\"disk task %d\","
-                 "\"country\":\"US\"}}",
-                 i);
+                 "{\"taskType\":\"CHATGPT\",\"payload\":{\"prompt\":\"%s task %d\","
+                 "\"country\":\"US\"}%s}",
+                 tag, i, key);
         struct http_reply r;
         http_post(&proxy, "/v1/async/task", body, NULL, &r);
         if (r.status != 200)
@@ -312,7 +321,7 @@ static void tasks_complete(void)
         http_reply_free(&r);
     }
     long long deadline = now_ms() + 20000;
-    for (int i = 0; i < DISK_TASKS; i++) {
+    for (int i = 0; i < n; i++) {
         char path[128];
         snprintf(path, sizeof path, "/v1/async/task/%s", ids[i]);
         for (;;) {
@@ -322,8 +331,7 @@ static void tasks_complete(void)
             const char *status = json_string_value(json_dig(j, "task.status"));
             bool done = r.status == 200 && status != NULL && strcmp(status, "COMPLETED") == 0;
             if (!done && now_ms() > deadline)
-                fail_msg("task %s did not complete on the full disk: %ld %.300s", ids[i], r.status,
-                         r.body);
+                fail_msg("task %s did not complete: %ld %.300s", ids[i], r.status, r.body);
             json_decref(j);
             http_reply_free(&r);
             if (done)
@@ -352,11 +360,12 @@ static void test_small_filesystem(void **state)
     unsigned long long left = disk_free();
     char dir[160];
     snprintf(dir, sizeof dir, "%s/cache", mnt);
-    start_proxy(dir, "16MiB");
+    start_proxy(dir, "16MiB", NULL);
 
     /* The disk fills: clients get their answers, the store evicts, keeps the
      * newest, and counts what it could not keep; tasks complete. */
-    tasks_complete();
+    static char ids[DISK_TASKS][64];
+    tasks_complete("disk", DISK_TASKS, NULL, ids);
     static char shas[DISK_PROMPTS][65];
     ask_all("disk", 0, DISK_PROMPTS, 10, shas);
     writer_settled();
@@ -401,12 +410,64 @@ static void test_small_filesystem(void **state)
                   captured, BACK_PROMPTS, entries_back);
 }
 
+/* A GET of task id through the proxy: 200 COMPLETED. Returns the fake's
+ * task polls after it. */
+static long long get_completed(const char *id)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/async/task/%s", id);
+    struct http_reply r;
+    http_get(&proxy, path, &r);
+    json_t *j = http_json(&r);
+    const char *status = json_string_value(json_dig(j, "task.status"));
+    if (r.status != 200 || status == NULL || strcmp(status, "COMPLETED") != 0)
+        fail_msg("GET %s: %ld %.300s", path, r.status, r.body);
+    json_decref(j);
+    http_reply_free(&r);
+    return fake_stat(&fake, "async.task_polls");
+}
+
+/* (c) */
+static void test_task_retention(void **state)
+{
+    (void)state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/retention", root);
+    start_proxy(dir, "16MiB", NULL);
+    static char ids[RETENTION_TASKS][64];
+    tasks_complete("retention", RETENTION_TASKS, "retention-idem", ids);
+    writer_settled();
+    /* Ended and kept: answered from the store, upstream not asked. */
+    long long polls = fake_stat(&fake, "async.task_polls");
+    assert_int_equal(get_completed(ids[1]), polls);
+    assert_int_equal(proxy_counter(&proxy, "tasks.pruned"), 0);
+    proc_stop(&proxy);
+    memset(&proxy, 0, sizeof proxy);
+
+    /* The same store under a retention of 1 s, once they ended longer ago:
+     * the prune at start deletes every record, and a GET goes upstream as
+     * for a task the proxy never saw. */
+    sleep_ms(1100);
+    start_proxy(dir, "16MiB", "1s");
+    assert_int_equal(proxy_wait_counter(&proxy, "tasks.pruned", RETENTION_TASKS, 20000),
+                     RETENTION_TASKS);
+    writer_settled();
+    polls = fake_stat(&fake, "async.task_polls");
+    assert_int_equal(get_completed(ids[1]), polls + 1);
+    assert_int_equal(get_completed(ids[0]), polls + 2);
+    assert_alive();
+    print_message("task retention 1 s: %d ended tasks pruned at start (with the index of their "
+                  "idempotencyKey); their GETs go upstream\n",
+                  RETENTION_TASKS);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_tiny_bound, teardown),
         cmocka_unit_test_teardown(test_small_filesystem, teardown),
+        cmocka_unit_test_teardown(test_task_retention, teardown),
     };
     int failed = cmocka_run_group_tests(tests, setup, group_teardown);
     curl_global_cleanup();
