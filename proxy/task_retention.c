@@ -3,33 +3,12 @@
  * is tasks.c's: JSON text, then optionally a NUL and a cached answer. */
 #include "task_retention.h"
 
+#include "clock.h"
 #include "store.h"
 #include "writer.h"
 
 #include <jansson.h>
-#include <stdio.h>
 #include <string.h>
-#include <time.h>
-
-/* "2026-11-22T10:00:00.000Z" (milliseconds optional) as wall ms; -1 when
- * it is not one. */
-static int64_t iso8601_ms(const char *text)
-{
-    int y, mo, d, h, mi, s, ms = 0, n = 0;
-    if (text == NULL ||
-        sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6)
-        return -1;
-    if (text[n] == '.' && sscanf(text + n + 1, "%3d", &ms) != 1)
-        return -1;
-    struct tm tm = {.tm_year = y - 1900,
-                    .tm_mon = mo - 1,
-                    .tm_mday = d,
-                    .tm_hour = h,
-                    .tm_min = mi,
-                    .tm_sec = s};
-    time_t t = timegm(&tm);
-    return t < 0 ? -1 : (int64_t)t * 1000 + ms;
-}
 
 /* When the task ended: endedMs, else its creation; -1 when unknown. */
 static int64_t ended_ms(const json_t *rec)
@@ -37,8 +16,10 @@ static int64_t ended_ms(const json_t *rec)
     const json_t *ended = json_object_get(rec, "endedMs");
     if (json_is_integer(ended))
         return (int64_t)json_integer_value(ended);
-    return iso8601_ms(
-        json_string_value(json_object_get(json_object_get(rec, "task"), "createdAt")));
+    const char *created =
+        json_string_value(json_object_get(json_object_get(rec, "task"), "createdAt"));
+    int64_t ms;
+    return created != NULL && clock_parse_iso8601(created, &ms) == 0 ? ms : -1;
 }
 
 /* A webhook the proxy still has to deliver. */
