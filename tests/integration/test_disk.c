@@ -298,6 +298,20 @@ static unsigned long long disk_free(void)
     return statvfs(mnt, &fs) == 0 ? (unsigned long long)fs.f_bavail * fs.f_frsize : 0;
 }
 
+/* GET /v1/async/task/{id} through the proxy: true when it is 200 COMPLETED.
+ * The reply in r (the caller frees it). */
+static bool task_completed(const char *id, struct http_reply *r)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/async/task/%s", id);
+    http_get(&proxy, path, r);
+    json_t *j = http_json(r);
+    const char *status = json_string_value(json_dig(j, "task.status"));
+    bool done = r->status == 200 && status != NULL && strcmp(status, "COMPLETED") == 0;
+    json_decref(j);
+    return done;
+}
+
 /* n async tasks of prompts "<tag> task <i>" (the first with an
  * idempotencyKey when idem is not NULL): each ends COMPLETED through the
  * proxy. Their ids in ids. */
@@ -322,17 +336,11 @@ static void tasks_complete(const char *tag, int n, const char *idem, char (*ids)
     }
     long long deadline = now_ms() + 20000;
     for (int i = 0; i < n; i++) {
-        char path[128];
-        snprintf(path, sizeof path, "/v1/async/task/%s", ids[i]);
         for (;;) {
             struct http_reply r;
-            http_get(&proxy, path, &r);
-            json_t *j = http_json(&r);
-            const char *status = json_string_value(json_dig(j, "task.status"));
-            bool done = r.status == 200 && status != NULL && strcmp(status, "COMPLETED") == 0;
+            bool done = task_completed(ids[i], &r);
             if (!done && now_ms() > deadline)
                 fail_msg("task %s did not complete: %ld %.300s", ids[i], r.status, r.body);
-            json_decref(j);
             http_reply_free(&r);
             if (done)
                 break;
@@ -414,15 +422,9 @@ static void test_small_filesystem(void **state)
  * task polls after it. */
 static long long get_completed(const char *id)
 {
-    char path[128];
-    snprintf(path, sizeof path, "/v1/async/task/%s", id);
     struct http_reply r;
-    http_get(&proxy, path, &r);
-    json_t *j = http_json(&r);
-    const char *status = json_string_value(json_dig(j, "task.status"));
-    if (r.status != 200 || status == NULL || strcmp(status, "COMPLETED") != 0)
-        fail_msg("GET %s: %ld %.300s", path, r.status, r.body);
-    json_decref(j);
+    if (!task_completed(id, &r))
+        fail_msg("GET task %s: %ld %.300s", id, r.status, r.body);
     http_reply_free(&r);
     return fake_stat(&fake, "async.task_polls");
 }

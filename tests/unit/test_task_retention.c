@@ -99,32 +99,35 @@ static const char *const hook_given_up = "{\"url\":\"http://127.0.0.1:9/h\",\"mo
 /* Nine records and two index entries; five records and one entry must go. */
 static void fill(struct cache_store *s)
 {
-    size_t len;
-    char *r;
-    r = record("old-done", "COMPLETED", 3, 2 * DAY_MS, "idem-old", NULL, false, &len);
-    put_task(s, "old-done", r, len, false);
-    put_index(s, "idem-old", "old-done");
-    r = record("old-failed-no-end", "FAILED", 10, -1, NULL, NULL, false, &len);
-    put_task(s, "old-failed-no-end", r, len, false);
-    r = record("old-raw", "COMPLETED", 3, 3 * DAY_MS, NULL, NULL, true, &len);
-    put_task(s, "old-raw", r, len, false);
-    r = record("old-delivered", "COMPLETED", 3, 2 * DAY_MS, NULL, hook_delivered, false, &len);
-    put_task(s, "old-delivered", r, len, false);
-    r = record("old-given-up", "FAILED", 3, 2 * DAY_MS, NULL, hook_given_up, false, &len);
-    put_task(s, "old-given-up", r, len, false);
-    /* Kept: */
-    r = record("recent", "COMPLETED", 3, DAY_MS / 2, "idem-recent", NULL, false, &len);
-    put_task(s, "recent", r, len, false);
-    put_index(s, "idem-recent", "recent");
-    r = record("old-running", "RUNNING", 5, -1, NULL, NULL, false, &len);
-    put_task(s, "old-running", r, len, false);
-    r = record("old-open", "COMPLETED", 3, 2 * DAY_MS, NULL, NULL, false, &len);
-    put_task(s, "old-open", r, len, true);
-    r = record("old-hook-due", "COMPLETED", 3, 2 * DAY_MS, NULL, hook_due, false, &len);
-    put_task(s, "old-hook-due", r, len, false);
+    const struct { /* not static: the hooks are objects, not constants */
+        const char *id, *status;
+        int created_days_ago;
+        int64_t ended_ago; /* < 0: no endedMs */
+        const char *idem, *hook;
+        bool raw, open;
+    } rows[] = {
+        /* Pruned: */
+        {"old-done", "COMPLETED", 3, 2 * DAY_MS, "idem-old", NULL, false, false},
+        {"old-failed-no-end", "FAILED", 10, -1, NULL, NULL, false, false},
+        {"old-raw", "COMPLETED", 3, 3 * DAY_MS, NULL, NULL, true, false},
+        {"old-delivered", "COMPLETED", 3, 2 * DAY_MS, NULL, hook_delivered, false, false},
+        {"old-given-up", "FAILED", 3, 2 * DAY_MS, NULL, hook_given_up, false, false},
+        /* Kept: */
+        {"recent", "COMPLETED", 3, DAY_MS / 2, "idem-recent", NULL, false, false},
+        {"old-running", "RUNNING", 5, -1, NULL, NULL, false, false},
+        {"old-open", "COMPLETED", 3, 2 * DAY_MS, NULL, NULL, false, true},
+        {"old-hook-due", "COMPLETED", 3, 2 * DAY_MS, NULL, hook_due, false, false},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        size_t len;
+        char *r = record(rows[i].id, rows[i].status, rows[i].created_days_ago, rows[i].ended_ago,
+                         rows[i].idem, rows[i].hook, rows[i].raw, &len);
+        put_task(s, rows[i].id, r, len, rows[i].open);
+        if (rows[i].idem != NULL)
+            put_index(s, rows[i].idem, rows[i].id);
+    }
 }
 
-/* more: records kept besides those of fill. */
 static void assert_pruned(struct cache_store *s, uint64_t more)
 {
     static const char *const gone[] = {"old-done", "old-failed-no-end", "old-raw", "old-delivered",
