@@ -18,9 +18,9 @@
  * job. "bytes" counts the entries only, each as what it takes in the file
  * (cache_footprint_entry of its record's length: overflow pages, meta and
  * LRU rows), not its record's length; "bytes_rule" records that rule, and
- * a file counted by the older rule (record bytes) is recounted at open; "jobs_pending",
- * "jobs_captured", "jobs_lost" count jobs by state and "blob_bytes" the
- * blobs. Eviction removes entries only: jobs and blobs stay.
+ * a file counted by the older rule (record bytes) is recounted at open;
+ * "jobs_pending", "jobs_captured", "jobs_lost" count jobs by state and
+ * "blob_bytes" the blobs. Eviction removes entries only: jobs and blobs stay.
  *
  * Async tasks: "tasks" (32-byte key -> the record as given) and "task_open"
  * (32-byte key -> empty). TASK replaces or deletes the record, then adds
