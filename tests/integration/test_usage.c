@@ -757,8 +757,8 @@ static void expect_reply(struct http_reply *r, long status, const char *x_cache)
 {
     const char *x = http_header(r, "X-Cache");
     if (r->status != status || (x_cache != NULL && (x == NULL || strcmp(x, x_cache) != 0)))
-        fail_msg("expected %ld X-Cache %s, got %ld X-Cache %s: %s", status, x_cache, r->status,
-                 x != NULL ? x : "(none)", r->body);
+        fail_msg("expected %ld X-Cache %s, got %ld X-Cache %s: %s", status,
+                 x_cache != NULL ? x_cache : "(any)", r->status, x != NULL ? x : "(none)", r->body);
     http_reply_free(r);
 }
 
