@@ -3,6 +3,7 @@
  * no line number and reads at most INI_MAX_LINE bytes a line, so the reader
  * handed to ini_parse_stream counts lines and reports over-long ones. */
 #include "config.h"
+#include "ini_lines.h"
 #include "artifact_urls.h"
 #include "mode.h"
 
@@ -555,80 +556,43 @@ void config_deinit(struct config *cfg)
 
 /* State shared by the line-counting reader and the handler. */
 struct load_ctx {
+    struct ini_lines in; /* file, path, line the handler is looking at, errors */
     struct config *cfg;
-    struct config_errors *errs;
-    const char *path;
-    FILE *file;
-    int line; /* number of the line the handler is looking at */
     bool seen[KEY_COUNT];
     struct member *member; /* the [member NAME] being read; NULL: its keys are skipped */
 };
 
-/* Hands inih a blank line in place of one already reported. */
-static char *blank(char *buf)
+/* The only sections are [provider NAME] and [member NAME]; any other is
+ * reported here, even an empty one, and on_ini_value skips the keys under
+ * it (inih is handed every complete header). */
+static bool on_section(void *arg, const char *header, const char *close)
 {
-    buf[0] = '\n';
-    buf[1] = '\0';
-    return buf;
+    struct load_ctx *ctx = arg;
+    ctx->member = NULL;
+    if (close == NULL)
+        return false;                 /* reported by ini_lines_read */
+    char member[MEMBER_NAME_MAX + 2]; /* truncated past the longest: still refused */
+    if (ini_lines_member_name(header, close, member, sizeof member)) {
+        ctx->member =
+            member_list_begin(&ctx->cfg->members, member, ctx->in.path, ctx->in.line, ctx->in.errs);
+        return true;
+    }
+    char name[64] = "";
+    int name_len = (int)(close - header - 1);
+    if (name_len > 9 && name_len < (int)sizeof name && strncmp(header + 1, "provider ", 9) == 0)
+        snprintf(name, sizeof name, "%.*s", name_len - 9, header + 10);
+    if (name[0] == '\0' || provider_index(name) < 0)
+        config_errors_add(ctx->in.errs,
+                          "%s:%d: unknown section %.*s: the sections are [member NAME] "
+                          "and [provider NAME] with NAME one of chatgpt, gemini, grok, "
+                          "copilot, perplexity, aimode, google, google/news, google/goto",
+                          ctx->in.path, ctx->in.line, (int)(close - header + 1), header);
+    return true;
 }
 
-/* inih's reader: counts lines, and reports what inih would pass over or
- * misread, so that every problem of a file is named with its line. */
 static char *read_line(char *buf, int size, void *stream)
 {
-    struct load_ctx *ctx = stream;
-    if (fgets(buf, size, ctx->file) == NULL)
-        return NULL;
-    ctx->line++;
-    size_t len = strlen(buf);
-    if (len > 0 && buf[len - 1] != '\n' && !feof(ctx->file)) {
-        config_errors_add(ctx->errs, "%s:%d: line too long (at most %d bytes)", ctx->path,
-                          ctx->line, size - 2);
-        int c;
-        while ((c = fgetc(ctx->file)) != EOF && c != '\n')
-            ;
-        return blank(buf);
-    }
-    /* inih reads an indented line as the continuation of the value above. */
-    size_t indent = strspn(buf, " \t");
-    memmove(buf, buf + indent, len - indent + 1);
-    char first = buf[0];
-    if (first == '\0' || first == '\n' || first == '\r' || first == ';' || first == '#')
-        return buf;
-    if (first == '[') {
-        /* The only sections are [provider NAME] and [member NAME]; any other
-         * is reported here, even an empty one, and on_ini_value skips the
-         * keys under it. */
-        const char *close = strchr(buf, ']');
-        ctx->member = NULL;
-        if (close == NULL) {
-            config_errors_add(ctx->errs, "%s:%d: section header without ']'", ctx->path, ctx->line);
-            return blank(buf);
-        }
-        char name[64] = "";
-        int name_len = (int)(close - buf - 1);
-        if (name_len > 7 && strncmp(buf + 1, "member ", 7) == 0) {
-            char member[MEMBER_NAME_MAX + 2]; /* truncated past the longest: still refused */
-            snprintf(member, sizeof member, "%.*s", name_len - 7, buf + 8);
-            ctx->member =
-                member_list_begin(&ctx->cfg->members, member, ctx->path, ctx->line, ctx->errs);
-            return buf;
-        }
-        if (name_len > 9 && name_len < (int)sizeof name && strncmp(buf + 1, "provider ", 9) == 0)
-            snprintf(name, sizeof name, "%.*s", name_len - 9, buf + 10);
-        if (name[0] == '\0' || provider_index(name) < 0)
-            config_errors_add(ctx->errs,
-                              "%s:%d: unknown section %.*s: the sections are [member NAME] "
-                              "and [provider NAME] with NAME one of chatgpt, gemini, grok, "
-                              "copilot, perplexity, aimode, google, google/news, google/goto",
-                              ctx->path, ctx->line, (int)(close - buf + 1), buf);
-        return buf;
-    }
-    if (strpbrk(buf, "=:") == NULL) {
-        config_errors_add(ctx->errs, "%s:%d: not a 'key = value' line", ctx->path, ctx->line);
-        return blank(buf);
-    }
-    return buf;
+    return ini_lines_read(&((struct load_ctx *)stream)->in, buf, size);
 }
 
 /* A key of a [provider NAME] section. Unknown sections were reported by
@@ -641,28 +605,28 @@ static int on_provider_value(struct load_ctx *ctx, const char *section, const ch
         return 1;
     if (strcmp(name, "upstream_mode") == 0) {
         if (strcmp(value, "sync") != 0 && strcmp(value, "async") != 0) {
-            config_errors_add(ctx->errs,
+            config_errors_add(ctx->in.errs,
                               "%s:%d: upstream_mode in [%s]: expected sync or async, got '%s'",
-                              ctx->path, ctx->line, section, value);
+                              ctx->in.path, ctx->in.line, section, value);
             return 1;
         }
         ctx->cfg->providers[i].upstream_async = strcmp(value, "async") == 0;
         return 1;
     }
     if (strcmp(name, "cache_ttl") != 0) {
-        config_errors_add(ctx->errs,
+        config_errors_add(ctx->in.errs,
                           "%s:%d: unknown key '%s' in [%s]: a provider section takes cache_ttl "
                           "and upstream_mode",
-                          ctx->path, ctx->line, name, section);
+                          ctx->in.path, ctx->in.line, name, section);
         return 1;
     }
     const struct config_key *k = config_key_find("cache_ttl");
     int64_t ms;
     if (config_parse_duration_ms(value, &ms) != 0 || ms < k->min || ms > k->max) {
-        config_errors_add(ctx->errs,
+        config_errors_add(ctx->in.errs,
                           "%s:%d: cache_ttl in [%s]: expected a duration like 1h, or 0 for "
                           "forever, got '%s'",
-                          ctx->path, ctx->line, section, value);
+                          ctx->in.path, ctx->in.line, section, value);
         return 1;
     }
     ctx->cfg->providers[i].cache_ttl_ms = ms;
@@ -674,42 +638,46 @@ static int on_ini_value(void *user, const char *section, const char *name, const
     struct load_ctx *ctx = user;
     if (strncmp(section, "member ", 7) == 0) {
         if (ctx->member != NULL)
-            member_set(ctx->member, name, value, ctx->path, ctx->line, ctx->errs);
+            member_set(ctx->member, name, value, ctx->in.path, ctx->in.line, ctx->in.errs);
         return 1;
     }
     if (section[0] != '\0')
         return on_provider_value(ctx, section, name, value);
     const struct config_key *k = config_key_find(name);
     if (k == NULL) {
-        config_errors_add(ctx->errs, "%s:%d: unknown key '%s' (see conf/cloro-proxy.conf)",
-                          ctx->path, ctx->line, name);
+        config_errors_add(ctx->in.errs, "%s:%d: unknown key '%s' (see conf/cloro-proxy.conf)",
+                          ctx->in.path, ctx->in.line, name);
         return 1;
     }
     size_t index = (size_t)(k - keys);
     if (ctx->seen[index])
-        config_errors_add(ctx->errs, "%s:%d: '%s' is set twice; the last value wins", ctx->path,
-                          ctx->line, name);
+        config_errors_add(ctx->in.errs, "%s:%d: '%s' is set twice; the last value wins",
+                          ctx->in.path, ctx->in.line, name);
     ctx->seen[index] = true;
     char err[512];
     if (config_set(ctx->cfg, name, value, err, sizeof err) != 0) {
-        config_errors_add(ctx->errs, "%s:%d: %s: %s", ctx->path, ctx->line, name, err);
+        config_errors_add(ctx->in.errs, "%s:%d: %s: %s", ctx->in.path, ctx->in.line, name, err);
         return 1;
     }
     if (strcmp(name, "api_key_file") == 0)
-        ctx->cfg->api_key_file_line = ctx->line;
+        ctx->cfg->api_key_file_line = ctx->in.line;
     if (strcmp(name, "members_file") == 0)
-        ctx->cfg->members_file_line = ctx->line;
+        ctx->cfg->members_file_line = ctx->in.line;
     if (strcmp(name, "admin_token_file") == 0)
-        ctx->cfg->admin_token_file_line = ctx->line;
+        ctx->cfg->admin_token_file_line = ctx->in.line;
     return 1;
 }
 
 size_t config_load_file(struct config *cfg, const char *path, struct config_errors *errs)
 {
     size_t before = errs->count;
-    struct load_ctx ctx = {.cfg = cfg, .errs = errs, .path = path};
-    ctx.file = fopen(path, "r");
-    if (ctx.file == NULL) {
+    struct load_ctx ctx = {.cfg = cfg};
+    ctx.in = (struct ini_lines){.file = fopen(path, "r"),
+                                .path = path,
+                                .errs = errs,
+                                .on_section = on_section,
+                                .arg = &ctx};
+    if (ctx.in.file == NULL) {
         config_errors_add(errs, "%s: cannot read: %s", path, strerror(errno));
         return errs->count - before;
     }
@@ -724,7 +692,7 @@ size_t config_load_file(struct config *cfg, const char *path, struct config_erro
     } else if (rc < 0) {
         config_errors_add(errs, "%s: read error", path);
     }
-    fclose(ctx.file);
+    fclose(ctx.in.file);
     member_list_check(&cfg->members, first_member, path, errs);
     cfg->config_member_count = cfg->members.count;
     return errs->count - before;

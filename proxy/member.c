@@ -2,6 +2,7 @@
  * file is INI read with libinih, through a reader that counts lines (inih
  * r55 gives its handler none) so every problem names FILE:LINE. */
 #include "member.h"
+#include "ini_lines.h"
 #include "config.h"
 
 #include <ctype.h>
@@ -211,77 +212,45 @@ void member_list_check(const struct member_list *l, size_t from, const char *pat
 /* --- members files ----------------------------------------------------- */
 
 struct file_ctx {
+    struct ini_lines in;
     struct member_list *list;
-    struct config_errors *errs;
-    const char *path;
-    FILE *file;
-    int line;
     struct member *current; /* the section being read; NULL: keys are skipped */
     bool in_section;        /* a section header was seen (good or bad) */
 };
 
-static char *blank(char *buf)
+/* Section headers are handled here, since inih r55 calls no handler for
+ * them: inih never sees one. */
+static bool on_section(void *arg, const char *header, const char *close)
 {
-    buf[0] = '\n';
-    buf[1] = '\0';
-    return buf;
+    struct file_ctx *ctx = arg;
+    ctx->in_section = true;
+    ctx->current = NULL;
+    if (close == NULL)
+        return false;               /* reported by ini_lines_read */
+    char name[MEMBER_NAME_MAX + 2]; /* truncated past the longest: still refused */
+    if (ini_lines_member_name(header, close, name, sizeof name))
+        ctx->current = member_list_begin(ctx->list, name, ctx->in.path, ctx->in.line, ctx->in.errs);
+    else
+        config_errors_add(ctx->in.errs,
+                          "%s:%d: unknown section %.*s: a members file holds only "
+                          "[member NAME] sections",
+                          ctx->in.path, ctx->in.line, (int)(close - header + 1), header);
+    return false;
 }
 
-/* inih's reader: counts lines, strips indentation (inih would read an
- * indented line as a continuation), reports over-long lines and handles
- * section headers itself, since inih r55 calls no handler for them. */
 static char *read_line(char *buf, int size, void *stream)
 {
     struct file_ctx *ctx = stream;
-    if (fgets(buf, size, ctx->file) == NULL)
+    if (ini_lines_read(&ctx->in, buf, size) == NULL)
         return NULL;
-    ctx->line++;
-    size_t len = strlen(buf);
-    if (len > 0 && buf[len - 1] != '\n' && !feof(ctx->file)) {
-        config_errors_add(ctx->errs, "%s:%d: line too long (at most %d bytes)", ctx->path,
-                          ctx->line, size - 2);
-        int c;
-        while ((c = fgetc(ctx->file)) != EOF && c != '\n')
-            ;
-        return blank(buf);
-    }
-    size_t indent = strspn(buf, " \t");
-    memmove(buf, buf + indent, len - indent + 1);
-    char first = buf[0];
-    if (first == '\0' || first == '\n' || first == '\r' || first == ';' || first == '#')
-        return buf;
-    if (first == '[') {
-        const char *close = strchr(buf, ']');
-        ctx->in_section = true;
-        ctx->current = NULL;
-        if (close == NULL) {
-            config_errors_add(ctx->errs, "%s:%d: section header without ']'", ctx->path, ctx->line);
-            return blank(buf);
-        }
-        int name_len = (int)(close - buf - 1);
-        if (name_len > 7 && strncmp(buf + 1, "member ", 7) == 0) {
-            char name[MEMBER_NAME_MAX + 2];
-            /* Truncated past the longest name: still too long, so refused. */
-            snprintf(name, sizeof name, "%.*s", name_len - 7, buf + 8);
-            ctx->current = member_list_begin(ctx->list, name, ctx->path, ctx->line, ctx->errs);
-        } else {
-            config_errors_add(ctx->errs,
-                              "%s:%d: unknown section %.*s: a members file holds only "
-                              "[member NAME] sections",
-                              ctx->path, ctx->line, (int)(close - buf + 1), buf);
-        }
-        return blank(buf);
-    }
-    if (strpbrk(buf, "=:") == NULL) {
-        config_errors_add(ctx->errs, "%s:%d: not a 'key = value' line", ctx->path, ctx->line);
-        return blank(buf);
-    }
-    if (!ctx->in_section) {
-        config_errors_add(ctx->errs,
+    bool key_line = strchr("\n\r;#", buf[0]) == NULL; /* headers come back blank */
+    if (key_line && !ctx->in_section) {
+        config_errors_add(ctx->in.errs,
                           "%s:%d: a key outside any section: a members file holds only "
                           "[member NAME] sections",
-                          ctx->path, ctx->line);
-        return blank(buf);
+                          ctx->in.path, ctx->in.line);
+        buf[0] = '\n';
+        buf[1] = '\0';
     }
     return buf;
 }
@@ -291,7 +260,7 @@ static int on_value(void *user, const char *section, const char *name, const cha
     (void)section; /* the reader tracks the section: inih never sees a header */
     struct file_ctx *ctx = user;
     if (ctx->current != NULL)
-        member_set(ctx->current, name, value, ctx->path, ctx->line, ctx->errs);
+        member_set(ctx->current, name, value, ctx->in.path, ctx->in.line, ctx->in.errs);
     return 1;
 }
 
@@ -299,9 +268,13 @@ size_t member_list_load_file(struct member_list *l, const char *path, struct con
 {
     size_t before = errs->count;
     size_t first = l->count;
-    struct file_ctx ctx = {.list = l, .errs = errs, .path = path};
-    ctx.file = fopen(path, "r");
-    if (ctx.file == NULL) {
+    struct file_ctx ctx = {.list = l};
+    ctx.in = (struct ini_lines){.file = fopen(path, "r"),
+                                .path = path,
+                                .errs = errs,
+                                .on_section = on_section,
+                                .arg = &ctx};
+    if (ctx.in.file == NULL) {
         config_errors_add(errs, "%s: cannot read: %s", path, strerror(errno));
         return errs->count - before;
     }
@@ -310,7 +283,7 @@ size_t member_list_load_file(struct member_list *l, const char *path, struct con
         config_errors_add(errs, "%s:%d: not a valid 'key = value' line", path, rc);
     else if (rc < 0)
         config_errors_add(errs, "%s: read error", path);
-    fclose(ctx.file);
+    fclose(ctx.in.file);
     member_list_check(l, first, path, errs);
     return errs->count - before;
 }
