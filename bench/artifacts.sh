@@ -359,19 +359,7 @@ LEGEND="conc: --artifact-concurrency; answers/s: answers / (last answer - first 
 LEGEND+=$'\n'"lag s: last answer -> all captured (lost: some were lost; >$DEADLINE_S: not all captured by then);"
 LEGEND+=$'\n'"captured/lost/pending/downloads/failures/retries: the proxy's artifacts stats when polling"
 LEGEND+=$'\n'"stopped; fetches: the fake's artifact_fetches"
-{
-    cat "$TMP/table.txt"
-    echo
-    echo "$LEGEND"
-    echo "$NOTE"
-    echo "$FINAL"
-} >"$RESULTS/table.txt"
-cat "$RESULTS/env.txt" "$RESULTS/table.txt" >"$RESULTS/summary.txt"
-ln -sfn "$RUN_ID" "$BENCH_DIR/results/latest"
-
-cat "$TMP/table.txt"
-echo
-echo "results: $RESULTS"
+publish_results "$LEGEND" "$NOTE" "$FINAL"
 echo "$NOTE"
 if [ "$FAILED" != 0 ]; then
     note "error: some runs did not get their $ANSWERS answers cleanly (errors, non-200, not" \

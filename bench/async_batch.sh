@@ -553,19 +553,7 @@ LEGEND+=$'\n'"during the run and its warm-up (/_proxy/cache/stats writer.dropped
 LEGEND+=" until the writer had committed"$'\n'"everything; store: the cache directory in MB after"
 LEGEND+=" that; psi %: /proc/pressure/cpu some avg10 right after the run"$'\n'"(wrk and the"
 LEGEND+=" proxy make some by themselves; other work on the machine raises it)"
-{
-    cat "$TMP/table.txt"
-    echo
-    echo "$LEGEND"
-    echo "$NOTE"
-    echo "$FINAL"
-} >"$RESULTS/table.txt"
-cat "$RESULTS/env.txt" "$RESULTS/table.txt" >"$RESULTS/summary.txt"
-ln -sfn "$RUN_ID" "$BENCH_DIR/results/latest"
-
-cat "$TMP/table.txt"
-echo
-echo "results: $RESULTS"
+publish_results "$LEGEND" "$NOTE" "$FINAL"
 echo "$NOTE"
 if [ "$FAILED" != 0 ]; then
     note "error: some runs had socket errors, timeouts, non-200s or batches not answered from" \

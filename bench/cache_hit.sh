@@ -263,20 +263,10 @@ FINAL_NOTE+=" $RATIO_C1, p99 at -t2 -c32: $P99_PROXY_C32 ms vs $P99_NGINX_C32 ms
 FINAL1="cache-hit req/s ratio cloro-proxy/nginx: $RATIO (goal >= 1.0): $RATIO_VERDICT"
 FINAL2="cache-hit p99 cloro-proxy vs nginx: $P99_PROXY ms vs $P99_NGINX ms (goal: no worse): $P99_VERDICT"
 
-{
-    cat "$TMP/table.txt"
-    echo
-    echo "upstream: /v1 requests the fake upstream saw during the run (must be 0)"
-    echo "$FINAL_NOTE"
-    echo "$FINAL1"
-    echo "$FINAL2"
-} >"$RESULTS/table.txt"
-cat "$RESULTS/env.txt" "$RESULTS/table.txt" >"$RESULTS/summary.txt"
-ln -sfn "$RUN_ID" "$BENCH_DIR/results/latest"
-
-cat "$TMP/table.txt"
-echo
-echo "results: $RESULTS"
+publish_results "upstream: /v1 requests the fake upstream saw during the run (must be 0)" \
+    "$FINAL_NOTE" \
+    "$FINAL1" \
+    "$FINAL2"
 echo "$FINAL_NOTE"
 if [ "$FAILED" != 0 ]; then
     note "error: some runs had socket errors, timeouts, non-200s or non-hits, or reached the" \

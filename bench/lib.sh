@@ -217,3 +217,19 @@ run_header() {
     echo "commit: $(git -C "$BENCH_DIR/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(
         git -C "$BENCH_DIR/.." diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)')"
 }
+
+# Writes the run's results: table.txt (the table in $TMP/table.txt, a blank
+# line, then each argument as a line), summary.txt (env.txt + table.txt) and
+# the results/latest link; then prints the table and where the results are.
+publish_results() {
+    {
+        cat "$TMP/table.txt"
+        echo
+        printf '%s\n' "$@"
+    } >"$RESULTS/table.txt"
+    cat "$RESULTS/env.txt" "$RESULTS/table.txt" >"$RESULTS/summary.txt"
+    ln -sfn "$RUN_ID" "$BENCH_DIR/results/latest"
+    cat "$TMP/table.txt"
+    echo
+    echo "results: $RESULTS"
+}

@@ -186,18 +186,7 @@ else
     FINAL_NOTE="(cloro-proxy p50 - direct p50 at -t1 -c1)"
 fi
 
-{
-    cat "$TMP/table.txt"
-    echo
-    echo "$FINAL_NOTE"
-    echo "$FINAL"
-} >"$RESULTS/table.txt"
-cat "$RESULTS/env.txt" "$RESULTS/table.txt" >"$RESULTS/summary.txt"
-ln -sfn "$RUN_ID" "$BENCH_DIR/results/latest"
-
-cat "$TMP/table.txt"
-echo
-echo "results: $RESULTS"
+publish_results "$FINAL_NOTE" "$FINAL"
 echo "$FINAL_NOTE"
 if [ "$FAILED" != 0 ]; then
     note "error: some runs had socket errors, timeouts or non-200 responses (marked ERRORS above)"
